@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Helpers for stage programs (bpf target only, feature `ebpf`).
+//!
+//! A stage program declares the ABI maps with [`declare_abi_maps!`] and then
+//! uses [`count`], [`next_stage_xdp`] / [`next_stage_tc`] and [`ptr_at`].
+
+use aya_ebpf::maps::{PerCpuArray, ProgramArray};
+
+use crate::abi::{chain_key, stats_index};
+
+/// Declares the maps every stage program shares through the ABI:
+/// `LFP_CHAIN_XDP`, `LFP_CHAIN_TC` (program arrays), `LFP_PKT_CTX` (per-CPU
+/// scratch) and `LFP_STATS` (this FPM's counters), plus the
+/// `LFP_STAGE_CONF` global. The deployer pins the first three per network
+/// namespace and `LFP_STATS` per FPM, so all programs see the same maps.
+#[macro_export]
+macro_rules! declare_abi_maps {
+    () => {
+        #[aya_ebpf::macros::map]
+        static LFP_CHAIN_XDP: aya_ebpf::maps::ProgramArray =
+            aya_ebpf::maps::ProgramArray::with_max_entries($crate::abi::CHAIN_ENTRIES, 0);
+        #[aya_ebpf::macros::map]
+        static LFP_CHAIN_TC: aya_ebpf::maps::ProgramArray =
+            aya_ebpf::maps::ProgramArray::with_max_entries($crate::abi::CHAIN_ENTRIES, 0);
+        #[aya_ebpf::macros::map]
+        static LFP_PKT_CTX: aya_ebpf::maps::PerCpuArray<$crate::abi::PacketCtx> =
+            aya_ebpf::maps::PerCpuArray::with_max_entries(1, 0);
+        #[aya_ebpf::macros::map]
+        static LFP_STATS: aya_ebpf::maps::PerCpuArray<u64> =
+            aya_ebpf::maps::PerCpuArray::with_max_entries($crate::abi::STATS_ENTRIES, 0);
+        #[unsafe(no_mangle)]
+        static LFP_STAGE_CONF: aya_ebpf::Global<$crate::abi::StageConf> =
+            aya_ebpf::Global::new($crate::abi::StageConf {
+                position: 0,
+                has_next: 0,
+            });
+    };
+}
+
+/// Adds one to `counter` for packets that arrived on `ifindex`.
+#[inline(always)]
+pub fn count(stats: &PerCpuArray<u64>, ifindex: u32, counter: u32) {
+    if let Some(slot) = stats.get_ptr_mut(stats_index(ifindex, counter)) {
+        // SAFETY: the pointer comes from a successful per-CPU map lookup and
+        // is only touched by this CPU while this program runs.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Tail-calls the stage after `position` on `ifindex`. Returns only if
+/// there is no such stage or the call failed; the caller then punts.
+#[inline(always)]
+pub fn next_stage<C: aya_ebpf::EbpfContext>(
+    chain: &ProgramArray,
+    ctx: &C,
+    ifindex: u32,
+    position: u32,
+) {
+    if let Some(key) = chain_key(ifindex, position + 1) {
+        // SAFETY: `ctx` is the program's own context; a failed tail call
+        // simply returns here.
+        unsafe { chain.tail_call(ctx, key) };
+    }
+}
+
+/// Returns a pointer to a `T` at `offset` bytes into the packet, or `None`
+/// if it would extend past `end`. The one bounds check the verifier needs.
+#[inline(always)]
+pub fn ptr_at<T>(start: usize, end: usize, offset: usize) -> Option<*mut T> {
+    let size = core::mem::size_of::<T>();
+    if start + offset + size > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}

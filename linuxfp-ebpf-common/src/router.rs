@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! ABI of the router FPM: its punt reasons and map value types.
+
+use crate::abi::counter::FIRST_FPM_REASON;
+
+/// Not IPv4 or IPv6 (ARP, LLDP, ...): the kernel handles it.
+pub const PUNT_NOT_IP: u32 = FIRST_FPM_REASON;
+/// VLAN-tagged frame: the kernel's VLAN device receives it.
+pub const PUNT_VLAN: u32 = FIRST_FPM_REASON + 1;
+/// IPv4 header with options.
+pub const PUNT_IP_OPTIONS: u32 = FIRST_FPM_REASON + 2;
+/// TTL or hop limit would expire: the kernel sends ICMP time exceeded.
+pub const PUNT_TTL: u32 = FIRST_FPM_REASON + 3;
+/// IPv4 fragment or IPv6 fragment header.
+pub const PUNT_FRAGMENT: u32 = FIRST_FPM_REASON + 4;
+/// Martian or non-forwardable address (loopback, multicast, link-local,
+/// zero network, limited broadcast): the kernel decides, usually drops.
+pub const PUNT_MARTIAN: u32 = FIRST_FPM_REASON + 5;
+/// Broadcast or multicast destination MAC.
+pub const PUNT_L2_MULTICAST: u32 = FIRST_FPM_REASON + 6;
+/// Destination MAC is not the ingress interface's own (PACKET_OTHERHOST).
+pub const PUNT_OTHER_HOST: u32 = FIRST_FPM_REASON + 7;
+/// FIB says local delivery (or otherwise not forwarded).
+pub const PUNT_LOCAL: u32 = FIRST_FPM_REASON + 8;
+/// Forwarding disabled on the ingress interface or globally.
+pub const PUNT_FWD_DISABLED: u32 = FIRST_FPM_REASON + 9;
+/// Blackhole, unreachable or prohibit route: the kernel drops or answers.
+pub const PUNT_ROUTE_REJECT: u32 = FIRST_FPM_REASON + 10;
+/// No neighbour entry for the next hop: the kernel resolves it.
+pub const PUNT_NO_NEIGH: u32 = FIRST_FPM_REASON + 11;
+/// Packet larger than the egress MTU: the kernel fragments or answers.
+pub const PUNT_FRAG_NEEDED: u32 = FIRST_FPM_REASON + 12;
+/// Any other FIB result (no route, lightweight tunnel, no source address).
+pub const PUNT_FIB_OTHER: u32 = FIRST_FPM_REASON + 13;
+/// The egress interface is not one the fast path may transmit on.
+pub const PUNT_EGRESS: u32 = FIRST_FPM_REASON + 14;
+/// Egress equals ingress: the kernel may send an ICMP redirect.
+pub const PUNT_SAME_IF: u32 = FIRST_FPM_REASON + 15;
+/// Truncated or malformed header: the kernel counts and drops it.
+pub const PUNT_MALFORMED: u32 = FIRST_FPM_REASON + 16;
+/// IPv6 hop-by-hop options header.
+pub const PUNT_IPV6_HOPOPTS: u32 = FIRST_FPM_REASON + 17;
+/// The family (IPv4 or IPv6) is not accelerated by the current plan.
+pub const PUNT_FAMILY_OFF: u32 = FIRST_FPM_REASON + 18;
+/// The redirect helper refused the packet.
+pub const PUNT_REDIRECT_FAILED: u32 = FIRST_FPM_REASON + 19;
+
+/// Names of the router's punt reasons, indexed from `FIRST_FPM_REASON`.
+pub const PUNT_NAMES: [&str; 20] = [
+    "not_ip",
+    "vlan",
+    "ip_options",
+    "ttl",
+    "fragment",
+    "martian",
+    "l2_multicast",
+    "other_host",
+    "local",
+    "fwd_disabled",
+    "route_reject",
+    "no_neigh",
+    "frag_needed",
+    "fib_other",
+    "egress",
+    "same_if",
+    "malformed",
+    "ipv6_hopopts",
+    "family_off",
+    "redirect_failed",
+];
+
+/// Map: the router's egress interfaces for XDP (`DevMapHash`, key ifindex).
+pub const XDP_PORTS_MAP: &str = "ROUTER_XDP_PORTS";
+/// Map: the router's egress interfaces for TC (`HashMap<u32, RouterPort>`).
+pub const TC_PORTS_MAP: &str = "ROUTER_TC_PORTS";
+
+/// Router configuration global name ([`RouterConf`]).
+pub const CONF_GLOBAL: &str = "ROUTER_CONF";
+
+/// `RouterConf::families` bit: forward IPv4 in the fast path.
+pub const FAMILY_IPV4: u32 = 1;
+/// `RouterConf::families` bit: forward IPv6 in the fast path.
+pub const FAMILY_IPV6: u32 = 2;
+
+/// Load-time configuration of the router programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterConf {
+    /// `FAMILY_*` bits.
+    pub families: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Value of [`TC_PORTS_MAP`]: an egress the TC program may redirect to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterPort {
+    /// The interface's index (same as the key; kept for map dumps).
+    pub ifindex: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), two u32 fields, no padding.
+    unsafe impl aya::Pod for super::RouterConf {}
+    // SAFETY: repr(C), two u32 fields, no padding.
+    unsafe impl aya::Pod for super::RouterPort {}
+}

@@ -69,10 +69,14 @@ pub const PUNT_NAMES: [&str; 20] = [
     "redirect_failed",
 ];
 
-/// Map: the router's egress interfaces for XDP (`DevMapHash`, key ifindex).
+/// Map: the router's egress interfaces for XDP redirects (`DevMapHash`,
+/// key and value: ifindex).
 pub const XDP_PORTS_MAP: &str = "ROUTER_XDP_PORTS";
-/// Map: the router's egress interfaces for TC (`HashMap<u32, RouterPort>`).
-pub const TC_PORTS_MAP: &str = "ROUTER_TC_PORTS";
+/// Map: the router's interfaces (`HashMap<u32 ifindex, RouterIface>`), read
+/// on ingress (own MAC) and on egress (may the fast path transmit there).
+pub const IFACES_MAP: &str = "ROUTER_IFACES";
+/// Capacity of [`IFACES_MAP`] and [`XDP_PORTS_MAP`].
+pub const MAX_IFACES: u32 = 1024;
 
 /// Router configuration global name ([`RouterConf`]).
 pub const CONF_GLOBAL: &str = "ROUTER_CONF";
@@ -92,20 +96,32 @@ pub struct RouterConf {
     pub reserved: u32,
 }
 
-/// Value of [`TC_PORTS_MAP`]: an egress the TC program may redirect to.
+/// `RouterIface::flags`: packets may be forwarded out of this interface.
+pub const IFACE_EGRESS: u16 = 1;
+/// `RouterIface::flags`: packets arriving here may be forwarded.
+pub const IFACE_INGRESS: u16 = 2;
+/// `RouterIface::flags`: the interface is in [`XDP_PORTS_MAP`], so the XDP
+/// program may redirect to it (checked before any rewrite, so a redirect
+/// never fails after the TTL was decremented).
+pub const IFACE_XDP_EGRESS: u16 = 4;
+
+/// Value of [`IFACES_MAP`]: one interface of the router.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RouterPort {
-    /// The interface's index (same as the key; kept for map dumps).
-    pub ifindex: u32,
-    /// Reserved, zero.
-    pub flags: u32,
+pub struct RouterIface {
+    /// The interface's own MAC: unicast frames to any other MAC are
+    /// `PACKET_OTHERHOST` for the kernel and are not forwarded.
+    pub mac: [u8; 6],
+    /// `IFACE_*` bits.
+    pub flags: u16,
 }
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: repr(C), two u32 fields, no padding.
     unsafe impl aya::Pod for super::RouterConf {}
-    // SAFETY: repr(C), two u32 fields, no padding.
-    unsafe impl aya::Pod for super::RouterPort {}
+    // SAFETY: repr(C), 6 bytes + u16 = 8 bytes, no padding.
+    unsafe impl aya::Pod for super::RouterIface {}
 }
+
+const _: () = assert!(core::mem::size_of::<RouterIface>() == 8);

@@ -1,1 +1,488 @@
-//! (being written)
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The controller: Inspector → TopologyManager → Compatibility →
+//! Synthesizer → Deployer, as one async component.
+//!
+//! ```no_run
+//! # async fn demo(router: std::sync::Arc<dyn linuxfp::fpm::Fpm>) -> Result<(), Box<dyn std::error::Error>> {
+//! use linuxfp::{controller::Controller, netns::NetnsRef};
+//! let (handle, run) = Controller::builder()
+//!     .netns(NetnsRef::Named("rtr".into()))
+//!     .fpm(router)
+//!     .build()?
+//!     .start()?;
+//! // Spawn `run` on any executor; it ends when `handle.shutdown()` is called.
+//! # let _ = run;
+//! handle.shutdown();
+//! # Ok(()) }
+//! ```
+//!
+//! Every stage is replaceable: [`Controller::start_with_source`] takes any
+//! `Stream` of [`TopologyUpdate`]s instead of the built-in inspector (an
+//! orchestrator feeding desired topologies), and [`ControllerBuilder::dry_run`]
+//! plans without touching the kernel.
+
+use std::{
+    collections::BTreeSet,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::{
+    FutureExt, Stream, StreamExt,
+    channel::{mpsc, oneshot},
+    future::{Either, select},
+};
+use serde::Serialize;
+
+use crate::{
+    compat::{self, Decisions, HookPolicy, KernelCaps, Policy},
+    deploy::{DeployReport, Stats, error_chain, worker::{DeployWorker, WorkerError}},
+    fpm::{Fpm, FpmError, FpmRegistry},
+    netns::NetnsRef,
+    state::KernelState,
+    synth::{self, FastPathPlan, PlanDiff, SynthError},
+    topology::{Topology, TopologyDiff},
+};
+
+/// One input to the planner: a topology and, when it came from the kernel,
+/// the state it was derived from.
+#[derive(Clone, Debug)]
+pub struct TopologyUpdate {
+    /// The topology.
+    pub topology: Topology,
+    /// The kernel state, if any.
+    pub state: Option<Arc<KernelState>>,
+}
+
+/// What the controller tells its host, in order.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ControllerEvent {
+    /// The topology changed (the first one is a change from empty).
+    TopologyChanged {
+        /// What changed.
+        diff: TopologyDiff,
+    },
+    /// A new plan was computed and applied (or would be, in dry run).
+    Deployed {
+        /// What changed in the plan.
+        diff: PlanDiff,
+        /// Interfaces that got a chain for the first time.
+        attached: BTreeSet<u32>,
+        /// Interfaces whose program or chain was swapped.
+        swapped: BTreeSet<u32>,
+        /// Interfaces whose chain was removed.
+        detached: BTreeSet<u32>,
+        /// Interfaces that could not be accelerated, with the error.
+        failed: std::collections::BTreeMap<u32, String>,
+        /// Milliseconds from the topology update to the deployed plan.
+        latency_ms: f64,
+    },
+    /// Planning or deploying failed; the previous plan stays in force.
+    Error {
+        /// The error, with its causes.
+        message: String,
+    },
+}
+
+/// Errors of the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// Registering an FPM failed.
+    #[error(transparent)]
+    Fpm(#[from] FpmError),
+    /// No FPM was registered.
+    #[error("no FPM registered: nothing to accelerate")]
+    NoFpm,
+    /// The deploy worker failed.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    /// Planning failed.
+    #[error(transparent)]
+    Synth(#[from] SynthError),
+    /// The inspector failed.
+    #[error(transparent)]
+    Inspect(#[from] crate::inspector::InspectError),
+}
+
+/// Builds a [`Controller`].
+#[derive(Debug)]
+pub struct ControllerBuilder {
+    netns: NetnsRef,
+    registry: FpmRegistry,
+    policy: Policy,
+    debounce: Duration,
+    caps: Option<KernelCaps>,
+    dry_run: bool,
+    errors: Vec<FpmError>,
+}
+
+impl Default for ControllerBuilder {
+    fn default() -> Self {
+        ControllerBuilder {
+            netns: NetnsRef::Current,
+            registry: FpmRegistry::new(),
+            policy: Policy::default(),
+            debounce: Duration::from_millis(20),
+            caps: None,
+            dry_run: false,
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl ControllerBuilder {
+    /// The network namespace to accelerate (default: the current one).
+    pub fn netns(mut self, netns: NetnsRef) -> Self {
+        self.netns = netns;
+        self
+    }
+
+    /// Registers an FPM.
+    pub fn fpm(mut self, fpm: Arc<dyn Fpm>) -> Self {
+        if let Err(e) = self.registry.register(fpm) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// Uses this registry (replacing FPMs registered so far).
+    pub fn registry(mut self, registry: FpmRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Hook preference (default: auto).
+    pub fn hook_policy(mut self, hook: HookPolicy) -> Self {
+        self.policy.hook = hook;
+        self
+    }
+
+    /// Only accelerate these interfaces.
+    pub fn allow<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.policy.allow = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Never accelerate these interfaces.
+    pub fn deny<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.policy.deny.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// How long the topology must be quiet before a new plan (default 20 ms).
+    pub fn debounce(mut self, debounce: Duration) -> Self {
+        self.debounce = debounce;
+        self
+    }
+
+    /// Plan for these capabilities instead of probing the kernel.
+    pub fn kernel_caps(mut self, caps: KernelCaps) -> Self {
+        self.caps = Some(caps);
+        self
+    }
+
+    /// Plan only: never load or attach anything.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(mut self) -> Result<Controller, ControllerError> {
+        if let Some(e) = self.errors.pop() {
+            return Err(e.into());
+        }
+        if self.registry.is_empty() {
+            return Err(ControllerError::NoFpm);
+        }
+        Ok(Controller {
+            caps: self.caps.unwrap_or_else(KernelCaps::probe),
+            netns: self.netns,
+            registry: self.registry,
+            policy: self.policy,
+            debounce: self.debounce,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+/// A configured controller, ready to start.
+#[derive(Debug)]
+pub struct Controller {
+    netns: NetnsRef,
+    registry: FpmRegistry,
+    policy: Policy,
+    debounce: Duration,
+    caps: KernelCaps,
+    dry_run: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    topology: Topology,
+    decisions: Decisions,
+    plan: FastPathPlan,
+    subscribers: Vec<mpsc::UnboundedSender<ControllerEvent>>,
+}
+
+impl Shared {
+    fn emit(&mut self, event: ControllerEvent) {
+        self.subscribers
+            .retain(|s| s.unbounded_send(event.clone()).is_ok());
+    }
+}
+
+/// Handle to a running controller: snapshots, events, counters, shutdown.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct ControllerHandle {
+    shared: Arc<Mutex<Shared>>,
+    worker: Arc<Option<DeployWorker>>,
+    stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    caps: KernelCaps,
+}
+
+impl std::fmt::Debug for ControllerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerHandle").finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A builder with defaults: current namespace, auto hooks, 20 ms debounce.
+    pub fn builder() -> ControllerBuilder {
+        ControllerBuilder::default()
+    }
+
+    /// Starts with the built-in inspector as the topology source. Returns
+    /// the handle and the future that runs the controller; spawn it on any
+    /// executor. It resolves after [`ControllerHandle::shutdown`], once
+    /// everything is detached.
+    pub fn start(
+        self,
+    ) -> Result<
+        (
+            ControllerHandle,
+            impl Future<Output = Result<(), ControllerError>> + Send + 'static,
+        ),
+        ControllerError,
+    > {
+        let source = crate::inspector::topology_updates(self.netns.clone())?;
+        self.start_with_source(source)
+    }
+
+    /// Starts with `source` as the topology source.
+    pub fn start_with_source<S>(
+        self,
+        source: S,
+    ) -> Result<
+        (
+            ControllerHandle,
+            impl Future<Output = Result<(), ControllerError>> + Send + 'static,
+        ),
+        ControllerError,
+    >
+    where
+        S: Stream<Item = TopologyUpdate> + Send + Unpin + 'static,
+    {
+        let worker = if self.dry_run {
+            None
+        } else {
+            Some(DeployWorker::spawn(self.netns.clone(), self.registry.clone())?)
+        };
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let handle = ControllerHandle {
+            shared: Arc::new(Mutex::new(Shared::default())),
+            worker: Arc::new(worker),
+            stop: Arc::new(Mutex::new(Some(stop_tx))),
+            caps: self.caps.clone(),
+        };
+        let run = run(self, source, handle.clone(), stop_rx);
+        Ok((handle, run))
+    }
+}
+
+async fn run<S>(
+    ctl: Controller,
+    source: S,
+    handle: ControllerHandle,
+    stop: oneshot::Receiver<()>,
+) -> Result<(), ControllerError>
+where
+    S: Stream<Item = TopologyUpdate> + Send + Unpin + 'static,
+{
+    let mut source = source.take_until(stop.map(|_| ()));
+    while let Some(mut update) = source.next().await {
+        let started = Instant::now();
+        // Debounce: keep the newest update until the source is quiet.
+        let mut ended = false;
+        loop {
+            let delay = futures_timer::Delay::new(ctl.debounce);
+            match select(source.next(), delay).await {
+                Either::Left((Some(u), _)) => update = u,
+                Either::Left((None, _)) => {
+                    ended = true;
+                    break;
+                }
+                Either::Right(_) => break,
+            }
+        }
+        handle.process(&ctl, update, started).await;
+        if ended {
+            break;
+        }
+    }
+    // Detach everything before resolving.
+    if let Some(w) = handle.worker.as_ref() {
+        w.shutdown();
+    }
+    Ok(())
+}
+
+impl ControllerHandle {
+    async fn process(&self, ctl: &Controller, update: TopologyUpdate, started: Instant) {
+        let decisions = compat::decide(&update.topology, &ctl.caps, &ctl.registry, &ctl.policy);
+        let plan = synth::synthesize(
+            &update.topology,
+            &decisions,
+            &ctl.registry,
+            update.state.as_deref(),
+        );
+        let (old_topology, old_plan) = {
+            let s = self.lock();
+            (s.topology.clone(), s.plan.clone())
+        };
+        let tdiff = crate::topology::diff(&old_topology, &update.topology);
+        if !tdiff.is_empty() {
+            self.lock().emit(ControllerEvent::TopologyChanged { diff: tdiff });
+        }
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(&e);
+                return;
+            }
+        };
+        let pdiff = old_plan.diff(&plan);
+        let (deployed, report) = match self.worker.as_ref() {
+            Some(w) if !pdiff.is_empty() => match w.apply(plan).await {
+                Ok(report) => match w.deployed().await {
+                    Ok(d) => (d, report),
+                    Err(e) => {
+                        self.error(&e);
+                        return;
+                    }
+                },
+                Err(e) => {
+                    self.error(&e);
+                    return;
+                }
+            },
+            Some(_) => (old_plan, DeployReport::default()),
+            None => (plan, DeployReport::default()),
+        };
+        let mut s = self.lock();
+        s.topology = update.topology;
+        s.decisions = decisions;
+        s.plan = deployed;
+        if !pdiff.is_empty() {
+            s.emit(ControllerEvent::Deployed {
+                diff: pdiff,
+                attached: report.attached,
+                swapped: report.swapped,
+                detached: report.detached,
+                failed: report.failed,
+                latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            });
+        }
+    }
+
+    fn error(&self, e: &(dyn std::error::Error + 'static)) {
+        let message = error_chain(e);
+        tracing::error!(error = %message, "controller: keeping the previous plan");
+        self.lock().emit(ControllerEvent::Error { message });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // A panic while holding the lock cannot leave Shared inconsistent in
+        // a way that matters (plain values replaced whole): keep going.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The newest topology.
+    pub fn topology(&self) -> Topology {
+        self.lock().topology.clone()
+    }
+
+    /// The newest decisions.
+    pub fn decisions(&self) -> Decisions {
+        self.lock().decisions.clone()
+    }
+
+    /// The plan in force (as deployed; in dry run, as planned).
+    pub fn plan(&self) -> FastPathPlan {
+        self.lock().plan.clone()
+    }
+
+    /// The probed kernel capabilities.
+    pub fn kernel_caps(&self) -> &KernelCaps {
+        &self.caps
+    }
+
+    /// The fast-path counters (empty in dry run).
+    pub async fn stats(&self) -> Result<Stats, ControllerError> {
+        match self.worker.as_ref() {
+            Some(w) => Ok(w.stats().await?),
+            None => Ok(Stats::default()),
+        }
+    }
+
+    /// A stream of the controller's events from now on.
+    pub fn events(&self) -> impl Stream<Item = ControllerEvent> + Send + Unpin + 'static {
+        let (tx, rx) = mpsc::unbounded();
+        self.lock().subscribers.push(tx);
+        rx
+    }
+
+    /// Asks the controller to stop: it detaches everything, removes its
+    /// pins, and its run future resolves.
+    pub fn shutdown(&self) {
+        let stop = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(tx) = stop {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The result of planning once: what the kernel shows, what was decided,
+/// and the plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    /// The topology derived from the kernel's state.
+    pub topology: Topology,
+    /// The Compatibility Manager's decisions.
+    pub decisions: Decisions,
+    /// The plan that would be deployed.
+    pub plan: FastPathPlan,
+}
+
+/// Reads the namespace's state once and plans, without touching the
+/// kernel's fast paths (`linuxfpd plan`, dry runs, tests).
+pub fn plan_once(
+    netns: &NetnsRef,
+    registry: &FpmRegistry,
+    policy: &Policy,
+    caps: &KernelCaps,
+) -> Result<Snapshot, ControllerError> {
+    let state = crate::inspector::dump(netns)?;
+    let topology = crate::topology::derive(&state);
+    let decisions = compat::decide(&topology, caps, registry, policy);
+    let plan = synth::synthesize(&topology, &decisions, registry, Some(&state))?;
+    Ok(Snapshot {
+        topology,
+        decisions,
+        plan,
+    })
+}

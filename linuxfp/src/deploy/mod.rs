@@ -1,1 +1,677 @@
-//! (being written)
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The Deployer: applies the difference between the deployed
+//! [`FastPathPlan`] and a new one.
+//!
+//! - Objects are loaded once per (FPM, hook, chain position) and reused
+//!   until the FPM's globals change; then new programs are loaded and
+//!   swapped in.
+//! - Swaps are atomic: an attached program is replaced through its BPF link
+//!   (`bpf_link_update`), a chained stage through its program-array slot.
+//!   Packets see the old or the new path, never a half-built one.
+//! - Map contents are written before the programs that read them are
+//!   attached, and only the entries that changed are written.
+//! - Links are owned by this process and never pinned: if it exits or
+//!   crashes, the kernel detaches every program and Linux carries the
+//!   traffic again (fail open).
+//! - It never replaces a program it did not install: the kernel refuses an
+//!   XDP link over another XDP program, and foreign tcx programs are
+//!   checked before attaching.
+//!
+//! A `Deployer` must be used from a thread inside the target network
+//! namespace (ifindexes, devmap targets and TC attachment are resolved in
+//! the caller's namespace); [`worker::DeployWorker`] runs one on such a
+//! thread.
+//!
+//! Minimum kernel version: 5.10; tcx needs 6.6 (clsact is used before).
+
+mod attach;
+mod pins;
+mod rawmap;
+mod stats;
+pub mod worker;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aya::{
+    EbpfLoader,
+    maps::{Map, MapData, ProgramArray},
+    programs::{ProgramError, SchedClassifier, Xdp},
+};
+use linuxfp_ebpf_common::abi::{
+    self, CHAIN_TC_MAP, CHAIN_XDP_MAP, PKT_CTX_MAP, STAGE_CONF_GLOBAL, STATS_MAP, StageConf,
+};
+pub use pins::{InstanceLock, PinLayout, ensure_bpffs};
+pub use stats::{CounterSet, Stats, StatusFile, read_stats};
+
+use self::{attach::Attachment, rawmap::RawMap};
+use crate::{
+    fpm::{FpmRegistry, HexBytes, Hook, MapContents},
+    synth::{FastPathPlan, SlowPath},
+};
+
+/// Errors of the deployer. Each names the interface, FPM, map or path.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// Another controller manages this namespace.
+    #[error("another LinuxFP controller holds {lock}: one controller per network namespace")]
+    Busy {
+        /// The lock file.
+        lock: std::path::PathBuf,
+    },
+    /// bpffs is missing and could not be mounted.
+    #[error("bpffs unavailable at {path}")]
+    Bpffs {
+        /// The mount point.
+        path: std::path::PathBuf,
+        /// The mount error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pin directory or file could not be created.
+    #[error("cannot create {path}")]
+    Pin {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Loading an FPM's object failed (ELF, maps, globals, verifier).
+    #[error("loading FPM `{fpm}` ({hook}, position {position})")]
+    Load {
+        /// The FPM.
+        fpm: String,
+        /// The hook.
+        hook: Hook,
+        /// The chain position.
+        position: u32,
+        /// aya's error, with the verifier log if any.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The FPM's object lacks the program its declaration names.
+    #[error("FPM `{fpm}` declares program `{program}` but its object has none")]
+    MissingProgram {
+        /// The FPM.
+        fpm: String,
+        /// The program name.
+        program: String,
+    },
+    /// The plan names an FPM that is not registered here.
+    #[error("plan names unregistered FPM `{0}`")]
+    UnknownFpm(String),
+    /// A map operation failed.
+    #[error("map `{map}`")]
+    Map {
+        /// The map.
+        map: String,
+        /// aya's error.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// A raw map syscall failed.
+    #[error("{call} on map `{map}`")]
+    MapSyscall {
+        /// The map.
+        map: String,
+        /// The syscall.
+        call: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A planned map entry has the wrong size for its map.
+    #[error(
+        "map `{map}`: entry of {key}/{value} bytes, map wants {want_key}/{want_value} (key/value)"
+    )]
+    MapEntrySize {
+        /// The map.
+        map: String,
+        /// Key bytes given.
+        key: usize,
+        /// Value bytes given.
+        value: usize,
+        /// Key bytes expected.
+        want_key: usize,
+        /// Value bytes expected.
+        want_value: usize,
+    },
+    /// Attaching, replacing or detaching a program on an interface failed.
+    #[error("{action} {hook} program on interface {name} (ifindex {ifindex})")]
+    Attach {
+        /// What was being done.
+        action: &'static str,
+        /// The hook.
+        hook: Hook,
+        /// The interface name.
+        name: String,
+        /// The interface index.
+        ifindex: u32,
+        /// aya's error.
+        #[source]
+        source: ProgramError,
+    },
+    /// A program that LinuxFP did not install is attached there.
+    #[error(
+        "interface {name} (ifindex {ifindex}) already has a {hook} program that LinuxFP did not install{detail}; not replacing it"
+    )]
+    ForeignProgram {
+        /// The interface name.
+        name: String,
+        /// The interface index.
+        ifindex: u32,
+        /// The hook.
+        hook: Hook,
+        /// Extra detail (program ids).
+        detail: String,
+    },
+    /// Writing the status file failed.
+    #[error("writing status file {path}")]
+    Status {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What applying a plan did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeployReport {
+    /// Interfaces that got a chain for the first time.
+    pub attached: BTreeSet<u32>,
+    /// Interfaces whose program or chain was swapped.
+    pub swapped: BTreeSet<u32>,
+    /// Interfaces whose chain was removed.
+    pub detached: BTreeSet<u32>,
+    /// FPMs whose maps were written, with the number of entries changed.
+    pub map_writes: BTreeMap<String, usize>,
+    /// Interfaces that could not be accelerated, with the error.
+    pub failed: BTreeMap<u32, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct InstanceKey {
+    fpm: String,
+    hook: Hook,
+    position: u32,
+}
+
+struct Instance {
+    ebpf: aya::Ebpf,
+    program: &'static str,
+    globals: BTreeMap<String, HexBytes>,
+    generation: u64,
+}
+
+/// Applies plans to the kernel for one network namespace.
+pub struct Deployer {
+    layout: PinLayout,
+    registry: FpmRegistry,
+    _lock: InstanceLock,
+    instances: BTreeMap<InstanceKey, Instance>,
+    next_generation: u64,
+    links: BTreeMap<u32, Attachment>,
+    slots: BTreeMap<(Hook, u32), (InstanceKey, u64)>,
+    maps: BTreeMap<(String, String), RawMap>,
+    written: BTreeMap<String, BTreeMap<String, MapContents>>,
+    chain_xdp: Option<ProgramArray<MapData>>,
+    chain_tc: Option<ProgramArray<MapData>>,
+    deployed: FastPathPlan,
+}
+
+impl std::fmt::Debug for Deployer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployer")
+            .field("layout", &self.layout)
+            .field("interfaces", &self.links.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deployer {
+    /// Takes the namespace's lock, clears pins a crashed predecessor left,
+    /// and prepares the pin directory. Nothing is attached yet.
+    pub fn new(layout: PinLayout, registry: FpmRegistry) -> Result<Self, DeployError> {
+        ensure_bpffs()?;
+        let lock = InstanceLock::acquire(&layout.lock)?;
+        // We hold the lock, so pins here belong to a dead instance: their
+        // programs are already detached (links die with the process); start
+        // clean so no stale map content or chain slot survives.
+        pins::remove_pins(&layout.root);
+        pins::mkdir_private(&layout.root)?;
+        Ok(Deployer {
+            layout,
+            registry,
+            _lock: lock,
+            instances: BTreeMap::new(),
+            next_generation: 1,
+            links: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            maps: BTreeMap::new(),
+            written: BTreeMap::new(),
+            chain_xdp: None,
+            chain_tc: None,
+            deployed: FastPathPlan::default(),
+        })
+    }
+
+    /// The plan currently deployed (failed interfaces moved to its slow path).
+    pub fn deployed(&self) -> &FastPathPlan {
+        &self.deployed
+    }
+
+    /// The pin layout.
+    pub fn layout(&self) -> &PinLayout {
+        &self.layout
+    }
+
+    /// Ids of the programs LinuxFP loaded, to recognise its own attachments.
+    pub fn program_ids(&self) -> BTreeSet<u32> {
+        self.instances
+            .values()
+            .filter_map(|i| i.ebpf.program(i.program)?.info().ok().map(|p| p.id()))
+            .collect()
+    }
+
+    /// Moves the kernel from the deployed plan to `plan`. Failures on one
+    /// interface leave it to the kernel and are reported; they do not stop
+    /// the others.
+    pub fn apply(&mut self, plan: &FastPathPlan) -> Result<DeployReport, DeployError> {
+        let mut report = DeployReport::default();
+        let mut next = plan.clone();
+
+        // 1. Programs: load what is missing or whose globals changed.
+        let mut fresh: BTreeMap<InstanceKey, Instance> = BTreeMap::new();
+        for p in plan.interfaces.values() {
+            for (position, fpm) in p.stages.iter().enumerate() {
+                let key = InstanceKey {
+                    fpm: fpm.clone(),
+                    hook: p.hook,
+                    position: position as u32,
+                };
+                let globals = plan
+                    .fpms
+                    .get(fpm)
+                    .map(|c| c.globals.clone())
+                    .unwrap_or_default();
+                let current = self.instances.get(&key).map(|i| &i.globals);
+                if current != Some(&globals) && !fresh.contains_key(&key) {
+                    let inst = self.load(&key, globals)?;
+                    fresh.insert(key, inst);
+                }
+            }
+        }
+
+        // 2. Maps, before anything that reads them is attached.
+        for (fpm, cfg) in &plan.fpms {
+            let n = self.sync_maps(fpm, &cfg.maps)?;
+            if n > 0 {
+                report.map_writes.insert(fpm.clone(), n);
+            }
+        }
+
+        // Swap loaded instances in; keep the old ones alive until every
+        // attachment and slot has moved to the new programs.
+        let mut retired = Vec::new();
+        for (key, inst) in fresh {
+            if let Some(old) = self.instances.insert(key, inst) {
+                retired.push(old);
+            }
+        }
+
+        // 3. Chains: later stages first (slots), then the attached stage, so
+        //    a packet entering the new first stage finds its successors.
+        for (&ifindex, p) in &plan.interfaces {
+            let result = self
+                .set_slots(ifindex, p.hook, &p.stages)
+                .and_then(|()| self.attach_first(ifindex, &p.name, p.hook, &p.stages[0]));
+            match result {
+                Ok(Some(swapped)) => {
+                    if swapped {
+                        report.swapped.insert(ifindex);
+                    } else {
+                        report.attached.insert(ifindex);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(ifindex, interface = %p.name, error = %error_chain(&e), "left to the kernel");
+                    self.clear_slots(ifindex, p.hook);
+                    self.links.remove(&ifindex);
+                    report.failed.insert(ifindex, error_chain(&e));
+                    next.interfaces.remove(&ifindex);
+                    next.slow_path.insert(
+                        ifindex,
+                        SlowPath {
+                            name: p.name.clone(),
+                            reasons: vec![error_chain(&e)],
+                        },
+                    );
+                }
+            }
+        }
+
+        // 4. Interfaces that lost their chain.
+        let gone: Vec<u32> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|i| !next.interfaces.contains_key(i))
+            .collect();
+        for ifindex in gone {
+            if let Some(att) = self.links.remove(&ifindex) {
+                self.clear_slots(ifindex, att.hook());
+                drop(att);
+                report.detached.insert(ifindex);
+            }
+        }
+
+        // 5. Instances no one uses any more, and their FPMs' maps.
+        drop(retired);
+        let used: BTreeSet<InstanceKey> = next
+            .interfaces
+            .values()
+            .flat_map(|p| {
+                p.stages.iter().enumerate().map(|(i, f)| InstanceKey {
+                    fpm: f.clone(),
+                    hook: p.hook,
+                    position: i as u32,
+                })
+            })
+            .collect();
+        self.instances.retain(|k, _| used.contains(k));
+        let live: BTreeSet<String> = used.iter().map(|k| k.fpm.clone()).collect();
+        let dead: Vec<String> = self
+            .written
+            .keys()
+            .filter(|f| !live.contains(*f))
+            .cloned()
+            .collect();
+        for fpm in dead {
+            self.written.remove(&fpm);
+            self.maps.retain(|(f, _), _| *f != fpm);
+            pins::remove_pins(&self.layout.root.join(&fpm));
+        }
+
+        next.fpms.retain(|f, _| live.contains(f));
+        self.deployed = next;
+        self.write_status()?;
+        Ok(report)
+    }
+
+    /// Detaches everything and removes the pins and status file.
+    pub fn shutdown(mut self) {
+        self.links.clear();
+        self.instances.clear();
+        self.chain_xdp = None;
+        self.chain_tc = None;
+        self.maps.clear();
+        pins::remove_pins(&self.layout.root);
+        let _ = std::fs::remove_file(&self.layout.status);
+    }
+
+    /// Reads the counters of every deployed stage.
+    pub fn stats(&self) -> Stats {
+        read_stats(&self.layout, &self.status_file())
+    }
+
+    fn load(&mut self, key: &InstanceKey, globals: BTreeMap<String, HexBytes>) -> Result<Instance, DeployError> {
+        let fpm = self
+            .registry
+            .get(&key.fpm)
+            .ok_or_else(|| DeployError::UnknownFpm(key.fpm.clone()))?
+            .clone();
+        let decl = fpm.declaration();
+        let program = *decl
+            .programs
+            .get(&key.hook)
+            .ok_or_else(|| DeployError::MissingProgram {
+                fpm: key.fpm.clone(),
+                program: format!("<{} program>", key.hook),
+            })?;
+        let fpm_dir = self.layout.root.join(&key.fpm);
+        pins::mkdir_private(&fpm_dir)?;
+
+        let stage = StageConf {
+            position: key.position,
+            has_next: 1,
+        };
+        let abi_paths: Vec<(&str, std::path::PathBuf)> = [CHAIN_XDP_MAP, CHAIN_TC_MAP, PKT_CTX_MAP]
+            .into_iter()
+            .map(|m| (m, self.layout.abi_map(m)))
+            .collect();
+        let fpm_paths: Vec<(&str, std::path::PathBuf)> = std::iter::once(STATS_MAP)
+            .chain(decl.shared_maps.iter().copied())
+            .map(|m| (m, self.layout.fpm_map(&key.fpm, m)))
+            .collect();
+
+        let mut loader = EbpfLoader::new();
+        for (m, p) in abi_paths.iter().chain(fpm_paths.iter()) {
+            loader.map_pin_path(m, p.as_path());
+        }
+        loader.override_global(STAGE_CONF_GLOBAL, &stage, false);
+        for (name, bytes) in &globals {
+            loader.override_global(name, bytes.0.as_slice(), true);
+        }
+        let load_err = |e: Box<dyn std::error::Error + Send + Sync>| DeployError::Load {
+            fpm: key.fpm.clone(),
+            hook: key.hook,
+            position: key.position,
+            source: e,
+        };
+        let mut ebpf = loader
+            .load(fpm.bytecode())
+            .map_err(|e| load_err(Box::new(e)))?;
+        let prog = ebpf
+            .program_mut(program)
+            .ok_or_else(|| DeployError::MissingProgram {
+                fpm: key.fpm.clone(),
+                program: program.to_string(),
+            })?;
+        match key.hook {
+            Hook::Xdp => {
+                let p: &mut Xdp = prog.try_into().map_err(|e: ProgramError| load_err(Box::new(e)))?;
+                p.load().map_err(|e| load_err(Box::new(e)))?;
+            }
+            Hook::Tc => {
+                let p: &mut SchedClassifier =
+                    prog.try_into().map_err(|e: ProgramError| load_err(Box::new(e)))?;
+                p.load().map_err(|e| load_err(Box::new(e)))?;
+            }
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        tracing::debug!(fpm = %key.fpm, hook = %key.hook, position = key.position, generation, "loaded");
+        Ok(Instance {
+            ebpf,
+            program,
+            globals,
+            generation,
+        })
+    }
+
+    fn sync_maps(
+        &mut self,
+        fpm: &str,
+        desired: &BTreeMap<String, MapContents>,
+    ) -> Result<usize, DeployError> {
+        let mut changed = 0;
+        for (map, want) in desired {
+            let key = (fpm.to_string(), map.clone());
+            if !self.maps.contains_key(&key) {
+                let path = self.layout.fpm_map(fpm, map);
+                let data = MapData::from_pin(&path).map_err(|source| DeployError::Map {
+                    map: format!("{fpm}/{map} ({})", path.display()),
+                    source,
+                })?;
+                self.maps.insert(key.clone(), RawMap::new(&format!("{fpm}/{map}"), data)?);
+            }
+            let raw = &self.maps[&key];
+            let have = self
+                .written
+                .entry(fpm.to_string())
+                .or_default()
+                .entry(map.clone())
+                .or_default();
+            // Additions and changes first, removals last: a key that moves
+            // (e.g. a MAC to another port) is never briefly absent.
+            for (k, v) in want {
+                if have.get(k) != Some(v) {
+                    raw.update(&k.0, &v.0)?;
+                    have.insert(k.clone(), v.clone());
+                    changed += 1;
+                }
+            }
+            let stale: Vec<HexBytes> = have.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+            for k in stale {
+                raw.delete(&k.0)?;
+                have.remove(&k);
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    fn chain_map(&mut self, hook: Hook) -> Result<&mut ProgramArray<MapData>, DeployError> {
+        let (slot, name) = match hook {
+            Hook::Xdp => (&mut self.chain_xdp, CHAIN_XDP_MAP),
+            Hook::Tc => (&mut self.chain_tc, CHAIN_TC_MAP),
+        };
+        if slot.is_none() {
+            let path = self.layout.abi_map(name);
+            let map_err = |source| DeployError::Map {
+                map: format!("{name} ({})", path.display()),
+                source,
+            };
+            let data = MapData::from_pin(&path).map_err(map_err)?;
+            let map = Map::from_map_data(data).map_err(map_err)?;
+            *slot = Some(ProgramArray::try_from(map).map_err(map_err)?);
+        }
+        // Just filled above if it was empty.
+        slot.as_mut().ok_or_else(|| DeployError::Map {
+            map: name.to_string(),
+            source: aya::maps::MapError::InvalidName {
+                name: name.to_string(),
+            },
+        })
+    }
+
+    fn set_slots(&mut self, ifindex: u32, hook: Hook, stages: &[String]) -> Result<(), DeployError> {
+        for (position, fpm) in stages.iter().enumerate().skip(1) {
+            let key = InstanceKey {
+                fpm: fpm.clone(),
+                hook,
+                position: position as u32,
+            };
+            let Some(slot) = abi::chain_key(ifindex, position as u32) else {
+                continue;
+            };
+            let inst = self.instances.get(&key).ok_or_else(|| DeployError::UnknownFpm(fpm.clone()))?;
+            let generation = inst.generation;
+            if self.slots.get(&(hook, slot)) == Some(&(key.clone(), generation)) {
+                continue;
+            }
+            let fd = inst
+                .ebpf
+                .program(inst.program)
+                .ok_or_else(|| DeployError::MissingProgram {
+                    fpm: fpm.clone(),
+                    program: inst.program.to_string(),
+                })?
+                .fd()
+                .map_err(|source| DeployError::Attach {
+                    action: "chaining",
+                    hook,
+                    name: format!("#{ifindex}"),
+                    ifindex,
+                    source,
+                })?
+                .try_clone()
+                .map_err(|e| DeployError::MapSyscall {
+                    map: "chain".into(),
+                    call: "dup",
+                    source: e,
+                })?;
+            self.chain_map(hook)?
+                .set(slot, &fd, 0)
+                .map_err(|source| DeployError::Map {
+                    map: format!("chain slot {slot} (ifindex {ifindex}, position {position})"),
+                    source,
+                })?;
+            self.slots.insert((hook, slot), (key, generation));
+        }
+        // Slots past the end of the chain (it got shorter, or changed hook).
+        for h in [Hook::Xdp, Hook::Tc] {
+            let from = if h == hook { stages.len() as u32 } else { 1 };
+            for position in from.max(1)..abi::MAX_STAGES {
+                if let Some(slot) = abi::chain_key(ifindex, position)
+                    && self.slots.remove(&(h, slot)).is_some()
+                {
+                    let _ = self.chain_map(h)?.clear_index(&slot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_slots(&mut self, ifindex: u32, hook: Hook) {
+        for position in 1..abi::MAX_STAGES {
+            if let Some(slot) = abi::chain_key(ifindex, position)
+                && self.slots.remove(&(hook, slot)).is_some()
+                && let Ok(map) = self.chain_map(hook)
+            {
+                let _ = map.clear_index(&slot);
+            }
+        }
+    }
+
+    fn write_status(&self) -> Result<(), DeployError> {
+        let status = self.status_file();
+        let json = serde_json::to_vec_pretty(&status).map_err(|e| DeployError::Status {
+            path: self.layout.status.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        let tmp = self.layout.status.with_extension("json.tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &self.layout.status))
+            .map_err(|source| DeployError::Status {
+                path: self.layout.status.clone(),
+                source,
+            })
+    }
+
+    fn status_file(&self) -> StatusFile {
+        let counters = self
+            .deployed
+            .fpms
+            .keys()
+            .filter_map(|f| self.registry.get(f))
+            .map(|m| {
+                let d = m.declaration();
+                let names = (0..abi::COUNTERS_PER_IF)
+                    .map_while(|i| d.counter_name(i).map(str::to_string))
+                    .collect();
+                (d.name.to_string(), names)
+            })
+            .collect();
+        StatusFile {
+            pid: std::process::id(),
+            plan: self.deployed.clone(),
+            counters,
+        }
+    }
+}
+
+/// An error and its sources, on one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

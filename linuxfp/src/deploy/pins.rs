@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Where a controller keeps its state outside the process: map pins under
+//! bpffs, a lock and a status file under `/run`.
+//!
+//! ```text
+//! /sys/fs/bpf/linuxfp/<netns>/LFP_CHAIN_XDP, LFP_CHAIN_TC, LFP_PKT_CTX
+//! /sys/fs/bpf/linuxfp/<netns>/<fpm>/LFP_STATS and the FPM's shared maps
+//! /run/linuxfp/<netns>.lock     held (flock) while a controller runs
+//! /run/linuxfp/<netns>.json     the deployed plan, for `linuxfpd stats`
+//! ```
+//! Everything is created root-only (0700 directories).
+
+use std::{
+    fs::{self, File, OpenOptions},
+    os::{fd::AsRawFd, unix::fs::DirBuilderExt},
+    path::{Path, PathBuf},
+};
+
+use super::DeployError;
+
+/// Default bpffs mount point.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// Default directory for locks and status files.
+pub const RUN_DIR: &str = "/run/linuxfp";
+
+/// The paths of one controller instance (one network namespace).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinLayout {
+    /// `/sys/fs/bpf/linuxfp/<netns>`.
+    pub root: PathBuf,
+    /// `/run/linuxfp/<netns>.lock`.
+    pub lock: PathBuf,
+    /// `/run/linuxfp/<netns>.json`.
+    pub status: PathBuf,
+}
+
+impl PinLayout {
+    /// The layout for the namespace with this pin name (see
+    /// [`crate::netns::NetnsRef::pin_name`]).
+    pub fn new(pin_name: &str) -> Self {
+        Self::with_dirs(Path::new(BPFFS), Path::new(RUN_DIR), pin_name)
+    }
+
+    /// The layout under other base directories (tests).
+    pub fn with_dirs(bpffs: &Path, run: &Path, pin_name: &str) -> Self {
+        PinLayout {
+            root: bpffs.join("linuxfp").join(pin_name),
+            lock: run.join(format!("{pin_name}.lock")),
+            status: run.join(format!("{pin_name}.json")),
+        }
+    }
+
+    /// Pin path of an ABI map shared by all FPMs.
+    pub fn abi_map(&self, map: &str) -> PathBuf {
+        self.root.join(map)
+    }
+
+    /// Pin path of a map of one FPM.
+    pub fn fpm_map(&self, fpm: &str, map: &str) -> PathBuf {
+        self.root.join(fpm).join(map)
+    }
+}
+
+/// Makes sure bpffs is mounted at [`BPFFS`], mounting it if absent.
+pub fn ensure_bpffs() -> Result<(), DeployError> {
+    let root = Path::new(BPFFS);
+    if is_bpffs(root) {
+        return Ok(());
+    }
+    tracing::info!("bpffs not mounted at {BPFFS}: mounting it");
+    let target = std::ffi::CString::new(BPFFS).map_err(|_| DeployError::Bpffs {
+        path: root.to_path_buf(),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })?;
+    let fstype = c"bpf";
+    // SAFETY: all pointers are valid NUL-terminated strings for the call.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(DeployError::Bpffs {
+            path: root.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills the zeroed struct; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+/// Creates a root-only directory and its parents.
+pub(crate) fn mkdir_private(path: &Path) -> Result<(), DeployError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| DeployError::Pin {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// An exclusive lock on one namespace: only one controller manages it.
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl InstanceLock {
+    /// Takes the lock, failing at once if another process holds it.
+    pub fn acquire(path: &Path) -> Result<Self, DeployError> {
+        if let Some(dir) = path.parent() {
+            mkdir_private(dir)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|source| DeployError::Pin {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        // SAFETY: flock on a valid fd we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(DeployError::Busy {
+                lock: path.to_path_buf(),
+            });
+        }
+        Ok(InstanceLock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Removes a pin directory tree (pins are plain files to `unlink`).
+pub(crate) fn remove_pins(root: &Path) {
+    if root.exists()
+        && let Err(e) = fs::remove_dir_all(root)
+    {
+        tracing::warn!(path = %root.display(), error = %e, "could not remove pins");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_paths() {
+        let l = PinLayout::new("rtr");
+        assert_eq!(l.root, Path::new("/sys/fs/bpf/linuxfp/rtr"));
+        assert_eq!(l.abi_map("LFP_CHAIN_TC"), Path::new("/sys/fs/bpf/linuxfp/rtr/LFP_CHAIN_TC"));
+        assert_eq!(
+            l.fpm_map("router", "LFP_STATS"),
+            Path::new("/sys/fs/bpf/linuxfp/rtr/router/LFP_STATS")
+        );
+        assert_eq!(l.status, Path::new("/run/linuxfp/rtr.json"));
+    }
+
+    #[test]
+    fn second_lock_on_the_same_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("lfp-lock-{}", std::process::id()));
+        let path = dir.join("x.lock");
+        let first = InstanceLock::acquire(&path).expect("first lock");
+        // flock locks belong to open file descriptions: a second open in the
+        // same process conflicts just like another process would.
+        assert!(matches!(
+            InstanceLock::acquire(&path),
+            Err(DeployError::Busy { .. })
+        ));
+        drop(first);
+        assert!(InstanceLock::acquire(&path).is_ok());
+        let _ = fs::remove_dir_all(dir);
+    }
+}

@@ -61,8 +61,20 @@ impl Generator {
     /// Loads a generator for `frame`: its first `header_len` bytes (rounded
     /// up to 8) are rewritten on every transmission.
     pub fn new(frame: &[u8], header_len: usize) -> Result<Self, TrafficError> {
+        Self::with_timestamp(frame, header_len, 0)
+    }
+
+    /// Like [`Generator::new`], and also stamps the send time
+    /// (`bpf_ktime_get_ns`, 8 bytes) at `ts_offset` in every frame, for a
+    /// [`Sink`] that measures latency. The stamp must lie past the header.
+    pub fn with_timestamp(
+        frame: &[u8],
+        header_len: usize,
+        ts_offset: usize,
+    ) -> Result<Self, TrafficError> {
         let words = header_len.div_ceil(8);
-        if words * 8 > TEMPLATE_MAX || words * 8 > frame.len() {
+        let stamp_ok = ts_offset == 0 || (ts_offset >= words * 8 && ts_offset + 8 <= frame.len());
+        if words * 8 > TEMPLATE_MAX || words * 8 > frame.len() || !stamp_ok {
             return Err(TrafficError::Template(header_len));
         }
         let mut template = [0u64; TEMPLATE_MAX / 8];
@@ -74,6 +86,7 @@ impl Generator {
         let mut ebpf = EbpfLoader::new()
             .override_global("GEN_TEMPLATE", &template, true)
             .override_global("GEN_WORDS", &(words as u32), true)
+            .override_global("GEN_TS_OFFSET", &(ts_offset as u32), true)
             .load(OBJ)
             .map_err(|e| TrafficError::Load(Box::new(e)))?;
         let prog: &mut Xdp = program(&mut ebpf, "gen_tx")?;
@@ -89,7 +102,9 @@ impl Generator {
     pub fn send(&mut self, ifindex: u32, count: u32) -> Result<(), TrafficError> {
         let prog: &mut Xdp = program(&mut self.ebpf, "gen_tx")?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+        // The kernel wants data_end = frame length and nothing before data.
         let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
         ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
         let opts = TestRunOptions {
             data_in: Some(&self.frame),
@@ -114,7 +129,16 @@ impl Sink {
     /// Attaches a counting sink to `ifindex` (in the caller's namespace).
     /// Detached when dropped.
     pub fn attach(ifindex: u32) -> Result<Self, TrafficError> {
-        let mut ebpf = Ebpf::load(OBJ).map_err(|e| TrafficError::Load(Box::new(e)))?;
+        Self::attach_with_latency(ifindex, 0)
+    }
+
+    /// Like [`Sink::attach`], and also measures one-way latency from the
+    /// generator's stamp at `ts_offset`.
+    pub fn attach_with_latency(ifindex: u32, ts_offset: usize) -> Result<Self, TrafficError> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global("SINK_TS_OFFSET", &(ts_offset as u32), true)
+            .load(OBJ)
+            .map_err(|e| TrafficError::Load(Box::new(e)))?;
         let prog: &mut Xdp = program(&mut ebpf, "sink_count")?;
         prog.load().map_err(prog_err("loading sink_count"))?;
         let id = prog
@@ -126,17 +150,111 @@ impl Sink {
 
     /// Packets and bytes counted so far.
     pub fn counts(&self) -> Result<(u64, u64), TrafficError> {
+        let c = self.raw_counts()?;
+        Ok((c[0], c[1]))
+    }
+
+    fn array(&self, name: &str) -> Result<PerCpuArray<&aya::maps::MapData, u64>, TrafficError> {
         let map = self
             .ebpf
-            .map("SINK_COUNT")
-            .ok_or(TrafficError::Map(aya::maps::MapError::InvalidName {
-                name: "SINK_COUNT".into(),
-            }))?;
-        let array = PerCpuArray::<_, u64>::try_from(map).map_err(TrafficError::Map)?;
-        let sum = |v: PerCpuValues<u64>| v.iter().sum::<u64>();
-        let packets = sum(array.get(&0, 0).map_err(TrafficError::Map)?);
-        let bytes = sum(array.get(&1, 0).map_err(TrafficError::Map)?);
-        Ok((packets, bytes))
+            .map(name)
+            .ok_or_else(|| TrafficError::Map(aya::maps::MapError::InvalidName { name: name.into() }))?;
+        PerCpuArray::try_from(map).map_err(TrafficError::Map)
+    }
+
+    fn raw_counts(&self) -> Result<[u64; 5], TrafficError> {
+        let array = self.array("SINK_COUNT")?;
+        let mut out = [0u64; 5];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = sum(array.get(&(i as u32), 0).map_err(TrafficError::Map)?);
+        }
+        Ok(out)
+    }
+
+    /// The latency measured so far (since the sink was attached).
+    pub fn latency(&self) -> Result<Latency, TrafficError> {
+        let c = self.raw_counts()?;
+        let hist = self.array("SINK_LATENCY")?;
+        let mut buckets = Vec::with_capacity(LAT_BUCKETS as usize);
+        for i in 0..LAT_BUCKETS {
+            buckets.push(sum(hist.get(&i, 0).map_err(TrafficError::Map)?));
+        }
+        Ok(Latency {
+            samples: c[2],
+            sum_ns: c[3],
+            sum_sq_ns: c[4],
+            buckets,
+        })
+    }
+}
+
+fn sum(v: PerCpuValues<u64>) -> u64 {
+    v.iter().sum()
+}
+
+/// Histogram bucket width of [`Latency`], in ns (as in the eBPF sink).
+pub const LAT_BUCKET_NS: u64 = 250;
+const LAT_BUCKETS: u32 = 4096;
+
+/// One-way latencies measured by a [`Sink`]. Subtract an earlier reading
+/// with [`Latency::since`] to look at a window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Number of samples.
+    pub samples: u64,
+    /// Sum of latencies, ns.
+    pub sum_ns: u64,
+    /// Sum of squared latencies, ns².
+    pub sum_sq_ns: u64,
+    /// Histogram, [`LAT_BUCKET_NS`] wide buckets; the last one is open.
+    pub buckets: Vec<u64>,
+}
+
+impl Latency {
+    /// The samples taken after `earlier`.
+    pub fn since(&self, earlier: &Latency) -> Latency {
+        Latency {
+            samples: self.samples - earlier.samples,
+            sum_ns: self.sum_ns - earlier.sum_ns,
+            sum_sq_ns: self.sum_sq_ns - earlier.sum_sq_ns,
+            buckets: self
+                .buckets
+                .iter()
+                .zip(earlier.buckets.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a - b)
+                .collect(),
+        }
+    }
+
+    /// Mean latency in µs.
+    pub fn mean_us(&self) -> f64 {
+        if self.samples == 0 {
+            return 0.0;
+        }
+        self.sum_ns as f64 / self.samples as f64 / 1e3
+    }
+
+    /// Standard deviation in µs.
+    pub fn stddev_us(&self) -> f64 {
+        if self.samples == 0 {
+            return 0.0;
+        }
+        let n = self.samples as f64;
+        let mean = self.sum_ns as f64 / n;
+        ((self.sum_sq_ns as f64 / n - mean * mean).max(0.0)).sqrt() / 1e3
+    }
+
+    /// The `q` quantile (0..=1) in µs, at bucket resolution (upper edge).
+    pub fn quantile_us(&self, q: f64) -> f64 {
+        let target = (self.samples as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= target.max(1) {
+                return ((i as u64 + 1) * LAT_BUCKET_NS) as f64 / 1e3;
+            }
+        }
+        (self.buckets.len() as u64 * LAT_BUCKET_NS) as f64 / 1e3
     }
 }
 

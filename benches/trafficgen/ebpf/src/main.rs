@@ -24,25 +24,52 @@ use aya_ebpf::{
 /// Bytes of header template to write (at most `TEMPLATE_MAX`).
 const TEMPLATE_MAX: usize = 128;
 
-/// The header bytes written at the start of every generated frame.
+/// The header bytes written at the start of every generated frame. A plain
+/// static read word by word with volatile loads (so the loader's value is
+/// used, not the compile-time zeroes): loading the whole array at once
+/// would need a memcpy, which BPF does not have.
 #[unsafe(no_mangle)]
-static GEN_TEMPLATE: Global<[u64; TEMPLATE_MAX / 8]> = Global::new([0; TEMPLATE_MAX / 8]);
+static GEN_TEMPLATE: [u64; TEMPLATE_MAX / 8] = [0; TEMPLATE_MAX / 8];
 /// How many 8-byte words of the template to write.
 #[unsafe(no_mangle)]
 static GEN_WORDS: Global<u32> = Global::new(0);
 
-/// Packets (index 0) and bytes (index 1) the sink saw.
+/// Offset at which the generator stamps `bpf_ktime_get_ns()` (0: no stamp).
+#[unsafe(no_mangle)]
+static GEN_TS_OFFSET: Global<u32> = Global::new(0);
+/// Offset at which the sink reads the stamp (0: no latency measurement).
+#[unsafe(no_mangle)]
+static SINK_TS_OFFSET: Global<u32> = Global::new(0);
+
+/// Packets (index 0), bytes (1), latency samples (2), their sum in ns (3)
+/// and the sum of their squares in ns² (4) the sink saw.
 #[map]
-static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(5, 0);
+
+/// Width of one latency histogram bucket, in ns.
+const BUCKET_NS: u64 = 250;
+/// Latency histogram buckets; the last one collects everything slower.
+const BUCKETS: u32 = 4096;
+
+/// Latency histogram: bucket i counts one-way latencies in
+/// [i * BUCKET_NS, (i + 1) * BUCKET_NS).
+#[map]
+static SINK_LATENCY: PerCpuArray<u64> = PerCpuArray::with_max_entries(BUCKETS, 0);
+
+#[inline(always)]
+fn add(map: &PerCpuArray<u64>, index: u32, value: u64) {
+    if let Some(p) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot from a successful lookup, only this CPU.
+        unsafe { *p += value };
+    }
+}
 
 #[xdp]
 pub fn gen_tx(ctx: XdpContext) -> u32 {
     let start = ctx.data();
     let end = ctx.data_end();
     let words = GEN_WORDS.load() as usize;
-    let template = GEN_TEMPLATE.load();
-    let mut i = 0;
-    while i < TEMPLATE_MAX / 8 {
+    for (i, word) in GEN_TEMPLATE.iter().enumerate() {
         if i >= words {
             break;
         }
@@ -50,23 +77,54 @@ pub fn gen_tx(ctx: XdpContext) -> u32 {
         if at + 8 > end {
             return xdp_action::XDP_ABORTED;
         }
-        // SAFETY: bounds checked against data_end just above.
-        unsafe { core::ptr::write_unaligned(at as *mut u64, template[i]) };
-        i += 1;
+        // SAFETY: `word` is a valid static; the packet bytes were bounds
+        // checked against data_end just above.
+        unsafe {
+            let w = core::ptr::read_volatile(word);
+            core::ptr::write_unaligned(at as *mut u64, w);
+        }
+    }
+    let ts_off = GEN_TS_OFFSET.load() as usize;
+    if ts_off != 0 {
+        let at = start + ts_off;
+        if at + 8 > end {
+            return xdp_action::XDP_ABORTED;
+        }
+        // SAFETY: bounds checked above; bpf_ktime_get_ns has no preconditions.
+        unsafe {
+            let now = aya_ebpf::helpers::bpf_ktime_get_ns();
+            core::ptr::write_unaligned(at as *mut u64, now);
+        }
     }
     xdp_action::XDP_TX
 }
 
 #[xdp]
 pub fn sink_count(ctx: XdpContext) -> u32 {
-    let len = (ctx.data_end() - ctx.data()) as u64;
-    if let Some(p) = SINK_COUNT.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot from a successful lookup.
-        unsafe { *p += 1 };
-    }
-    if let Some(b) = SINK_COUNT.get_ptr_mut(1) {
-        // SAFETY: as above.
-        unsafe { *b += len };
+    let start = ctx.data();
+    let end = ctx.data_end();
+    add(&SINK_COUNT, 0, 1);
+    add(&SINK_COUNT, 1, (end - start) as u64);
+    let ts_off = SINK_TS_OFFSET.load() as usize;
+    if ts_off != 0 && start + ts_off + 8 <= end {
+        // SAFETY: bounds checked just above; ktime has no preconditions.
+        let (sent, now) = unsafe {
+            (
+                core::ptr::read_unaligned((start + ts_off) as *const u64),
+                aya_ebpf::helpers::bpf_ktime_get_ns(),
+            )
+        };
+        if now >= sent {
+            let d = now - sent;
+            let bucket = (d / BUCKET_NS).min(BUCKETS as u64 - 1) as u32;
+            add(&SINK_LATENCY, bucket, 1);
+            add(&SINK_COUNT, 2, 1);
+            add(&SINK_COUNT, 3, d);
+            // Latencies are far below 2^32 ns (4 s); clamp so the square fits
+            // in 64 bits without the 128-bit multiply BPF lacks.
+            let c = d.min(u32::MAX as u64);
+            add(&SINK_COUNT, 4, c.wrapping_mul(c));
+        }
     }
     xdp_action::XDP_DROP
 }

@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Virtual-router benchmark: Linux alone vs LinuxFP (XDP and TC) on the
+//! same namespace testbed in the same run, reported as ratios.
+//!
+//! Traffic comes from `BPF_PROG_TEST_RUN` live frames injected in the
+//! source namespace and is counted by an XDP sink in the destination
+//! namespace (no pktgen in this kernel; see shared/notes/bench-method.md).
+//! Neighbours are static so no ARP/ND runs during a measurement.
+//!
+//! Reports, per family: packets/s on one flow for a packet-size sweep
+//! (min/median/max of repeats), one-way latency (mean, p99, stddev) at a
+//! fixed offered load near Linux's saturation, and TCP throughput (iperf3)
+//! through the router per hook. Writes `bench-results/router.{md,json}`.
+//!
+//! `cargo bench -p linuxfp-benches --bench router` (root). Set
+//! `LINUXFP_BENCH_QUICK=1` for a short run.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use linuxfp::{
+    compat::{HookPolicy, KernelCaps, Policy},
+    controller::plan_once,
+    deploy::worker::DeployWorker,
+    fpm::{FpmRegistry, Hook},
+    netns::NetnsRef,
+};
+use linuxfp_fpm_router::RouterFpm;
+use linuxfp_testkit::{Iperf3, VirtualRouter, require_root};
+use linuxfp_trafficgen::{Generator, Latency, Sink, frame};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    Linux,
+    LinuxfpXdp,
+    LinuxfpTc,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Linux => "Linux",
+            Mode::LinuxfpXdp => "LinuxFP XDP",
+            Mode::LinuxfpTc => "LinuxFP TC",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+struct Spread {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+fn spread(mut v: Vec<f64>) -> Spread {
+    v.sort_by(f64::total_cmp);
+    Spread {
+        min: v.first().copied().unwrap_or(0.0),
+        median: v.get(v.len() / 2).copied().unwrap_or(0.0),
+        max: v.last().copied().unwrap_or(0.0),
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+struct LatencyResult {
+    offered_mpps: f64,
+    delivered_mpps: f64,
+    mean_us: f64,
+    p99_us: f64,
+    stddev_us: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+struct ModeResult {
+    /// Frame size → delivered Mpps.
+    mpps: BTreeMap<usize, Spread>,
+    latency: Option<LatencyResult>,
+    tcp_gbps: Option<f64>,
+    /// Share of forwarded packets the fast path handled (LinuxFP modes).
+    fast_share: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    kernel: String,
+    cpus: usize,
+    method: &'static str,
+    families: BTreeMap<&'static str, BTreeMap<Mode, ModeResult>>,
+}
+
+struct Config {
+    sizes: Vec<usize>,
+    repeats: usize,
+    frames: u32,
+}
+
+fn config() -> Config {
+    if std::env::var_os("LINUXFP_BENCH_QUICK").is_some() {
+        Config {
+            sizes: vec![64, 1500],
+            repeats: 1,
+            frames: 1_000_000,
+        }
+    } else {
+        Config {
+            sizes: vec![64, 128, 256, 512, 1024, 1500],
+            repeats: 3,
+            frames: 3_000_000,
+        }
+    }
+}
+
+/// A deployed LinuxFP router in the testbed's router namespace.
+struct Deployed {
+    worker: DeployWorker,
+}
+
+fn deploy(tb: &VirtualRouter, hook: Hook) -> Deployed {
+    let netns = NetnsRef::Named(tb.rtr.name().to_string());
+    let mut registry = FpmRegistry::new();
+    registry
+        .register(Arc::new(RouterFpm::new()))
+        .expect("register router");
+    let policy = Policy {
+        hook: match hook {
+            Hook::Xdp => HookPolicy::Xdp,
+            Hook::Tc => HookPolicy::Tc,
+        },
+        ..Default::default()
+    };
+    let snap = plan_once(&netns, &registry, &policy, &KernelCaps::probe()).expect("plan");
+    assert_eq!(
+        snap.plan.interfaces.len(),
+        2,
+        "both router interfaces planned: {:?}",
+        snap.plan.slow_path
+    );
+    let worker = DeployWorker::spawn(netns, registry).expect("deploy worker");
+    let report = futures::executor::block_on(worker.apply(snap.plan)).expect("deploy");
+    assert!(report.failed.is_empty(), "deploy failed: {:?}", report.failed);
+    Deployed { worker }
+}
+
+fn fast_share(d: &Deployed) -> f64 {
+    let stats = futures::executor::block_on(d.worker.stats()).expect("stats");
+    let totals = stats.totals("router");
+    let fast = *totals.get("fast").unwrap_or(&0) as f64;
+    let all: u64 = totals.values().sum();
+    if all == 0 { 0.0 } else { fast / all as f64 }
+}
+
+fn test_frame(tb: &VirtualRouter, v6: bool, size: usize) -> (Vec<u8>, usize) {
+    let (dmac, smac) = (tb.rtr_src_if.mac, tb.src_if.mac);
+    match (tb.src_if.ip(v6), tb.dst_if.ip(v6)) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (
+            frame::udp4(dmac, smac, s, d, 1000, 2000, size),
+            frame::UDP4_HEADERS,
+        ),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (
+            frame::udp6(dmac, smac, s, d, 1000, 2000, size),
+            frame::UDP6_HEADERS,
+        ),
+        _ => unreachable!("families match"),
+    }
+}
+
+/// Delivered Mpps for `frames` frames of `size` bytes.
+fn measure_pps(tb: &VirtualRouter, sink: &Sink, v6: bool, size: usize, frames: u32) -> f64 {
+    let (f, hdr) = test_frame(tb, v6, size);
+    let ifindex = tb.src_if.ifindex;
+    let mut generator = tb
+        .src
+        .run_in(move || Generator::new(&f, hdr))
+        .expect("netns")
+        .expect("generator");
+    let (before, _) = sink.counts().expect("sink");
+    let started = Instant::now();
+    let generator_back = tb
+        .src
+        .run_in(move || {
+            let r = generator.send(ifindex, frames);
+            (generator, r)
+        })
+        .expect("netns");
+    generator_back.1.expect("send");
+    // Let in-flight frames land before reading the counter.
+    std::thread::sleep(Duration::from_millis(50));
+    let elapsed = started.elapsed().as_secs_f64() - 0.05;
+    let (after, _) = sink.counts().expect("sink");
+    (after - before) as f64 / elapsed / 1e6
+}
+
+/// Latency at a fixed offered load: batches of 64 frames, paced.
+fn measure_latency(tb: &VirtualRouter, sink: &Sink, v6: bool, offered_mpps: f64) -> LatencyResult {
+    let (f, hdr) = test_frame(tb, v6, 64);
+    let ts_offset = hdr; // the stamp sits right after the UDP header
+    let ifindex = tb.src_if.ifindex;
+    let batch = 64u32;
+    let period = Duration::from_secs_f64(batch as f64 / (offered_mpps * 1e6));
+    let duration = Duration::from_secs(2);
+    let before = sink.latency().expect("latency");
+    let (p0, _) = sink.counts().expect("sink");
+    let started = Instant::now();
+    tb.src
+        .run_in(move || {
+            let mut g = Generator::with_timestamp(&f, hdr, ts_offset).expect("generator");
+            let start = Instant::now();
+            let mut next = start;
+            while start.elapsed() < duration {
+                g.send(ifindex, batch).expect("send");
+                next += period;
+                while Instant::now() < next {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+        .expect("netns");
+    std::thread::sleep(Duration::from_millis(50));
+    let elapsed = started.elapsed().as_secs_f64() - 0.05;
+    let (p1, _) = sink.counts().expect("sink");
+    let lat: Latency = sink.latency().expect("latency").since(&before);
+    LatencyResult {
+        offered_mpps,
+        delivered_mpps: (p1 - p0) as f64 / elapsed / 1e6,
+        mean_us: lat.mean_us(),
+        p99_us: lat.quantile_us(0.99),
+        stddev_us: lat.stddev_us(),
+    }
+}
+
+fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeResult {
+    let tb = VirtualRouter::new(if v6 { "b6" } else { "b4" }).expect("testbed");
+    tb.set_static_neighbours().expect("neighbours");
+    // The generator's XDP_TX into s0 needs NAPI on r0 (GRO on, or an XDP
+    // program there); set it in every mode so the paths compare fairly.
+    tb.rtr
+        .exec(&["ethtool", "-K", "r0", "gro", "on"])
+        .expect("gro on r0");
+    let d0 = tb.dst_if.ifindex;
+    let stamp_at = if v6 { frame::UDP6_HEADERS } else { frame::UDP4_HEADERS };
+    let sink = tb
+        .dst
+        .run_in(move || Sink::attach_with_latency(d0, stamp_at))
+        .expect("netns")
+        .expect("sink");
+    let deployed = match mode {
+        Mode::Linux => None,
+        Mode::LinuxfpXdp => Some(deploy(&tb, Hook::Xdp)),
+        Mode::LinuxfpTc => Some(deploy(&tb, Hook::Tc)),
+    };
+    let mut result = ModeResult::default();
+    for &size in &cfg.sizes {
+        let runs = (0..cfg.repeats)
+            .map(|_| measure_pps(&tb, &sink, v6, size, cfg.frames))
+            .collect();
+        result.mpps.insert(size, spread(runs));
+    }
+    // Offered load for latency: given, or 90% of what this (Linux) run
+    // delivered with 64 B frames.
+    let offered = offered.unwrap_or_else(|| {
+        result.mpps.get(&64).map_or(0.5, |x| x.median * 0.9)
+    });
+    result.latency = Some(measure_latency(&tb, &sink, v6, offered));
+    result.fast_share = deployed.as_ref().map(fast_share);
+    drop(sink);
+    // TCP with default offloads, through the router, socket to socket.
+    let tcp = tb.iperf3(v6, &Iperf3::default()).map(|t| t.gbps());
+    result.tcp_gbps = tcp.ok();
+    drop(deployed);
+    result
+}
+
+fn main() {
+    if !require_root("router benchmark") {
+        return;
+    }
+    let cfg = config();
+    let mut report = Report {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        method: "BPF_PROG_TEST_RUN live frames from the source netns, XDP sink in the destination netns; UDP, one flow",
+        ..Default::default()
+    };
+    for (family, v6) in [("ipv4", false), ("ipv6", true)] {
+        eprintln!("== {family}: Linux");
+        let linux = run_mode(Mode::Linux, v6, &cfg, None);
+        let offered = linux.latency.as_ref().map(|l| l.offered_mpps);
+        let mut modes = BTreeMap::new();
+        modes.insert(Mode::Linux, linux);
+        for mode in [Mode::LinuxfpXdp, Mode::LinuxfpTc] {
+            eprintln!("== {family}: {}", mode.label());
+            modes.insert(mode, run_mode(mode, v6, &cfg, offered));
+        }
+        report.families.insert(family, modes);
+    }
+    let md = markdown(&report);
+    println!("{md}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("router.md"), &md);
+    if let Ok(json) = serde_json::to_string_pretty(&report) {
+        let _ = std::fs::write(dir.join("router.json"), json);
+    }
+}
+
+fn markdown(r: &Report) -> String {
+    let mut s = format!(
+        "## Virtual router: LinuxFP vs Linux (same run)\n\nKernel {}, {} CPUs. {}.\n\n",
+        r.kernel, r.cpus, r.method
+    );
+    for (family, modes) in &r.families {
+        let linux = modes.get(&Mode::Linux);
+        s.push_str(&format!("### {family}: packets/s (Mpps, median of repeats [min–max]; ratio to Linux)\n\n| size |"));
+        for m in modes.keys() {
+            s.push_str(&format!(" {} |", m.label()));
+        }
+        s.push_str("\n|---|");
+        for _ in modes {
+            s.push_str("---|");
+        }
+        s.push('\n');
+        let sizes: Vec<usize> = linux.map(|l| l.mpps.keys().copied().collect()).unwrap_or_default();
+        for size in sizes {
+            s.push_str(&format!("| {size} B |"));
+            let base = linux.and_then(|l| l.mpps.get(&size)).map_or(0.0, |x| x.median);
+            for res in modes.values() {
+                if let Some(x) = res.mpps.get(&size) {
+                    let ratio = if base > 0.0 { x.median / base } else { 0.0 };
+                    s.push_str(&format!(
+                        " {:.2} [{:.2}–{:.2}] ({ratio:.2}x) |",
+                        x.median, x.min, x.max
+                    ));
+                }
+            }
+            s.push('\n');
+        }
+        s.push_str(&format!(
+            "\n### {family}: latency at a fixed offered load, TCP, fast-path share\n\n| mode | offered Mpps | delivered Mpps | mean µs | p99 µs | stddev µs | TCP Gbit/s | fast path |\n|---|---|---|---|---|---|---|---|\n"
+        ));
+        for (mode, res) in modes {
+            let l = res.latency.clone().unwrap_or_default();
+            s.push_str(&format!(
+                "| {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
+                mode.label(),
+                l.offered_mpps,
+                l.delivered_mpps,
+                l.mean_us,
+                l.p99_us,
+                l.stddev_us,
+                res.tcp_gbps.map_or("-".into(), |g| format!("{g:.1}")),
+                res.fast_share
+                    .map_or("-".into(), |f| format!("{:.1}%", f * 100.0)),
+            ));
+        }
+        s.push('\n');
+    }
+    s
+}

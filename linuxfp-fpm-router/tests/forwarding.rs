@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Namespace tests on the seed paper's virtual router: real traffic through
+//! LinuxFP's router, compared with what Linux does, with the counters
+//! proving the fast path did the work.
+
+use std::{sync::Arc, time::Duration};
+
+use linuxfp::{
+    compat::{HookPolicy, KernelCaps, Policy},
+    controller::plan_once,
+    deploy::{Stats, worker::DeployWorker},
+    fpm::{FpmRegistry, Hook},
+    netns::NetnsRef,
+};
+use linuxfp_fpm_router::RouterFpm;
+use linuxfp_testkit::{Iperf3, VirtualRouter, require_root};
+
+fn registry() -> FpmRegistry {
+    let mut r = FpmRegistry::new();
+    r.register(Arc::new(RouterFpm::new())).expect("register");
+    r
+}
+
+/// LinuxFP's router deployed in the testbed's router namespace.
+struct Fast {
+    worker: DeployWorker,
+    netns: NetnsRef,
+    policy: Policy,
+}
+
+impl Fast {
+    fn deploy(tb: &VirtualRouter, hook: HookPolicy) -> Fast {
+        let netns = NetnsRef::Named(tb.rtr.name().to_string());
+        let policy = Policy {
+            hook,
+            ..Default::default()
+        };
+        let worker = DeployWorker::spawn(netns.clone(), registry()).expect("worker");
+        let fast = Fast {
+            worker,
+            netns,
+            policy,
+        };
+        fast.replan();
+        fast
+    }
+
+    /// Re-reads the kernel's state and applies the new plan (what the
+    /// controller does on every change).
+    fn replan(&self) {
+        let snap =
+            plan_once(&self.netns, &registry(), &self.policy, &KernelCaps::probe()).expect("plan");
+        let report = futures::executor::block_on(self.worker.apply(snap.plan)).expect("apply");
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+    }
+
+    fn stats(&self) -> Stats {
+        futures::executor::block_on(self.worker.stats()).expect("stats")
+    }
+}
+
+fn total(s: &Stats, counter: &str) -> u64 {
+    s.total("router", counter)
+}
+
+fn ping(tb: &VirtualRouter, v6: bool, count: u32, extra: &[&str]) -> Result<String, String> {
+    let dst = tb.dst_if.ip(v6).to_string();
+    let c = count.to_string();
+    let mut argv = vec!["ping", "-c", &c, "-i", "0.005", "-W", "1", "-q"];
+    argv.extend_from_slice(extra);
+    argv.push(&dst);
+    tb.src.exec(&argv).map_err(|e| e.to_string())
+}
+
+fn steady_state(hook: HookPolicy, v6: bool, tag: &str) {
+    let tb = VirtualRouter::new(tag).expect("testbed");
+    if hook == HookPolicy::Xdp {
+        // XDP redirects into a veth need NAPI on the receiving peer.
+        tb.src.exec(&["ethtool", "-K", "s0", "gro", "on"]).expect("gro");
+        tb.dst.exec(&["ethtool", "-K", "d0", "gro", "on"]).expect("gro");
+    }
+    // Linux alone first: the same traffic must work.
+    ping(&tb, v6, 5, &[]).expect("ping with Linux alone");
+    let fast = Fast::deploy(&tb, hook);
+    // Warm-up resolves neighbours (the kernel does it; later packets go fast).
+    ping(&tb, v6, 5, &[]).expect("warm-up ping with LinuxFP");
+    let before = fast.stats();
+    let n = 500;
+    ping(&tb, v6, n, &[]).expect("ping with LinuxFP");
+    let after = fast.stats();
+    let fast_pkts = total(&after, "fast") - total(&before, "fast");
+    // Requests (on r0) and replies (on r1) are both forwarded.
+    assert!(
+        fast_pkts * 100 >= 2 * n as u64 * 99,
+        "fast path forwarded {fast_pkts} of {}: {:?}",
+        2 * n,
+        after.totals("router")
+    );
+    if hook != HookPolicy::Xdp {
+        // TCP and UDP with default offloads, socket to socket.
+        let tcp = tb
+            .iperf3(v6, &Iperf3::default())
+            .expect("iperf3 tcp through LinuxFP");
+        assert!(tcp.bytes > 0, "TCP moved no data");
+        let udp = tb
+            .iperf3(
+                v6,
+                &Iperf3 {
+                    udp_bitrate: Some(50_000_000),
+                    seconds: 2,
+                    ..Iperf3::default()
+                },
+            )
+            .expect("iperf3 udp through LinuxFP");
+        assert!(udp.lost_percent.unwrap_or(100.0) < 5.0, "{udp:?}");
+        let end = fast.stats();
+        assert!(
+            total(&end, "fast") > total(&after, "fast") + 1000,
+            "TCP/UDP took the fast path: {:?}",
+            end.totals("router")
+        );
+    }
+}
+
+#[test]
+fn tc_router_ipv4_steady_state_is_fast() {
+    if require_root("tc_router_ipv4_steady_state_is_fast") {
+        steady_state(HookPolicy::Auto, false, "ft4");
+    }
+}
+
+#[test]
+fn tc_router_ipv6_steady_state_is_fast() {
+    if require_root("tc_router_ipv6_steady_state_is_fast") {
+        steady_state(HookPolicy::Auto, true, "ft6");
+    }
+}
+
+#[test]
+fn xdp_router_ipv4_steady_state_is_fast() {
+    if require_root("xdp_router_ipv4_steady_state_is_fast") {
+        steady_state(HookPolicy::Xdp, false, "fx4");
+    }
+}
+
+#[test]
+fn xdp_router_ipv6_steady_state_is_fast() {
+    if require_root("xdp_router_ipv6_steady_state_is_fast") {
+        steady_state(HookPolicy::Xdp, true, "fx6");
+    }
+}
+
+#[test]
+fn ttl_expiry_still_yields_time_exceeded() {
+    if !require_root("ttl_expiry_still_yields_time_exceeded") {
+        return;
+    }
+    for v6 in [false, true] {
+        let tb = VirtualRouter::new(if v6 { "tt6" } else { "tt4" }).expect("testbed");
+        let fast = Fast::deploy(&tb, HookPolicy::Auto);
+        ping(&tb, v6, 2, &[]).expect("warm-up");
+        let before = total(&fast.stats(), "ttl");
+        // TTL 1 expires at the router, which must answer as Linux does.
+        let out = ping(&tb, v6, 3, &["-t", "1"]).unwrap_or_else(|e| e);
+        assert!(
+            out.contains("exceeded") || out.contains("Time to live"),
+            "no time exceeded: {out}"
+        );
+        assert!(total(&fast.stats(), "ttl") >= before + 3);
+    }
+}
+
+#[test]
+fn route_changes_take_effect_on_the_next_packet() {
+    if !require_root("route_changes_take_effect_on_the_next_packet") {
+        return;
+    }
+    let tb = VirtualRouter::new("rt").expect("testbed");
+    let fast = Fast::deploy(&tb, HookPolicy::Auto);
+    ping(&tb, false, 3, &[]).expect("baseline");
+    // A blackhole for the destination: Linux drops, and so must we (punt).
+    tb.rtr
+        .exec(&["ip", "route", "replace", "blackhole", "10.2.0.2/32"])
+        .expect("blackhole");
+    let before = total(&fast.stats(), "route_reject");
+    assert!(
+        ping(&tb, false, 3, &[]).is_err(),
+        "blackholed traffic got through"
+    );
+    assert!(total(&fast.stats(), "route_reject") >= before + 3);
+    tb.rtr
+        .exec(&["ip", "route", "del", "blackhole", "10.2.0.2/32"])
+        .expect("remove blackhole");
+    ping(&tb, false, 3, &[]).expect("reachable again on the next packet");
+}
+
+#[test]
+fn unresolved_neighbour_resolves_then_goes_fast() {
+    if !require_root("unresolved_neighbour_resolves_then_goes_fast") {
+        return;
+    }
+    for v6 in [false, true] {
+        let tb = VirtualRouter::new(if v6 { "nb6" } else { "nb4" }).expect("testbed");
+        tb.src.exec(&["ethtool", "-K", "s0", "gro", "on"]).expect("gro");
+        tb.dst.exec(&["ethtool", "-K", "d0", "gro", "on"]).expect("gro");
+        // XDP cannot resolve neighbours: the first packet must go to the
+        // kernel, which resolves it; the rest then go fast.
+        let fast = Fast::deploy(&tb, HookPolicy::Xdp);
+        tb.rtr.exec(&["ip", "neigh", "flush", "all"]).expect("flush");
+        let before = fast.stats();
+        ping(&tb, v6, 20, &[]).expect("ping resolves the neighbour");
+        let after = fast.stats();
+        assert!(
+            total(&after, "no_neigh") > total(&before, "no_neigh"),
+            "{:?}",
+            after.totals("router")
+        );
+        assert!(
+            total(&after, "fast") >= total(&before, "fast") + 30,
+            "{:?}",
+            after.totals("router")
+        );
+    }
+}
+
+#[test]
+fn forwarding_off_is_honoured() {
+    if !require_root("forwarding_off_is_honoured") {
+        return;
+    }
+    let tb = VirtualRouter::new("fo").expect("testbed");
+    let fast = Fast::deploy(&tb, HookPolicy::Auto);
+    ping(&tb, false, 3, &[]).expect("baseline");
+    tb.rtr
+        .exec(&["sysctl", "-qw", "net.ipv4.conf.r0.forwarding=0"])
+        .expect("sysctl");
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        ping(&tb, false, 3, &[]).is_err(),
+        "forwarded with forwarding off"
+    );
+    fast.replan();
+    assert!(
+        ping(&tb, false, 2, &[]).is_err(),
+        "forwarded with forwarding off after replan"
+    );
+}
+
+#[test]
+fn hook_choice_is_tc_on_veth_by_default() {
+    if !require_root("hook_choice_is_tc_on_veth_by_default") {
+        return;
+    }
+    let tb = VirtualRouter::new("hk").expect("testbed");
+    let netns = NetnsRef::Named(tb.rtr.name().to_string());
+    let snap =
+        plan_once(&netns, &registry(), &Policy::default(), &KernelCaps::probe()).expect("plan");
+    assert_eq!(snap.plan.interfaces.len(), 2, "{snap:?}");
+    for p in snap.plan.interfaces.values() {
+        assert_eq!(p.hook, Hook::Tc);
+        assert!(p.reasons.iter().any(|r| r.contains("virtual device")));
+    }
+}

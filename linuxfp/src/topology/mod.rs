@@ -2,6 +2,13 @@
 //! The Topology Manager: a pure function from [`crate::state::KernelState`]
 //! to [`Topology`], plus change detection.
 
+mod derive;
+mod diff;
 mod model;
 
+pub use derive::derive;
+pub use diff::{TopologyDiff, diff};
 pub use model::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The router FPM's fast path: `router_xdp` and `router_tc`.
+//!
+//! Forward exactly as Linux's `ip_forward` / `ip6_forward` would, using the
+//! kernel's own FIB and neighbour table (`bpf_fib_lookup` with the ingress
+//! interface), or hand the packet to the kernel under a counted reason.
+#![no_std]
+#![no_main]
+
+mod parse;
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{TC_ACT_OK, TC_ACT_REDIRECT, bpf_fib_lookup as FibParams, xdp_action},
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    macros::{classifier, map, xdp},
+    maps::{HashMap, DevMapHash},
+    programs::{TcContext, XdpContext},
+};
+use linuxfp_ebpf_common::{
+    abi::counter,
+    declare_abi_maps,
+    ebpf::count,
+    router::*,
+};
+
+use crate::parse::{Packet, parse};
+
+declare_abi_maps!();
+
+#[unsafe(no_mangle)]
+static ROUTER_CONF: aya_ebpf::Global<RouterConf> =
+    aya_ebpf::Global::new(RouterConf { families: 0, reserved: 0 });
+
+#[map]
+static ROUTER_XDP_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_IFACES, 0);
+
+#[map]
+static ROUTER_IFACES: HashMap<u32, RouterIface> = HashMap::with_max_entries(MAX_IFACES, 0);
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const PACKET_HOST: u32 = 0;
+
+/// Result of the common decision: forward out of `egress` with these MACs,
+/// or punt under a reason.
+enum Decision {
+    Forward(FibParams),
+    NoNeigh(FibParams),
+    Punt(u32),
+}
+
+#[inline(always)]
+fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tc_gso: Option<u32>) -> Decision {
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    p.ifindex = ingress;
+    p.l4_protocol = pkt.l4_proto;
+    p.sport = pkt.sport_be;
+    p.dport = pkt.dport_be;
+    if pkt.v6 {
+        p.family = AF_INET6;
+        p.__bindgen_anon_2.flowinfo = pkt.flowinfo_be;
+        p.__bindgen_anon_3.ipv6_src = pkt.src6;
+        p.__bindgen_anon_4.ipv6_dst = pkt.dst6;
+    } else {
+        p.family = AF_INET;
+        p.__bindgen_anon_2.tos = pkt.tos;
+        p.__bindgen_anon_3.ipv4_src = pkt.src4_be;
+        p.__bindgen_anon_4.ipv4_dst = pkt.dst4_be;
+    }
+    // GSO packets are checked per segment below, as the kernel does.
+    p.__bindgen_anon_1.tot_len = if tc_gso.is_some() { 0 } else { pkt.l3_len };
+    // SAFETY: `p` is a valid, initialised lookup structure of the size given.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            &mut p,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    let reason = match rc as u32 {
+        0 => None,
+        1..=3 => Some(PUNT_ROUTE_REJECT),
+        4 => Some(PUNT_LOCAL),
+        5 => Some(PUNT_FWD_DISABLED),
+        7 => {
+            if p.ifindex == ingress {
+                return Decision::Punt(PUNT_SAME_IF);
+            }
+            return Decision::NoNeigh(p);
+        }
+        8 => Some(PUNT_FRAG_NEEDED),
+        _ => Some(PUNT_FIB_OTHER),
+    };
+    if let Some(r) = reason {
+        return Decision::Punt(r);
+    }
+    if p.ifindex == ingress {
+        return Decision::Punt(PUNT_SAME_IF);
+    }
+    if let Some(gso_size) = tc_gso {
+        // SAFETY: the helper wrote mtu_result on success.
+        let mtu = unsafe { p.__bindgen_anon_1.mtu_result } as u32;
+        if pkt.l4_hdr_len == 0 || pkt.l4_offset - pkt.l3_offset + pkt.l4_hdr_len + gso_size > mtu {
+            return Decision::Punt(PUNT_FRAG_NEEDED);
+        }
+    }
+    Decision::Forward(p)
+}
+
+#[inline(always)]
+fn egress_flags(ifindex: u32) -> u16 {
+    // SAFETY: plain hash lookup; the value is only read.
+    unsafe { ROUTER_IFACES.get(&ifindex) }.map_or(0, |i| i.flags)
+}
+
+/// Decrements TTL / hop limit and writes the MACs. The header pointers were
+/// bounds checked by `parse`.
+#[inline(always)]
+fn rewrite(start: usize, pkt: &Packet, p: &FibParams) {
+    // SAFETY: offsets were checked against data_end by `parse`, and the
+    // packet has not been resized since.
+    unsafe {
+        let eth = start as *mut [u8; 12];
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(&p.dmac);
+        macs[6..].copy_from_slice(&p.smac);
+        core::ptr::write_unaligned(eth, macs);
+        let l3 = start + pkt.l3_offset as usize;
+        if pkt.v6 {
+            let hl = (l3 + 7) as *mut u8;
+            *hl -= 1;
+        } else {
+            let ttl = (l3 + 8) as *mut u8;
+            let check = (l3 + 10) as *mut u16;
+            let mut c = u16::from_be(core::ptr::read_unaligned(check)) as u32;
+            c += 0x0100;
+            let c = (c + (c >= 0xFFFF) as u32) as u16;
+            core::ptr::write_unaligned(check, c.to_be());
+            *ttl -= 1;
+        }
+    }
+}
+
+#[xdp]
+pub fn router_xdp(ctx: XdpContext) -> u32 {
+    // SAFETY: reading the context's ingress ifindex.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let verdict = xdp_forward(&ctx, ingress);
+    match verdict {
+        Ok(v) => {
+            count(&LFP_STATS, ingress, counter::FAST);
+            v
+        }
+        Err(reason) => {
+            count(&LFP_STATS, ingress, reason);
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
+#[inline(always)]
+fn xdp_forward(ctx: &XdpContext, ingress: u32) -> Result<u32, u32> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    // SAFETY: plain hash lookup.
+    let iface = unsafe { ROUTER_IFACES.get(&ingress) }.ok_or(PUNT_FWD_DISABLED)?;
+    if iface.flags & IFACE_INGRESS == 0 {
+        return Err(PUNT_FWD_DISABLED);
+    }
+    let pkt = parse(start, end, Some(&iface.mac), ROUTER_CONF.load().families)?;
+    match decide(ctx, &pkt, ingress, None) {
+        Decision::Forward(p) => {
+            if egress_flags(p.ifindex) & IFACE_XDP_EGRESS == 0 {
+                return Err(PUNT_EGRESS);
+            }
+            rewrite(start, &pkt, &p);
+            ROUTER_XDP_PORTS
+                .redirect(p.ifindex, 0)
+                .map_err(|_| PUNT_REDIRECT_FAILED)
+        }
+        Decision::NoNeigh(_) => Err(PUNT_NO_NEIGH),
+        Decision::Punt(r) => Err(r),
+    }
+}
+
+#[classifier]
+pub fn router_tc(ctx: TcContext) -> i32 {
+    // SAFETY: reading fields of the skb context.
+    let ingress = unsafe { (*ctx.skb.skb).ifindex };
+    match tc_forward(&ctx, ingress) {
+        Ok(v) => {
+            count(&LFP_STATS, ingress, counter::FAST);
+            v
+        }
+        Err(reason) => {
+            count(&LFP_STATS, ingress, reason);
+            TC_ACT_OK
+        }
+    }
+}
+
+#[inline(always)]
+fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
+    // SAFETY: reading fields of the skb context.
+    let (pkt_type, vlan_present, gso_size, gso_segs) = unsafe {
+        let s = &*ctx.skb.skb;
+        (s.pkt_type, s.vlan_present, s.gso_size, s.gso_segs)
+    };
+    if pkt_type != PACKET_HOST {
+        return Err(PUNT_OTHER_HOST);
+    }
+    if vlan_present != 0 {
+        return Err(PUNT_VLAN);
+    }
+    if egress_flags(ingress) & IFACE_INGRESS == 0 {
+        return Err(PUNT_FWD_DISABLED);
+    }
+    // Make sure the headers are in the linear part before parsing.
+    if ctx.data() + 14 + 60 + 20 > ctx.data_end() {
+        let _ = ctx.pull_data(14 + 60 + 20);
+    }
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let pkt = parse(start, end, None, ROUTER_CONF.load().families)?;
+    let gso = (gso_segs > 1 || gso_size != 0).then_some(gso_size);
+    match decide(ctx, &pkt, ingress, gso) {
+        Decision::Forward(p) => {
+            if egress_flags(p.ifindex) & IFACE_EGRESS == 0 {
+                return Err(PUNT_EGRESS);
+            }
+            rewrite(start, &pkt, &p);
+            set_priority(ctx, &pkt);
+            // SAFETY: plain helper call.
+            let rc = unsafe { bpf_redirect(p.ifindex, 0) };
+            if rc as i32 == TC_ACT_REDIRECT {
+                Ok(TC_ACT_REDIRECT)
+            } else {
+                Err(PUNT_REDIRECT_FAILED)
+            }
+        }
+        Decision::NoNeigh(p) => {
+            if egress_flags(p.ifindex) & IFACE_EGRESS == 0 {
+                return Err(PUNT_EGRESS);
+            }
+            // The kernel resolves the neighbour on its own path, exactly as
+            // for a routed packet: only the TTL and source MAC are ours.
+            let mut nh: aya_ebpf::bindings::bpf_redir_neigh = unsafe { core::mem::zeroed() };
+            if pkt.v6 {
+                nh.nh_family = AF_INET6 as u32;
+                // SAFETY: after NO_NEIGH the helper left the next hop in dst.
+                nh.__bindgen_anon_1.ipv6_nh = unsafe { p.__bindgen_anon_4.ipv6_dst };
+            } else {
+                nh.nh_family = AF_INET as u32;
+                // SAFETY: as above.
+                nh.__bindgen_anon_1.ipv4_nh = unsafe { p.__bindgen_anon_4.ipv4_dst };
+            }
+            rewrite_ttl_only(start, &pkt);
+            set_priority(ctx, &pkt);
+            // SAFETY: `nh` is initialised and its size passed.
+            let rc = unsafe {
+                bpf_redirect_neigh(
+                    p.ifindex,
+                    &mut nh,
+                    core::mem::size_of::<aya_ebpf::bindings::bpf_redir_neigh>() as i32,
+                    0,
+                )
+            };
+            if rc as i32 == TC_ACT_REDIRECT {
+                Ok(TC_ACT_REDIRECT)
+            } else {
+                Err(PUNT_REDIRECT_FAILED)
+            }
+        }
+        Decision::Punt(r) => Err(r),
+    }
+}
+
+#[inline(always)]
+fn rewrite_ttl_only(start: usize, pkt: &Packet) {
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    // Keep the MACs as they are; bpf_redirect_neigh fills them.
+    // SAFETY: the Ethernet header was bounds checked by `parse`.
+    unsafe {
+        let eth = start as *const [u8; 12];
+        let macs = core::ptr::read_unaligned(eth);
+        p.dmac.copy_from_slice(&macs[..6]);
+        p.smac.copy_from_slice(&macs[6..]);
+    }
+    rewrite(start, pkt, &p);
+}
+
+/// `ip_forward` sets `skb->priority = rt_tos2priority(tos)` for IPv4.
+#[inline(always)]
+fn set_priority(ctx: &TcContext, pkt: &Packet) {
+    if pkt.v6 {
+        return;
+    }
+    // ip_tos2prio from net/ipv4/route.c, indexed by IPTOS_TOS(tos) >> 1.
+    const TOS2PRIO: [u32; 16] = [0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4];
+    let idx = ((pkt.tos & 0x1E) >> 1) as usize;
+    if let Some(prio) = TOS2PRIO.get(idx) {
+        // SAFETY: priority is a writable field of __sk_buff at TC ingress.
+        unsafe { (*ctx.skb.skb).priority = *prio };
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

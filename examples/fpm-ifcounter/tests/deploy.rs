@@ -75,7 +75,7 @@ fn counts_on_both_hooks_swaps_and_cleans_up() {
     let netns = NetnsRef::Named(p.b.name().to_string());
     let layout = PinLayout::new(&netns.pin_name());
     let worker = DeployWorker::spawn(netns.clone(), registry()).expect("worker");
-    let rt = futures::executor::block_on;
+    use futures::executor::block_on as rt;
 
     // TC first: counts the pings' requests arriving on xb.
     let report = rt(worker.apply(plan(p.b_ifindex, "xb", Hook::Tc))).expect("apply tc");

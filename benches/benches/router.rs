@@ -144,7 +144,11 @@ fn deploy(tb: &VirtualRouter, hook: Hook) -> Deployed {
     );
     let worker = DeployWorker::spawn(netns, registry).expect("deploy worker");
     let report = futures::executor::block_on(worker.apply(snap.plan)).expect("deploy");
-    assert!(report.failed.is_empty(), "deploy failed: {:?}", report.failed);
+    assert!(
+        report.failed.is_empty(),
+        "deploy failed: {:?}",
+        report.failed
+    );
     Deployed { worker }
 }
 
@@ -244,7 +248,11 @@ fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeRes
         .exec(&["ethtool", "-K", "r0", "gro", "on"])
         .expect("gro on r0");
     let d0 = tb.dst_if.ifindex;
-    let stamp_at = if v6 { frame::UDP6_HEADERS } else { frame::UDP4_HEADERS };
+    let stamp_at = if v6 {
+        frame::UDP6_HEADERS
+    } else {
+        frame::UDP4_HEADERS
+    };
     let sink = tb
         .dst
         .run_in(move || Sink::attach_with_latency(d0, stamp_at))
@@ -264,9 +272,7 @@ fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeRes
     }
     // Offered load for latency: given, or 90% of what this (Linux) run
     // delivered with 64 B frames.
-    let offered = offered.unwrap_or_else(|| {
-        result.mpps.get(&64).map_or(0.5, |x| x.median * 0.9)
-    });
+    let offered = offered.unwrap_or_else(|| result.mpps.get(&64).map_or(0.5, |x| x.median * 0.9));
     result.latency = Some(measure_latency(&tb, &sink, v6, offered));
     result.fast_share = deployed.as_ref().map(fast_share);
     drop(sink);
@@ -329,10 +335,14 @@ fn markdown(r: &Report) -> String {
             s.push_str("---|");
         }
         s.push('\n');
-        let sizes: Vec<usize> = linux.map(|l| l.mpps.keys().copied().collect()).unwrap_or_default();
+        let sizes: Vec<usize> = linux
+            .map(|l| l.mpps.keys().copied().collect())
+            .unwrap_or_default();
         for size in sizes {
             s.push_str(&format!("| {size} B |"));
-            let base = linux.and_then(|l| l.mpps.get(&size)).map_or(0.0, |x| x.median);
+            let base = linux
+                .and_then(|l| l.mpps.get(&size))
+                .map_or(0.0, |x| x.median);
             for res in modes.values() {
                 if let Some(x) = res.mpps.get(&size) {
                     let ratio = if base > 0.0 { x.median / base } else { 0.0 };

@@ -11,7 +11,10 @@ fn main() -> anyhow::Result<()> {
     let common = dir.join("../../linuxfp-ebpf-common");
     // Only eBPF sources trigger a rebuild of the object, never userspace ones.
     println!("cargo:rerun-if-changed={}", ebpf.join("src").display());
-    println!("cargo:rerun-if-changed={}", ebpf.join("Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf.join("Cargo.toml").display()
+    );
     println!("cargo:rerun-if-changed={}", common.join("src").display());
     // -Z build-std=core on stable; only this build script's children see it.
     // SAFETY: build scripts are single-threaded.
@@ -22,7 +25,9 @@ fn main() -> anyhow::Result<()> {
     aya_build::build_ebpf(
         [Package {
             name: "linuxfp-fpm-ifcounter-ebpf",
-            root_dir: ebpf.to_str().ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?,
+            root_dir: ebpf
+                .to_str()
+                .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?,
             ..Default::default()
         }],
         Toolchain::Custom("stable"),

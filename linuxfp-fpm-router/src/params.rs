@@ -42,7 +42,8 @@ pub fn router_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
         }),
     );
 
-    let attached: std::collections::BTreeMap<u32, Hook> = input.decisions.interfaces_of(fpm).collect();
+    let attached: std::collections::BTreeMap<u32, Hook> =
+        input.decisions.interfaces_of(fpm).collect();
     let ifaces = cfg.maps.entry(IFACES_MAP.to_string()).or_default();
     let mut ports = linuxfp::fpm::MapContents::new();
     if let Some(router) = &topo.router {
@@ -72,7 +73,10 @@ pub fn router_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
                 mac: iface.mac.unwrap_or_default(),
                 flags,
             };
-            ifaces.insert(HexBytes(ifindex.to_ne_bytes().to_vec()), HexBytes::of(&value));
+            ifaces.insert(
+                HexBytes(ifindex.to_ne_bytes().to_vec()),
+                HexBytes::of(&value),
+            );
         }
     }
     cfg.maps.insert(XDP_PORTS_MAP.to_string(), ports);
@@ -149,20 +153,43 @@ mod tests {
     fn tc_interfaces_are_ingress_and_egress_but_not_in_the_devmap() {
         let t = topo();
         let d = decide(&[(2, Hook::Tc), (3, Hook::Tc)]);
-        let cfg = router_config("router", &ParamInput { topology: &t, decisions: &d, state: None });
-        assert_eq!(iface(&cfg, 2).map(|i| i.flags), Some(IFACE_INGRESS | IFACE_EGRESS));
+        let cfg = router_config(
+            "router",
+            &ParamInput {
+                topology: &t,
+                decisions: &d,
+                state: None,
+            },
+        );
+        assert_eq!(
+            iface(&cfg, 2).map(|i| i.flags),
+            Some(IFACE_INGRESS | IFACE_EGRESS)
+        );
         assert_eq!(iface(&cfg, 2).map(|i| i.mac), Some([2, 0, 0, 0, 0, 2]));
         // r2 is down and not attached: absent.
         assert_eq!(iface(&cfg, 4), None);
         assert!(cfg.maps[XDP_PORTS_MAP].is_empty());
-        assert_eq!(cfg.globals[CONF_GLOBAL], HexBytes::of(&RouterConf { families: FAMILY_IPV4, reserved: 0 }));
+        assert_eq!(
+            cfg.globals[CONF_GLOBAL],
+            HexBytes::of(&RouterConf {
+                families: FAMILY_IPV4,
+                reserved: 0
+            })
+        );
     }
 
     #[test]
     fn xdp_interfaces_fill_the_devmap() {
         let t = topo();
         let d = decide(&[(2, Hook::Xdp), (3, Hook::Tc)]);
-        let cfg = router_config("router", &ParamInput { topology: &t, decisions: &d, state: None });
+        let cfg = router_config(
+            "router",
+            &ParamInput {
+                topology: &t,
+                decisions: &d,
+                state: None,
+            },
+        );
         assert_eq!(
             iface(&cfg, 2).map(|i| i.flags),
             Some(IFACE_INGRESS | IFACE_EGRESS | IFACE_XDP_EGRESS)
@@ -179,8 +206,18 @@ mod tests {
         let mut t = topo();
         t.router = None;
         let d = decide(&[]);
-        let cfg = router_config("router", &ParamInput { topology: &t, decisions: &d, state: None });
+        let cfg = router_config(
+            "router",
+            &ParamInput {
+                topology: &t,
+                decisions: &d,
+                state: None,
+            },
+        );
         assert!(cfg.maps[IFACES_MAP].is_empty());
-        assert_eq!(cfg.globals[CONF_GLOBAL], HexBytes::of(&RouterConf::default()));
+        assert_eq!(
+            cfg.globals[CONF_GLOBAL],
+            HexBytes::of(&RouterConf::default())
+        );
     }
 }

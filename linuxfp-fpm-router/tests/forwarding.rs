@@ -76,8 +76,12 @@ fn steady_state(hook: HookPolicy, v6: bool, tag: &str) {
     let tb = VirtualRouter::new(tag).expect("testbed");
     if hook == HookPolicy::Xdp {
         // XDP redirects into a veth need NAPI on the receiving peer.
-        tb.src.exec(&["ethtool", "-K", "s0", "gro", "on"]).expect("gro");
-        tb.dst.exec(&["ethtool", "-K", "d0", "gro", "on"]).expect("gro");
+        tb.src
+            .exec(&["ethtool", "-K", "s0", "gro", "on"])
+            .expect("gro");
+        tb.dst
+            .exec(&["ethtool", "-K", "d0", "gro", "on"])
+            .expect("gro");
     }
     // Linux alone first: the same traffic must work.
     ping(&tb, v6, 5, &[]).expect("ping with Linux alone");
@@ -199,12 +203,18 @@ fn unresolved_neighbour_resolves_then_goes_fast() {
     }
     for v6 in [false, true] {
         let tb = VirtualRouter::new(if v6 { "nb6" } else { "nb4" }).expect("testbed");
-        tb.src.exec(&["ethtool", "-K", "s0", "gro", "on"]).expect("gro");
-        tb.dst.exec(&["ethtool", "-K", "d0", "gro", "on"]).expect("gro");
+        tb.src
+            .exec(&["ethtool", "-K", "s0", "gro", "on"])
+            .expect("gro");
+        tb.dst
+            .exec(&["ethtool", "-K", "d0", "gro", "on"])
+            .expect("gro");
         // XDP cannot resolve neighbours: the first packet must go to the
         // kernel, which resolves it; the rest then go fast.
         let fast = Fast::deploy(&tb, HookPolicy::Xdp);
-        tb.rtr.exec(&["ip", "neigh", "flush", "all"]).expect("flush");
+        tb.rtr
+            .exec(&["ip", "neigh", "flush", "all"])
+            .expect("flush");
         let before = fast.stats();
         ping(&tb, v6, 20, &[]).expect("ping resolves the neighbour");
         let after = fast.stats();
@@ -251,8 +261,13 @@ fn hook_choice_is_tc_on_veth_by_default() {
     }
     let tb = VirtualRouter::new("hk").expect("testbed");
     let netns = NetnsRef::Named(tb.rtr.name().to_string());
-    let snap =
-        plan_once(&netns, &registry(), &Policy::default(), &KernelCaps::probe()).expect("plan");
+    let snap = plan_once(
+        &netns,
+        &registry(),
+        &Policy::default(),
+        &KernelCaps::probe(),
+    )
+    .expect("plan");
     assert_eq!(snap.plan.interfaces.len(), 2, "{snap:?}");
     for p in snap.plan.interfaces.values() {
         assert_eq!(p.hook, Hook::Tc);

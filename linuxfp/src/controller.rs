@@ -37,7 +37,10 @@ use serde::Serialize;
 
 use crate::{
     compat::{self, Decisions, HookPolicy, KernelCaps, Policy},
-    deploy::{DeployReport, Stats, error_chain, worker::{DeployWorker, WorkerError}},
+    deploy::{
+        DeployReport, Stats, error_chain,
+        worker::{DeployWorker, WorkerError},
+    },
     fpm::{Fpm, FpmError, FpmRegistry},
     netns::NetnsRef,
     state::KernelState,
@@ -290,7 +293,10 @@ impl Controller {
         let worker = if self.dry_run {
             None
         } else {
-            Some(DeployWorker::spawn(self.netns.clone(), self.registry.clone())?)
+            Some(DeployWorker::spawn(
+                self.netns.clone(),
+                self.registry.clone(),
+            )?)
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         let handle = ControllerHandle {
@@ -356,7 +362,8 @@ impl ControllerHandle {
         };
         let tdiff = crate::topology::diff(&old_topology, &update.topology);
         if !tdiff.is_empty() {
-            self.lock().emit(ControllerEvent::TopologyChanged { diff: tdiff });
+            self.lock()
+                .emit(ControllerEvent::TopologyChanged { diff: tdiff });
         }
         let plan = match plan {
             Ok(p) => p,

@@ -304,7 +304,10 @@ mod tests {
 
     #[test]
     fn hex_bytes_of_pod_is_its_memory() {
-        assert_eq!(HexBytes::of(&0x0102_0304u32).0, 0x0102_0304u32.to_ne_bytes().to_vec());
+        assert_eq!(
+            HexBytes::of(&0x0102_0304u32).0,
+            0x0102_0304u32.to_ne_bytes().to_vec()
+        );
     }
 
     #[test]

@@ -110,7 +110,15 @@ mod tests {
 
     #[test]
     fn ipv4_header_checksum_verifies() {
-        let f = udp4([1; 6], [2; 6], Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 2, 0, 2), 9, 9, 64);
+        let f = udp4(
+            [1; 6],
+            [2; 6],
+            Ipv4Addr::new(10, 1, 0, 2),
+            Ipv4Addr::new(10, 2, 0, 2),
+            9,
+            9,
+            64,
+        );
         assert_eq!(f.len(), 64);
         // A correct header sums to 0xffff, i.e. folds to 0.
         assert_eq!(csum_fold(csum_add(&f[14..34])), 0);
@@ -118,7 +126,15 @@ mod tests {
 
     #[test]
     fn udp6_has_requested_size() {
-        let f = udp6([1; 6], [2; 6], "fd01::2".parse().expect("addr"), "fd02::2".parse().expect("addr"), 9, 9, 100);
+        let f = udp6(
+            [1; 6],
+            [2; 6],
+            "fd01::2".parse().expect("addr"),
+            "fd02::2".parse().expect("addr"),
+            9,
+            9,
+            100,
+        );
         assert_eq!(f.len(), 100);
         assert_eq!(u16::from_be_bytes([f[18], f[19]]), 100 - 54);
     }

@@ -17,7 +17,8 @@ use aya::{
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLink},
 };
 
-static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linuxfp-trafficgen-ebpf"));
+static OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linuxfp-trafficgen-ebpf"));
 
 const TEMPLATE_MAX: usize = 128;
 
@@ -144,7 +145,9 @@ impl Sink {
         let id = prog
             .attach_to_if_index(ifindex, XdpMode::default())
             .map_err(prog_err("attaching the sink"))?;
-        let link = prog.take_link(id).map_err(prog_err("taking the sink link"))?;
+        let link = prog
+            .take_link(id)
+            .map_err(prog_err("taking the sink link"))?;
         Ok(Sink { ebpf, _link: link })
     }
 
@@ -155,10 +158,9 @@ impl Sink {
     }
 
     fn array(&self, name: &str) -> Result<PerCpuArray<&aya::maps::MapData, u64>, TrafficError> {
-        let map = self
-            .ebpf
-            .map(name)
-            .ok_or_else(|| TrafficError::Map(aya::maps::MapError::InvalidName { name: name.into() }))?;
+        let map = self.ebpf.map(name).ok_or_else(|| {
+            TrafficError::Map(aya::maps::MapError::InvalidName { name: name.into() })
+        })?;
         PerCpuArray::try_from(map).map_err(TrafficError::Map)
     }
 

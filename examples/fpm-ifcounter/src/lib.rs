@@ -47,7 +47,10 @@ impl IfCounterFpm {
             declaration: FpmDeclaration {
                 name: NAME,
                 role: FpmRole::Prelude,
-                programs: BTreeMap::from([(Hook::Xdp, "ifcounter_xdp"), (Hook::Tc, "ifcounter_tc")]),
+                programs: BTreeMap::from([
+                    (Hook::Xdp, "ifcounter_xdp"),
+                    (Hook::Tc, "ifcounter_tc"),
+                ]),
                 capabilities: vec![],
                 shared_maps: vec![BYTES_MAP],
                 punt_reasons: vec![],

@@ -19,12 +19,20 @@ use linuxfp_testkit::{VirtualRouter, require_root};
 fn chained(hook: HookPolicy, tag: &str) {
     let tb = VirtualRouter::new(tag).expect("testbed");
     if hook == HookPolicy::Xdp {
-        tb.src.exec(&["ethtool", "-K", "s0", "gro", "on"]).expect("gro");
-        tb.dst.exec(&["ethtool", "-K", "d0", "gro", "on"]).expect("gro");
+        tb.src
+            .exec(&["ethtool", "-K", "s0", "gro", "on"])
+            .expect("gro");
+        tb.dst
+            .exec(&["ethtool", "-K", "d0", "gro", "on"])
+            .expect("gro");
     }
     let mut registry = FpmRegistry::new();
-    registry.register(Arc::new(IfCounterFpm::new())).expect("ifcounter");
-    registry.register(Arc::new(RouterFpm::new())).expect("router");
+    registry
+        .register(Arc::new(IfCounterFpm::new()))
+        .expect("ifcounter");
+    registry
+        .register(Arc::new(RouterFpm::new()))
+        .expect("router");
     let netns = NetnsRef::Named(tb.rtr.name().to_string());
     let policy = Policy {
         hook,
@@ -37,14 +45,21 @@ fn chained(hook: HookPolicy, tag: &str) {
     let worker = DeployWorker::spawn(netns, registry).expect("worker");
     let report = futures::executor::block_on(worker.apply(snap.plan)).expect("apply");
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert!(tb.ping(false, 5).expect("warm-up"), "ping through the chain");
+    assert!(
+        tb.ping(false, 5).expect("warm-up"),
+        "ping through the chain"
+    );
     let before = futures::executor::block_on(worker.stats()).expect("stats");
     assert!(tb.ping(false, 100).expect("ping"), "ping through the chain");
     let after = futures::executor::block_on(worker.stats()).expect("stats");
     let delta = |fpm: &str, c: &str| after.total(fpm, c) - before.total(fpm, c);
     // Requests and replies: 200 forwarded packets, each seen by both stages.
     assert!(delta(NAME, "continue") >= 200, "{after:?}");
-    assert_eq!(delta(NAME, "chain_miss"), 0, "the router stage was always there");
+    assert_eq!(
+        delta(NAME, "chain_miss"),
+        0,
+        "the router stage was always there"
+    );
     assert!(delta("router", "fast") >= 198, "{after:?}");
     worker.shutdown();
 }

@@ -47,8 +47,10 @@ fn pair(tag: &str) -> Pair {
     let a = Netns::new(&format!("{tag}a")).expect("netns a");
     let b = Netns::new(&format!("{tag}b")).expect("netns b");
     veth(&a, "xa", &b, "xb").expect("veth");
-    a.exec(&["ip", "addr", "add", "10.9.0.1/24", "dev", "xa"]).expect("addr");
-    b.exec(&["ip", "addr", "add", "10.9.0.2/24", "dev", "xb"]).expect("addr");
+    a.exec(&["ip", "addr", "add", "10.9.0.1/24", "dev", "xa"])
+        .expect("addr");
+    b.exec(&["ip", "addr", "add", "10.9.0.2/24", "dev", "xb"])
+        .expect("addr");
     a.exec(&["ip", "link", "set", "xa", "up"]).expect("up");
     b.exec(&["ip", "link", "set", "xb", "up"]).expect("up");
     let b_ifindex = b
@@ -61,10 +63,18 @@ fn pair(tag: &str) -> Pair {
 }
 
 fn ping(from: &Netns, to: &str, count: u32) -> bool {
-    from.exec(&["ping", "-c", &count.to_string(), "-i", "0.01", "-W", "1", to])
-        .is_ok()
+    from.exec(&[
+        "ping",
+        "-c",
+        &count.to_string(),
+        "-i",
+        "0.01",
+        "-W",
+        "1",
+        to,
+    ])
+    .is_ok()
 }
-
 
 #[test]
 fn counts_on_both_hooks_swaps_and_cleans_up() {
@@ -95,10 +105,17 @@ fn counts_on_both_hooks_swaps_and_cleans_up() {
     assert_eq!(report.attached.len() + report.swapped.len(), 1);
     let att = attached_programs(&p.b, "xb").expect("query");
     assert!(!att.xdp.is_empty(), "{att:?}");
-    assert!(att.tc_ingress.is_empty(), "the TC stage left when XDP came: {att:?}");
-    let before = rt(worker.stats()).expect("stats").get(NAME, p.b_ifindex, "continue");
+    assert!(
+        att.tc_ingress.is_empty(),
+        "the TC stage left when XDP came: {att:?}"
+    );
+    let before = rt(worker.stats())
+        .expect("stats")
+        .get(NAME, p.b_ifindex, "continue");
     assert!(ping(&p.a, "10.9.0.2", 10), "ping through the XDP stage");
-    let after = rt(worker.stats()).expect("stats").get(NAME, p.b_ifindex, "continue");
+    let after = rt(worker.stats())
+        .expect("stats")
+        .get(NAME, p.b_ifindex, "continue");
     assert!(after >= before + 10, "{before} -> {after}");
 
     // An empty plan detaches everything.
@@ -120,9 +137,8 @@ fn refuses_to_replace_a_foreign_xdp_program() {
     // A foreign program: the kernel's own xdp "pass" via ip's xdpgeneric
     // would need an object file; use our generator's sibling instead: any
     // XDP program attached through netlink that LinuxFP does not own.
-    let foreign = p
-        .b
-        .run_in(move || {
+    let foreign =
+        p.b.run_in(move || {
             let mut ebpf = aya::Ebpf::load(linuxfp_fpm_ifcounter::IFCOUNTER_OBJ).expect("load");
             let prog: &mut aya::programs::Xdp = ebpf
                 .program_mut("ifcounter_xdp")

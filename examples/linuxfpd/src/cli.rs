@@ -186,7 +186,10 @@ impl Target {
                 if !path.exists() {
                     return Err(fail(
                         EXIT_NO_NETNS,
-                        format!("network namespace `{name}` not found ({} missing)", path.display()),
+                        format!(
+                            "network namespace `{name}` not found ({} missing)",
+                            path.display()
+                        ),
                     ));
                 }
                 Ok(NetnsRef::Named(name.clone()))
@@ -209,9 +212,7 @@ impl Planning {
                     ));
                 }
             };
-            registry
-                .register(fpm)
-                .map_err(|e| fail(2, e.to_string()))?;
+            registry.register(fpm).map_err(|e| fail(2, e.to_string()))?;
         }
         Ok(registry)
     }
@@ -232,7 +233,10 @@ impl Planning {
 fn need_root_and_bpf() -> Result<(), Failure> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(fail(EXIT_NOT_ROOT, "must run as root (CAP_BPF and CAP_NET_ADMIN)"));
+        return Err(fail(
+            EXIT_NOT_ROOT,
+            "must run as root (CAP_BPF and CAP_NET_ADMIN)",
+        ));
     }
     let caps = KernelCaps::probe();
     if let Some(why) = caps.missing_basics() {

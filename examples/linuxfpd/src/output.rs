@@ -143,7 +143,12 @@ pub fn event(ev: &ControllerEvent, handle: &ControllerHandle, as_json: bool) {
                 failed.len()
             );
             for (ifindex, p) in &plan.interfaces {
-                println!("  {:<12} {:<4} {}", name(&topo, *ifindex), p.hook.to_string(), p.stages.join(" -> "));
+                println!(
+                    "  {:<12} {:<4} {}",
+                    name(&topo, *ifindex),
+                    p.hook.to_string(),
+                    p.stages.join(" -> ")
+                );
             }
             for (ifindex, msg) in failed {
                 println!("  {:<12} FAILED: {msg}", name(&topo, *ifindex));

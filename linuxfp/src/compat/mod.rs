@@ -77,7 +77,10 @@ impl Decisions {
     pub fn interfaces_of<'a>(&'a self, fpm: &'a str) -> impl Iterator<Item = (u32, Hook)> + 'a {
         self.interfaces.iter().filter_map(move |(ifindex, d)| {
             let hook = d.hook?;
-            d.stages.iter().any(|s| s == fpm).then_some((*ifindex, hook))
+            d.stages
+                .iter()
+                .any(|s| s == fpm)
+                .then_some((*ifindex, hook))
         })
     }
 }

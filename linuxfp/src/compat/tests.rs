@@ -90,7 +90,12 @@ fn forced_xdp_on_veth_warns_about_napi() {
         hook: HookPolicy::Xdp,
         ..Default::default()
     };
-    let d = decide(&router_topology(), &caps(), &registry(vec![router_fpm()]), &policy);
+    let d = decide(
+        &router_topology(),
+        &caps(),
+        &registry(vec![router_fpm()]),
+        &policy,
+    );
     assert_eq!(d.interfaces[&2].hook, Some(Hook::Xdp));
     assert!(d.interfaces[&2].reasons[0].contains("NAPI"));
 }
@@ -101,12 +106,19 @@ fn firewall_without_filter_fpm_keeps_the_interface_on_the_slow_path() {
     for chain in t.chains.values_mut() {
         chain.insert(0, FunctionRef::Filter);
     }
-    let d = decide(&t, &caps(), &registry(vec![router_fpm()]), &Policy::default());
+    let d = decide(
+        &t,
+        &caps(),
+        &registry(vec![router_fpm()]),
+        &Policy::default(),
+    );
     for dec in d.interfaces.values() {
         assert_eq!(dec.hook, None);
         assert!(dec.stages.is_empty());
         assert!(
-            dec.reasons.iter().any(|r| r.contains("filter left to the kernel")),
+            dec.reasons
+                .iter()
+                .any(|r| r.contains("filter left to the kernel")),
             "{:?}",
             dec.reasons
         );
@@ -121,27 +133,49 @@ fn limitation_stops_the_chain_with_its_reason() {
         function: NetworkFunction::Router,
         reason: "rp_filter=1 on r0".into(),
     });
-    let d = decide(&t, &caps(), &registry(vec![router_fpm()]), &Policy::default());
+    let d = decide(
+        &t,
+        &caps(),
+        &registry(vec![router_fpm()]),
+        &Policy::default(),
+    );
     assert!(d.interfaces[&2].stages.is_empty());
-    assert!(d.interfaces[&2].reasons.iter().any(|r| r.contains("rp_filter=1 on r0")));
+    assert!(
+        d.interfaces[&2]
+            .reasons
+            .iter()
+            .any(|r| r.contains("rp_filter=1 on r0"))
+    );
     assert_eq!(d.interfaces[&3].stages, vec!["router".to_string()]);
 }
 
 #[test]
 fn chain_is_accelerated_up_to_the_first_function_without_fpm() {
     let mut t = router_topology();
-    t.chains
-        .insert(2, vec![FunctionRef::Bridge { bridge: 9 }, FunctionRef::Router]);
+    t.chains.insert(
+        2,
+        vec![FunctionRef::Bridge { bridge: 9 }, FunctionRef::Router],
+    );
     let bridge = fake(
         "bridge",
         FpmRole::Accelerates(NetworkFunction::Bridge),
         &[Hook::Tc],
     );
     // Bridge FPM but no router FPM: only the bridge stage.
-    let d = decide(&t, &caps(), &registry(vec![bridge.clone()]), &Policy::default());
+    let d = decide(
+        &t,
+        &caps(),
+        &registry(vec![bridge.clone()]),
+        &Policy::default(),
+    );
     assert_eq!(d.interfaces[&2].stages, vec!["bridge".to_string()]);
     // Router FPM but no bridge FPM: nothing (the bridge must run first).
-    let d = decide(&t, &caps(), &registry(vec![router_fpm()]), &Policy::default());
+    let d = decide(
+        &t,
+        &caps(),
+        &registry(vec![router_fpm()]),
+        &Policy::default(),
+    );
     assert!(d.interfaces[&2].stages.is_empty());
 }
 
@@ -163,7 +197,10 @@ fn preludes_run_first_and_policy_lists_apply() {
         vec!["ifcounter".to_string(), "router".to_string()]
     );
     assert_eq!(d.interfaces[&3].hook, None);
-    assert_eq!(d.interfaces[&3].reasons, vec!["in the deny list".to_string()]);
+    assert_eq!(
+        d.interfaces[&3].reasons,
+        vec!["in the deny list".to_string()]
+    );
 }
 
 #[test]
@@ -186,7 +223,17 @@ fn missing_capability_or_hook_is_explained() {
         hook: HookPolicy::Xdp,
         ..Default::default()
     };
-    let d = decide(&router_topology(), &caps(), &registry(vec![tc_only]), &policy);
-    assert!(d.interfaces[&3].reasons.iter().any(|r| r.contains("no xdp program")));
+    let d = decide(
+        &router_topology(),
+        &caps(),
+        &registry(vec![tc_only]),
+        &policy,
+    );
+    assert!(
+        d.interfaces[&3]
+            .reasons
+            .iter()
+            .any(|r| r.contains("no xdp program"))
+    );
     let _: BTreeMap<u32, InterfaceDecision> = d.interfaces;
 }

@@ -76,7 +76,7 @@ impl Deployer {
             hook,
             name: name.to_string(),
             ifindex,
-            source,
+            source: Box::new(source),
         };
         let old = self.links.remove(&ifindex);
         let replacing = old.is_some();
@@ -121,21 +121,21 @@ impl Deployer {
                 // first, then let the old link go, so there is no moment
                 // without a fast path. Both are correct on their own.
                 let p: &mut Xdp = prog.try_into().map_err(|e| err("attaching", e))?;
-                let id = p
-                    .attach_to_if_index(ifindex, XdpMode::default())
-                    .map_err(|e| match &e {
-                        ProgramError::SyscallError(s)
-                            if s.io_error.raw_os_error() == Some(libc::EBUSY) =>
-                        {
-                            DeployError::ForeignProgram {
-                                name: name.to_string(),
-                                ifindex,
-                                hook,
-                                detail: String::new(),
+                let id =
+                    p.attach_to_if_index(ifindex, XdpMode::default())
+                        .map_err(|e| match &e {
+                            ProgramError::SyscallError(s)
+                                if s.io_error.raw_os_error() == Some(libc::EBUSY) =>
+                            {
+                                DeployError::ForeignProgram {
+                                    name: name.to_string(),
+                                    ifindex,
+                                    hook,
+                                    detail: String::new(),
+                                }
                             }
-                        }
-                        _ => err("attaching", e),
-                    })?;
+                            _ => err("attaching", e),
+                        })?;
                 let link = p.take_link(id).map_err(|e| err("attaching", e))?;
                 drop(other);
                 Attachment::Xdp {

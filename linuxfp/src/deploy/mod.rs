@@ -107,7 +107,7 @@ pub enum DeployError {
         map: String,
         /// aya's error.
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     /// A raw map syscall failed.
     #[error("{call} on map `{map}`")]
@@ -149,7 +149,7 @@ pub enum DeployError {
         ifindex: u32,
         /// aya's error.
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// A program that LinuxFP did not install is attached there.
     #[error(
@@ -417,7 +417,11 @@ impl Deployer {
         read_stats(&self.layout, &self.status_file())
     }
 
-    fn load(&mut self, key: &InstanceKey, globals: BTreeMap<String, HexBytes>) -> Result<Instance, DeployError> {
+    fn load(
+        &mut self,
+        key: &InstanceKey,
+        globals: BTreeMap<String, HexBytes>,
+    ) -> Result<Instance, DeployError> {
         let fpm = self
             .registry
             .get(&key.fpm)
@@ -472,12 +476,15 @@ impl Deployer {
             })?;
         match key.hook {
             Hook::Xdp => {
-                let p: &mut Xdp = prog.try_into().map_err(|e: ProgramError| load_err(Box::new(e)))?;
+                let p: &mut Xdp = prog
+                    .try_into()
+                    .map_err(|e: ProgramError| load_err(Box::new(e)))?;
                 p.load().map_err(|e| load_err(Box::new(e)))?;
             }
             Hook::Tc => {
-                let p: &mut SchedClassifier =
-                    prog.try_into().map_err(|e: ProgramError| load_err(Box::new(e)))?;
+                let p: &mut SchedClassifier = prog
+                    .try_into()
+                    .map_err(|e: ProgramError| load_err(Box::new(e)))?;
                 p.load().map_err(|e| load_err(Box::new(e)))?;
             }
         }
@@ -504,9 +511,10 @@ impl Deployer {
                 let path = self.layout.fpm_map(fpm, map);
                 let data = MapData::from_pin(&path).map_err(|source| DeployError::Map {
                     map: format!("{fpm}/{map} ({})", path.display()),
-                    source,
+                    source: Box::new(source),
                 })?;
-                self.maps.insert(key.clone(), RawMap::new(&format!("{fpm}/{map}"), data)?);
+                self.maps
+                    .insert(key.clone(), RawMap::new(&format!("{fpm}/{map}"), data)?);
             }
             let raw = &self.maps[&key];
             let have = self
@@ -524,7 +532,11 @@ impl Deployer {
                     changed += 1;
                 }
             }
-            let stale: Vec<HexBytes> = have.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+            let stale: Vec<HexBytes> = have
+                .keys()
+                .filter(|k| !want.contains_key(*k))
+                .cloned()
+                .collect();
             for k in stale {
                 raw.delete(&k.0)?;
                 have.remove(&k);
@@ -543,7 +555,7 @@ impl Deployer {
             let path = self.layout.abi_map(name);
             let map_err = |source| DeployError::Map {
                 map: format!("{name} ({})", path.display()),
-                source,
+                source: Box::new(source),
             };
             let data = MapData::from_pin(&path).map_err(map_err)?;
             let map = Map::from_map_data(data).map_err(map_err)?;
@@ -552,13 +564,18 @@ impl Deployer {
         // Just filled above if it was empty.
         slot.as_mut().ok_or_else(|| DeployError::Map {
             map: name.to_string(),
-            source: aya::maps::MapError::InvalidName {
+            source: Box::new(aya::maps::MapError::InvalidName {
                 name: name.to_string(),
-            },
+            }),
         })
     }
 
-    fn set_slots(&mut self, ifindex: u32, hook: Hook, stages: &[String]) -> Result<(), DeployError> {
+    fn set_slots(
+        &mut self,
+        ifindex: u32,
+        hook: Hook,
+        stages: &[String],
+    ) -> Result<(), DeployError> {
         for (position, fpm) in stages.iter().enumerate().skip(1) {
             let key = InstanceKey {
                 fpm: fpm.clone(),
@@ -568,7 +585,10 @@ impl Deployer {
             let Some(slot) = abi::chain_key(ifindex, position as u32) else {
                 continue;
             };
-            let inst = self.instances.get(&key).ok_or_else(|| DeployError::UnknownFpm(fpm.clone()))?;
+            let inst = self
+                .instances
+                .get(&key)
+                .ok_or_else(|| DeployError::UnknownFpm(fpm.clone()))?;
             let generation = inst.generation;
             if self.slots.get(&(hook, slot)) == Some(&(key.clone(), generation)) {
                 continue;
@@ -586,7 +606,7 @@ impl Deployer {
                     hook,
                     name: format!("#{ifindex}"),
                     ifindex,
-                    source,
+                    source: Box::new(source),
                 })?
                 .try_clone()
                 .map_err(|e| DeployError::MapSyscall {
@@ -598,7 +618,7 @@ impl Deployer {
                 .set(slot, &fd, 0)
                 .map_err(|source| DeployError::Map {
                     map: format!("chain slot {slot} (ifindex {ifindex}, position {position})"),
-                    source,
+                    source: Box::new(source),
                 })?;
             self.slots.insert((hook, slot), (key, generation));
         }

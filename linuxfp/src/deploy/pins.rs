@@ -174,7 +174,10 @@ mod tests {
     fn layout_paths() {
         let l = PinLayout::new("rtr");
         assert_eq!(l.root, Path::new("/sys/fs/bpf/linuxfp/rtr"));
-        assert_eq!(l.abi_map("LFP_CHAIN_TC"), Path::new("/sys/fs/bpf/linuxfp/rtr/LFP_CHAIN_TC"));
+        assert_eq!(
+            l.abi_map("LFP_CHAIN_TC"),
+            Path::new("/sys/fs/bpf/linuxfp/rtr/LFP_CHAIN_TC")
+        );
         assert_eq!(
             l.fpm_map("router", "LFP_STATS"),
             Path::new("/sys/fs/bpf/linuxfp/rtr/router/LFP_STATS")

@@ -34,7 +34,7 @@ impl RawMap {
     pub(crate) fn new(name: &str, data: MapData) -> Result<Self, DeployError> {
         let info = data.info().map_err(|source| DeployError::Map {
             map: name.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(RawMap {
             name: name.to_string(),
@@ -61,7 +61,12 @@ impl RawMap {
     /// Inserts or replaces one entry.
     pub(crate) fn update(&self, key: &[u8], value: &[u8]) -> Result<(), DeployError> {
         self.check(key, Some(value))?;
-        self.syscall(BPF_MAP_UPDATE_ELEM, key, value.as_ptr() as u64, "bpf_map_update_elem")
+        self.syscall(
+            BPF_MAP_UPDATE_ELEM,
+            key,
+            value.as_ptr() as u64,
+            "bpf_map_update_elem",
+        )
     }
 
     /// Deletes one entry; a missing entry is not an error.

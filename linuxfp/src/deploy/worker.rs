@@ -13,7 +13,10 @@ use super::{DeployError, DeployReport, Deployer, PinLayout, Stats};
 use crate::{fpm::FpmRegistry, netns::NetnsRef, synth::FastPathPlan};
 
 enum Command {
-    Apply(FastPathPlan, oneshot::Sender<Result<DeployReport, DeployError>>),
+    Apply(
+        FastPathPlan,
+        oneshot::Sender<Result<DeployReport, DeployError>>,
+    ),
     Stats(oneshot::Sender<Stats>),
     Deployed(oneshot::Sender<FastPathPlan>),
 }

@@ -25,8 +25,8 @@ use std::{
 };
 
 use futures::{Stream, channel::mpsc};
-pub use nft::{NftState, parse_messages as parse_nfnetlink};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+pub use nft::{NftState, parse_messages as parse_nfnetlink};
 
 use crate::{
     controller::TopologyUpdate,
@@ -237,7 +237,9 @@ impl Watcher {
                             });
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "re-reading the kernel state failed; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "re-reading the kernel state failed; retrying")
+                    }
                 }
                 last_dump = Instant::now();
                 dirty = false;

@@ -129,7 +129,8 @@ pub fn parse_messages(mut b: &[u8]) -> Vec<Msg> {
 
 /// Opens an nfnetlink socket in the calling thread's namespace.
 pub(crate) fn open() -> Result<Socket, InspectError> {
-    let mut s = Socket::new(NETLINK_NETFILTER).map_err(|e| InspectError::io("socket(NETLINK_NETFILTER)", e))?;
+    let mut s = Socket::new(NETLINK_NETFILTER)
+        .map_err(|e| InspectError::io("socket(NETLINK_NETFILTER)", e))?;
     s.bind(&SocketAddr::new(0, 0))
         .map_err(|e| InspectError::io("bind(NETLINK_NETFILTER)", e))?;
     Ok(s)
@@ -139,13 +140,18 @@ fn request(s: &Socket, msg: u16, seq: u32) -> Result<Option<Vec<Msg>>, InspectEr
     let mut req = Vec::with_capacity(20);
     req.extend_from_slice(&20u32.to_ne_bytes());
     req.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
-    let flags = if msg == NFT_MSG_GETGEN { NLM_F_REQUEST } else { NLM_F_REQUEST | NLM_F_DUMP };
+    let flags = if msg == NFT_MSG_GETGEN {
+        NLM_F_REQUEST
+    } else {
+        NLM_F_REQUEST | NLM_F_DUMP
+    };
     req.extend_from_slice(&flags.to_ne_bytes());
     req.extend_from_slice(&seq.to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes());
     // nfgenmsg: AF_UNSPEC (all families), NFNETLINK_V0, res_id 0.
     req.extend_from_slice(&[0, 0, 0, 0]);
-    s.send(&req, 0).map_err(|e| InspectError::io("send(nf_tables dump)", e))?;
+    s.send(&req, 0)
+        .map_err(|e| InspectError::io("send(nf_tables dump)", e))?;
     let mut out = Vec::new();
     let mut interrupted = false;
     let mut rx = Vec::with_capacity(1 << 16);
@@ -160,12 +166,17 @@ fn request(s: &Socket, msg: u16, seq: u32) -> Result<Option<Vec<Msg>>, InspectEr
             match m.0 {
                 NLMSG_DONE => return Ok((!interrupted).then_some(out)),
                 NLMSG_ERROR => {
-                    let code = m.3.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                    let code =
+                        m.3.get(..4)
+                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
                     if code == 0 {
                         return Ok(Some(out));
                     }
                     // No nf_tables in this kernel or namespace: no rules.
-                    if code == -libc::EOPNOTSUPP || code == -libc::ENOENT || code == -libc::EPROTONOSUPPORT {
+                    if code == -libc::EOPNOTSUPP
+                        || code == -libc::ENOENT
+                        || code == -libc::EPROTONOSUPPORT
+                    {
                         return Ok(Some(Vec::new()));
                     }
                     return Err(InspectError::Netlink {
@@ -267,7 +278,11 @@ pub fn fold(chains: &[Msg], rules: &[Msg], generation: u32) -> NftState {
         });
     }
     base.sort_by(|x, y| {
-        (x.family.as_str(), x.hook.as_str(), x.priority).cmp(&(y.family.as_str(), y.hook.as_str(), y.priority))
+        (x.family.as_str(), x.hook.as_str(), x.priority).cmp(&(
+            y.family.as_str(),
+            y.hook.as_str(),
+            y.priority,
+        ))
     });
     NftState {
         base_chains: base,
@@ -309,10 +324,24 @@ mod tests {
         let chain = msg(
             NFT_MSG_NEWCHAIN,
             2,
-            &[nla(1, b"filter\0"), nla(3, b"FORWARD\0"), nla(4, &hook), nla(5, &0u32.to_be_bytes()), nla(7, b"filter\0")],
+            &[
+                nla(1, b"filter\0"),
+                nla(3, b"FORWARD\0"),
+                nla(4, &hook),
+                nla(5, &0u32.to_be_bytes()),
+                nla(7, b"filter\0"),
+            ],
         );
-        let regular = msg(NFT_MSG_NEWCHAIN, 2, &[nla(1, b"filter\0"), nla(3, b"DOCKER\0")]);
-        let rule = msg(NFT_MSG_NEWRULE, 2, &[nla(1, b"filter\0"), nla(2, b"FORWARD\0")]);
+        let regular = msg(
+            NFT_MSG_NEWCHAIN,
+            2,
+            &[nla(1, b"filter\0"), nla(3, b"DOCKER\0")],
+        );
+        let rule = msg(
+            NFT_MSG_NEWRULE,
+            2,
+            &[nla(1, b"filter\0"), nla(2, b"FORWARD\0")],
+        );
         let mut chains_bytes = chain.clone();
         chains_bytes.extend(regular);
         let chains = parse_messages(&chains_bytes);
@@ -323,7 +352,10 @@ mod tests {
         assert_eq!(st.generation, 7);
         assert_eq!(st.base_chains.len(), 1);
         let c = &st.base_chains[0];
-        assert_eq!((c.family.as_str(), c.hook.as_str(), c.policy.as_str()), ("ip", "forward", "drop"));
+        assert_eq!(
+            (c.family.as_str(), c.hook.as_str(), c.policy.as_str()),
+            ("ip", "forward", "drop")
+        );
         assert_eq!(c.rules, 2);
         assert!(c.affects_forwarding());
     }
@@ -337,7 +369,11 @@ mod tests {
         // An attribute claiming more bytes than there are.
         let bad = vec![200u8, 0, 1, 0, 1, 2];
         assert!(attrs(&bad).is_empty());
-        let st = fold(&parse_messages(&msg(NFT_MSG_NEWCHAIN, 2, &[vec![255, 255, 4, 0]])), &[], 0);
+        let st = fold(
+            &parse_messages(&msg(NFT_MSG_NEWCHAIN, 2, &[vec![255, 255, 4, 0]])),
+            &[],
+            0,
+        );
         assert!(st.base_chains.is_empty());
     }
 }

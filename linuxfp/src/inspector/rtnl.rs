@@ -27,7 +27,8 @@ pub(crate) struct Rtnl {
 
 impl Rtnl {
     pub(crate) fn open() -> Result<Self, InspectError> {
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| InspectError::io("socket(NETLINK_ROUTE)", e))?;
+        let mut socket =
+            Socket::new(NETLINK_ROUTE).map_err(|e| InspectError::io("socket(NETLINK_ROUTE)", e))?;
         socket
             .bind(&SocketAddr::new(0, 0))
             .map_err(|e| InspectError::io("bind(NETLINK_ROUTE)", e))?;
@@ -36,7 +37,10 @@ impl Rtnl {
 
     /// Sends a dump request and returns every message of the reply. `None`
     /// if the kernel flagged the dump as interrupted (retry).
-    fn dump(&mut self, msg: RouteNetlinkMessage) -> Result<Option<Vec<RouteNetlinkMessage>>, InspectError> {
+    fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+    ) -> Result<Option<Vec<RouteNetlinkMessage>>, InspectError> {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         header.sequence_number = self.seq;
@@ -99,7 +103,10 @@ impl Rtnl {
         }
     }
 
-    fn dump_retrying(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, InspectError> {
+    fn dump_retrying(
+        &mut self,
+        msg: RouteNetlinkMessage,
+    ) -> Result<Vec<RouteNetlinkMessage>, InspectError> {
         for _ in 0..DUMP_RETRIES {
             if let Some(v) = self.dump(msg.clone())? {
                 return Ok(v);
@@ -141,7 +148,9 @@ impl Rtnl {
                 }
             }
             state.route_count.insert(fam, count);
-            state.route_devices.insert(fam, devices.into_iter().collect());
+            state
+                .route_devices
+                .insert(fam, devices.into_iter().collect());
         }
         Ok(())
     }

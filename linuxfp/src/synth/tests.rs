@@ -21,7 +21,8 @@ impl Fpm for Counting {
     fn parameterize(&self, input: &ParamInput<'_>) -> Result<FpmConfig, FpmError> {
         let mut cfg = FpmConfig::default();
         let n = input.decisions.interfaces_of(self.0.name).count() as u32;
-        cfg.globals.insert("N".into(), HexBytes(n.to_ne_bytes().to_vec()));
+        cfg.globals
+            .insert("N".into(), HexBytes(n.to_ne_bytes().to_vec()));
         let map = cfg.maps.entry("M".into()).or_default();
         for (i, _) in input.decisions.interfaces_of(self.0.name) {
             map.insert(HexBytes(i.to_ne_bytes().to_vec()), HexBytes(vec![1]));
@@ -75,7 +76,10 @@ fn plan_has_chains_params_and_slow_path() {
     let plan = synthesize(&t, &decisions(&[2, 3]), &registry(), None).expect("plan");
     assert_eq!(plan.interfaces.len(), 2);
     assert_eq!(plan.interfaces[&2].stages, vec!["router".to_string()]);
-    assert_eq!(plan.slow_path[&99].reasons, vec!["in the deny list".to_string()]);
+    assert_eq!(
+        plan.slow_path[&99].reasons,
+        vec!["in the deny list".to_string()]
+    );
     assert_eq!(plan.fpms["router"].maps["M"].len(), 2);
     // Serialisable and back.
     let json = serde_json::to_string(&plan).expect("json");

@@ -88,12 +88,7 @@ fn router(state: &KernelState) -> Option<Router> {
     if !ipv4 && !ipv6 {
         return None;
     }
-    let routed_via = |ifindex: u32| {
-        state
-            .route_devices
-            .values()
-            .any(|v| v.contains(&ifindex))
-    };
+    let routed_via = |ifindex: u32| state.route_devices.values().any(|v| v.contains(&ifindex));
     let interfaces = state
         .links
         .values()
@@ -171,7 +166,10 @@ fn limitations(state: &KernelState, t: &mut Topology) {
             push(
                 Some(l.ifindex),
                 NetworkFunction::Router,
-                format!("rp_filter={rp} on {} (reverse-path check not modelled)", l.name),
+                format!(
+                    "rp_filter={rp} on {} (reverse-path check not modelled)",
+                    l.name
+                ),
             );
         }
         for (key, what) in [
@@ -211,7 +209,9 @@ fn limitations(state: &KernelState, t: &mut Topology) {
             push(
                 None,
                 f,
-                format!("iptables-legacy tables loaded ({tables}): their rules are opaque to LinuxFP"),
+                format!(
+                    "iptables-legacy tables loaded ({tables}): their rules are opaque to LinuxFP"
+                ),
             );
         }
     }

@@ -55,7 +55,12 @@ pub fn diff(old: &Topology, new: &Topology) -> TopologyDiff {
         .filter(|i| !new.interfaces.contains_key(i))
         .copied()
         .collect();
-    let keys: BTreeSet<u32> = old.chains.keys().chain(new.chains.keys()).copied().collect();
+    let keys: BTreeSet<u32> = old
+        .chains
+        .keys()
+        .chain(new.chains.keys())
+        .copied()
+        .collect();
     d.rechained = keys
         .into_iter()
         .filter(|i| old.chains.get(i) != new.chains.get(i))

@@ -158,10 +158,7 @@ impl BaseChain {
     /// postrouting of an IP family, or any NAT chain there.
     pub fn affects_forwarding(&self) -> bool {
         let ip_family = matches!(self.family.as_str(), "ip" | "ip6" | "inet");
-        let hook = matches!(
-            self.hook.as_str(),
-            "prerouting" | "forward" | "postrouting"
-        );
+        let hook = matches!(self.hook.as_str(), "prerouting" | "forward" | "postrouting");
         ip_family && hook && (self.rules > 0 || self.policy != "accept" || self.chain_type == "nat")
     }
 }

@@ -86,8 +86,20 @@ fn bridge_with_svi_continues_to_the_router() {
         vec![FunctionRef::Bridge { bridge: 3 }, FunctionRef::Router]
     );
     // The bridge device is itself a router interface (the SVI).
-    assert!(t.router.as_ref().expect("router").interfaces.contains_key(&3));
-    assert!(!t.router.as_ref().expect("router").interfaces.contains_key(&4));
+    assert!(
+        t.router
+            .as_ref()
+            .expect("router")
+            .interfaces
+            .contains_key(&3)
+    );
+    assert!(
+        !t.router
+            .as_ref()
+            .expect("router")
+            .interfaces
+            .contains_key(&4)
+    );
 }
 
 #[test]
@@ -167,16 +179,26 @@ fn unmodelled_sysctls_and_legacy_tables_are_limitations() {
     s.legacy_tables = vec!["ip filter".into()];
     let t = derive(&s);
     let reasons: Vec<&str> = t.limitations.iter().map(|l| l.reason.as_str()).collect();
-    assert!(reasons.iter().any(|r| r.contains("rp_filter=1 on r0")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("proxy_arp=1 on r1")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("iptables-legacy")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("rp_filter=1 on r0")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("proxy_arp=1 on r1")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("iptables-legacy")),
+        "{reasons:?}"
+    );
 }
 
 #[test]
 fn diff_names_what_changed() {
     let a = derive(&virtual_router());
     let mut s = virtual_router();
-    s.links.insert(7, link(7, "r2", Some("veth"), &["10.7.0.1/24"]));
+    s.links
+        .insert(7, link(7, "r2", Some("veth"), &["10.7.0.1/24"]));
     s.links.remove(&3);
     let b = derive(&s);
     let d = diff(&a, &b);

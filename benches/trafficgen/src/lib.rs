@@ -73,6 +73,19 @@ impl Generator {
         header_len: usize,
         ts_offset: usize,
     ) -> Result<Self, TrafficError> {
+        Self::paced(frame, header_len, ts_offset, 0)
+    }
+
+    /// Like [`Generator::with_timestamp`], and sends at most one frame per
+    /// `interval_ns` (0: unpaced). Iterations over the budget are dropped
+    /// before transmission, so [`Generator::send`]'s count is iterations,
+    /// not frames sent: size it by time (the drop path costs ~50 ns).
+    pub fn paced(
+        frame: &[u8],
+        header_len: usize,
+        ts_offset: usize,
+        interval_ns: u64,
+    ) -> Result<Self, TrafficError> {
         let words = header_len.div_ceil(8);
         let stamp_ok = ts_offset == 0 || (ts_offset >= words * 8 && ts_offset + 8 <= frame.len());
         if words * 8 > TEMPLATE_MAX || words * 8 > frame.len() || !stamp_ok {
@@ -88,6 +101,7 @@ impl Generator {
             .override_global("GEN_TEMPLATE", &template, true)
             .override_global("GEN_WORDS", &(words as u32), true)
             .override_global("GEN_TS_OFFSET", &(ts_offset as u32), true)
+            .override_global("GEN_INTERVAL_NS", &interval_ns, true)
             .load(OBJ)
             .map_err(|e| TrafficError::Load(Box::new(e)))?;
         let prog: &mut Xdp = program(&mut ebpf, "gen_tx")?;

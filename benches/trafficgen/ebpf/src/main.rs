@@ -34,6 +34,17 @@ static GEN_TEMPLATE: [u64; TEMPLATE_MAX / 8] = [0; TEMPLATE_MAX / 8];
 #[unsafe(no_mangle)]
 static GEN_WORDS: Global<u32> = Global::new(0);
 
+/// Pacing: at most one frame per this many ns (0: as fast as possible).
+/// Frames over the budget are dropped before transmission, so one long
+/// test run (cheap per frame) gives a steady offered load; many short runs
+/// would not (each run sets up its page pool, tens of ms).
+#[unsafe(no_mangle)]
+static GEN_INTERVAL_NS: Global<u64> = Global::new(0);
+
+/// Per-CPU time at which the next paced frame may leave.
+#[map]
+static GEN_NEXT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Offset at which the generator stamps `bpf_ktime_get_ns()` (0: no stamp).
 #[unsafe(no_mangle)]
 static GEN_TS_OFFSET: Global<u32> = Global::new(0);
@@ -66,6 +77,20 @@ fn add(map: &PerCpuArray<u64>, index: u32, value: u64) {
 
 #[xdp]
 pub fn gen_tx(ctx: XdpContext) -> u32 {
+    let interval = GEN_INTERVAL_NS.load();
+    if interval != 0
+        && let Some(next) = GEN_NEXT.get_ptr_mut(0)
+    {
+        // SAFETY: ktime has no preconditions; `next` is this CPU's slot.
+        unsafe {
+            let now = aya_ebpf::helpers::bpf_ktime_get_ns();
+            if now < *next {
+                return xdp_action::XDP_DROP;
+            }
+            // Catch up at most one interval: no bursts after a stall.
+            *next = if *next + interval < now { now + interval } else { *next + interval };
+        }
+    }
     let start = ctx.data();
     let end = ctx.data_end();
     let words = GEN_WORDS.load() as usize;

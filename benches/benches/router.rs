@@ -204,7 +204,11 @@ fn measure_pps(tb: &VirtualRouter, sink: &Sink, v6: bool, size: usize, frames: u
 /// Where the send-time stamp goes: the first 8-byte slot after the headers
 /// (the generator rewrites whole 8-byte words of header).
 fn stamp_offset(v6: bool) -> usize {
-    let hdr = if v6 { frame::UDP6_HEADERS } else { frame::UDP4_HEADERS };
+    let hdr = if v6 {
+        frame::UDP6_HEADERS
+    } else {
+        frame::UDP4_HEADERS
+    };
     hdr.div_ceil(8) * 8
 }
 
@@ -219,8 +223,7 @@ fn measure_latency(tb: &VirtualRouter, sink: &Sink, v6: bool, offered_mpps: f64)
     let started = Instant::now();
     tb.src
         .run_in(move || {
-            let mut g =
-                Generator::paced(&f, hdr, ts_offset, interval_ns).expect("generator");
+            let mut g = Generator::paced(&f, hdr, ts_offset, interval_ns).expect("generator");
             // Iterations, mostly cheap drops between paced frames: ~1-3 s.
             g.send(ifindex, 30_000_000).expect("send");
         })
@@ -247,11 +250,7 @@ fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeRes
         .exec(&["ethtool", "-K", "r0", "gro", "on"])
         .expect("gro on r0");
     let d0 = tb.dst_if.ifindex;
-    let stamp_at = if v6 {
-        frame::UDP6_HEADERS
-    } else {
-        frame::UDP4_HEADERS
-    };
+    let stamp_at = stamp_offset(v6);
     let sink = tb
         .dst
         .run_in(move || Sink::attach_with_latency(d0, stamp_at))

@@ -2,45 +2,21 @@
 //! Control-plane costs (criterion): deriving the topology from a large
 //! kernel state, and planning it, as the controller does on every change.
 
-use std::{collections::BTreeMap, hint::black_box, sync::Arc};
+use std::{hint::black_box, sync::Arc};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use linuxfp::{
     compat::{self, KernelCaps, Policy},
     fpm::FpmRegistry,
-    state::{KernelState, Link},
+    state::KernelState,
     synth, topology,
 };
+use linuxfp_benches::router_state;
 use linuxfp_fpm_router::RouterFpm;
 
 /// A host with `n` routed interfaces and `routes` routes spread over them.
 fn state(n: u32, routes: usize) -> KernelState {
-    let mut s = KernelState {
-        ipv6_forwarding: true,
-        ..Default::default()
-    };
-    for i in 2..n + 2 {
-        s.links.insert(
-            i,
-            Link {
-                ifindex: i,
-                name: format!("veth{i}"),
-                kind: Some("veth".into()),
-                admin_up: true,
-                running: true,
-                mtu: 1500,
-                mac: Some([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
-                addresses: vec![format!("10.{}.{}.1/24", i >> 8, i & 0xff)],
-                ipv4_forwarding: true,
-                ipv6_forwarding: true,
-                sysctls: BTreeMap::new(),
-                ..Default::default()
-            },
-        );
-    }
-    s.route_count.insert(4, routes);
-    s.route_devices.insert(4, (2..n + 2).collect());
-    s
+    router_state(n, routes as u32)
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,5 +1,110 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! LinuxFP's benchmarks live in `benches/`: `router` (the data plane
-//! against Linux, in the same run, reported as ratios) and `control_plane`
-//! (criterion: topology derivation and planning). Run them with
-//! `cargo xtask bench`.
+//! against Linux, in the same run, reported as ratios), `control_plane`
+//! (criterion: topology derivation and planning) and `fold` (criterion:
+//! decoding and folding a 100k-route rtnetlink dump, and deriving the
+//! topology from it). Run them with `cargo xtask bench`.
+//!
+//! This library holds the synthetic inputs the control-plane benches share.
+
+use linuxfp::state::{Address, KernelState, Link, NetEvent, Netconf};
+
+/// `RTM_NEWROUTE`.
+const RTM_NEWROUTE: u16 = 24;
+
+fn nla(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(value);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+}
+
+/// The bytes of an rtnetlink route dump as the kernel sends it: `routes`
+/// IPv4 unicast routes (`10.x.y.0/24`, static, main table) spread over the
+/// interfaces `first_ifindex..first_ifindex + ifaces`.
+pub fn route_dump(routes: u32, first_ifindex: u32, ifaces: u32) -> Vec<u8> {
+    let mut all = Vec::with_capacity(routes as usize * 60);
+    for i in 0..routes {
+        let mut body = vec![
+            libc_af_inet(), // rtm_family
+            24,             // rtm_dst_len
+            0,              // rtm_src_len
+            0,              // rtm_tos
+            254,            // rtm_table: main
+            4,              // rtm_protocol: static
+            0,              // rtm_scope: universe
+            1,              // rtm_type: unicast
+        ];
+        body.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
+        nla(&mut body, 15, &254u32.to_ne_bytes()); // RTA_TABLE
+        let dst = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        nla(&mut body, 1, &dst); // RTA_DST
+        nla(
+            &mut body,
+            4,
+            &(first_ifindex + i % ifaces.max(1)).to_ne_bytes(),
+        ); // RTA_OIF
+        let len = 16 + body.len() as u32;
+        all.extend_from_slice(&len.to_ne_bytes());
+        all.extend_from_slice(&RTM_NEWROUTE.to_ne_bytes());
+        all.extend_from_slice(&2u16.to_ne_bytes()); // NLM_F_MULTI
+        all.extend_from_slice(&1u32.to_ne_bytes());
+        all.extend_from_slice(&0u32.to_ne_bytes());
+        all.extend_from_slice(&body);
+    }
+    all
+}
+
+const fn libc_af_inet() -> u8 {
+    2
+}
+
+/// A router host: `n` veth interfaces (ifindex 2..n+2), each with an IPv4
+/// address, forwarding on everywhere (as netconf reports it), and
+/// `routes` routes spread over them.
+pub fn router_state(n: u32, routes: u32) -> KernelState {
+    let mut s = KernelState::default();
+    for i in 2..n + 2 {
+        s.apply(NetEvent::NewLink(Link {
+            ifindex: i,
+            name: format!("veth{i}"),
+            kind: Some("veth".into()),
+            admin_up: true,
+            running: true,
+            mtu: 1500,
+            mac: Some([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+            ..Default::default()
+        }));
+        s.apply(NetEvent::NewAddress(Address {
+            ifindex: i,
+            address: std::net::Ipv4Addr::new(172, 16 + (i >> 8) as u8, i as u8, 1).into(),
+            prefix_len: 24,
+            peer: None,
+            broadcast: None,
+            label: None,
+            scope: 0,
+            flags: 0x80,
+            unknown: Vec::new(),
+        }));
+        for family in [4, 6] {
+            s.apply(NetEvent::NewNetconf(Netconf {
+                family,
+                ifindex: i as i32,
+                forwarding: Some(1),
+                ..Default::default()
+            }));
+        }
+    }
+    s.apply(NetEvent::NewNetconf(Netconf {
+        family: 6,
+        ifindex: linuxfp::state::IFINDEX_ALL,
+        forwarding: Some(1),
+        ..Default::default()
+    }));
+    for e in linuxfp::inspector::parse_messages(&route_dump(routes, 2, n)) {
+        s.apply(e);
+    }
+    s
+}

@@ -7,6 +7,22 @@
 //! LinuxFP therefore does such work on a dedicated thread that entered the
 //! target namespace ([`NetnsRef::enter_on_this_thread`], [`NetnsRef::run`]);
 //! the caller's own threads never change namespace.
+//!
+//! ```no_run
+//! use linuxfp::netns::NetnsRef;
+//!
+//! let rtr = NetnsRef::Named("rtr".into()); // as `ip netns add rtr` made it
+//! // A closure on a fresh thread inside the namespace; its result comes back.
+//! let loopback_up = rtr.run(|| std::fs::read_to_string("/sys/class/net/lo/operstate"))?;
+//! // A stable directory name for pins: "rtr" here, `ns<inode>` otherwise.
+//! assert_eq!(rtr.pin_name(), "rtr");
+//! # let _ = loopback_up;
+//! # Ok::<(), linuxfp::netns::NetnsError>(())
+//! ```
+//!
+//! A thread started from a thread inside a namespace starts in that
+//! namespace too, so [`NetnsRef::Current`] used on such a thread means that
+//! namespace.
 
 use std::{
     fmt,
@@ -171,7 +187,10 @@ impl NetnsRef {
     }
 
     /// A stable name for pin directories and status files: the namespace's
-    /// name if it has one, else `ns<inode>`.
+    /// name if it has one, else `ns<inode>` of the namespace file (the same
+    /// for every path or fd of one namespace). `ns0` if the file cannot be
+    /// read, which only happens for a namespace that cannot be entered
+    /// either.
     pub fn pin_name(&self) -> String {
         match self {
             NetnsRef::Named(n) => n.clone(),

@@ -202,7 +202,9 @@ fn request_retrying(s: &Socket, msg: u16, seq: u32) -> Result<Vec<Msg>, InspectE
             return Ok(v);
         }
     }
-    Err(InspectError::Interrupted)
+    Err(InspectError::Interrupted {
+        what: "nf_tables dump",
+    })
 }
 
 /// Dumps the base chains and the generation.
@@ -219,7 +221,9 @@ pub(crate) fn dump(s: &Socket) -> Result<NftState, InspectError> {
         }
         return Ok(fold(&chains, &rules, gen_after));
     }
-    Err(InspectError::Interrupted)
+    Err(InspectError::Interrupted {
+        what: "nf_tables dump",
+    })
 }
 
 fn generation(s: &Socket, seq: u32) -> Result<u32, InspectError> {

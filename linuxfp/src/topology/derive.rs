@@ -1,31 +1,31 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! KernelState → Topology: which network functions are configured, where,
-//! in which order, and what no fast path models.
+//! and in which order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::*;
+use super::{limits::limitations, model::*};
 use crate::state::{KernelState, Link};
 
 /// Derives the topology. Pure.
 pub fn derive(state: &KernelState) -> Topology {
     let mut t = Topology::default();
     for link in state.links.values() {
-        t.interfaces.insert(link.ifindex, interface(link));
+        t.interfaces.insert(link.ifindex, interface(state, link));
     }
     t.filter = Filter {
-        base_chains: state.nft_chains.clone(),
+        base_chains: state.nft.base_chains(),
         legacy_tables: state.legacy_tables.clone(),
-        generation: state.nft_generation,
+        generation: state.nft.generation,
     };
     t.bridges = bridges(state);
-    t.router = router(state);
-    chains(state, &mut t);
-    limitations(state, &mut t);
+    t.router = router(state, &t);
+    t.chains = chains(state, &t);
+    t.limitations = limitations(state, &t);
     t
 }
 
-fn interface(l: &Link) -> Interface {
+fn interface(state: &KernelState, l: &Link) -> Interface {
     Interface {
         ifindex: l.ifindex,
         name: l.name.clone(),
@@ -34,9 +34,13 @@ fn interface(l: &Link) -> Interface {
         mtu: l.mtu,
         mac: l.mac,
         master: l.master,
-        link: l.link,
+        link: l.link.filter(|_| l.link_netnsid.is_none()),
         xdp_prog_id: l.xdp_prog_id,
-        addresses: l.addresses.clone(),
+        addresses: state
+            .addresses_of(l.ifindex)
+            .iter()
+            .map(|a| a.cidr())
+            .collect(),
     }
 }
 
@@ -46,60 +50,74 @@ fn bridges(state: &KernelState) -> BTreeMap<u32, Bridge> {
         if l.kind.as_deref() != Some("bridge") {
             continue;
         }
+        let attrs = l.bridge.clone().unwrap_or_default();
         let ports = state
-            .links
-            .values()
-            .filter(|p| p.master == Some(l.ifindex))
-            .map(|p| {
-                (
-                    p.ifindex,
-                    BridgePort {
-                        state: 3,
-                        learning: true,
-                        flood: true,
-                        ..Default::default()
-                    },
-                )
-            })
+            .bridge_ports(l.ifindex)
+            .map(|p| (p.ifindex, port(state, p, attrs.vlan_filtering)))
             .collect();
         out.insert(
             l.ifindex,
             Bridge {
                 ifindex: l.ifindex,
                 name: l.name.clone(),
-                routed: !l.addresses.is_empty(),
+                vlan_filtering: attrs.vlan_filtering,
+                stp: attrs.stp_state != 0,
+                routed: !state.addresses_of(l.ifindex).is_empty(),
                 ports,
-                ..Default::default()
             },
         );
     }
     out
 }
 
+fn port(state: &KernelState, p: &Link, vlan_filtering: bool) -> BridgePort {
+    let a = p.bridge_port.clone().unwrap_or_default();
+    let mut out = BridgePort {
+        state: a.state,
+        learning: a.learning,
+        flood: a.unicast_flood,
+        hairpin: a.hairpin,
+        isolated: a.isolated,
+        locked: a.locked,
+        pvid: None,
+        vlans: BTreeMap::new(),
+    };
+    if vlan_filtering && let Some(vlans) = state.vlans.get(&p.ifindex) {
+        out.pvid = vlans.iter().find(|(_, m)| m.pvid).map(|(v, _)| *v);
+        out.vlans = vlans.iter().map(|(v, m)| (*v, m.untagged)).collect();
+    }
+    out
+}
+
+/// Enslaved to a device that takes its frames before IP sees them.
 fn enslaved_to_l2(state: &KernelState, l: &Link) -> bool {
     l.master
         .and_then(|m| state.links.get(&m))
         .is_some_and(|m| matches!(m.kind.as_deref(), Some("bridge" | "bond" | "team")))
 }
 
-fn router(state: &KernelState) -> Option<Router> {
-    let ipv4 = state.links.values().any(|l| l.ipv4_forwarding);
-    let ipv6 = state.ipv6_forwarding;
+fn router(state: &KernelState, t: &Topology) -> Option<Router> {
+    let ipv4 = state
+        .links
+        .values()
+        .any(|l| !l.loopback && state.ipv4_forwarding(l.ifindex));
+    let ipv6 = state.ipv6_forwarding_all();
     if !ipv4 && !ipv6 {
         return None;
     }
-    let routed_via = |ifindex: u32| state.route_devices.values().any(|v| v.contains(&ifindex));
+    let routed: BTreeSet<u32> = state.all_routes().flat_map(|r| r.devices()).collect();
     let interfaces = state
         .links
         .values()
         .filter(|l| !l.loopback && !enslaved_to_l2(state, l))
-        .filter(|l| !l.addresses.is_empty() || routed_via(l.ifindex))
+        .filter(|l| t.interfaces.get(&l.ifindex).is_some_and(|i| i.up))
+        .filter(|l| !state.addresses_of(l.ifindex).is_empty() || routed.contains(&l.ifindex))
         .map(|l| {
             (
                 l.ifindex,
                 RouterInterface {
-                    ipv4_forwarding: l.ipv4_forwarding,
-                    ipv6_forwarding: ipv6,
+                    ipv4_forwarding: state.ipv4_forwarding(l.ifindex),
+                    ipv6_forwarding: ipv6 && state.ipv6_forwarding(l.ifindex),
                 },
             )
         })
@@ -111,26 +129,29 @@ fn router(state: &KernelState) -> Option<Router> {
     })
 }
 
-fn chains(state: &KernelState, t: &mut Topology) {
-    let filter_forward = state.nft_chains.iter().any(BaseChain::affects_forwarding);
-    let filter_bridge = state
-        .nft_chains
+fn chains(state: &KernelState, t: &Topology) -> BTreeMap<u32, Vec<FunctionRef>> {
+    let ip_filter = t
+        .filter
+        .base_chains
         .iter()
-        .any(|c| c.family == "bridge" && (c.rules > 0 || c.policy != "accept"));
-    let ifaces: Vec<u32> = t.interfaces.keys().copied().collect();
-    for ifindex in ifaces {
-        let Some(link) = state.links.get(&ifindex) else {
-            continue;
-        };
+        .any(BaseChain::affects_forwarding);
+    let bridge_filter = t.filter.base_chains.iter().any(|c| c.family == "bridge");
+    // With br_netfilter, bridged IP traffic also traverses the ip/ip6/inet
+    // hooks.
+    let br_netfilter = state.br_netfilter_ipv4() || state.br_netfilter_ipv6();
+    let mut out = BTreeMap::new();
+    for &ifindex in t.interfaces.keys() {
+        let master = state.links.get(&ifindex).and_then(|l| l.master);
         let mut chain = Vec::new();
-        if let Some(bridge) = link.master.and_then(|m| t.bridges.get(&m)) {
-            if filter_bridge || filter_forward {
+        if let Some(bridge) = master.and_then(|m| t.bridges.get(&m)) {
+            let routed = bridge.routed && t.router.is_some();
+            if bridge_filter || (ip_filter && (br_netfilter || routed)) {
                 chain.push(FunctionRef::Filter);
             }
             chain.push(FunctionRef::Bridge {
                 bridge: bridge.ifindex,
             });
-            if bridge.routed && t.router.is_some() {
+            if routed {
                 chain.push(FunctionRef::Router);
             }
         } else if t
@@ -138,93 +159,14 @@ fn chains(state: &KernelState, t: &mut Topology) {
             .as_ref()
             .is_some_and(|r| r.interfaces.contains_key(&ifindex))
         {
-            if filter_forward {
+            if ip_filter {
                 chain.push(FunctionRef::Filter);
             }
             chain.push(FunctionRef::Router);
         }
         if !chain.is_empty() {
-            t.chains.insert(ifindex, chain);
+            out.insert(ifindex, chain);
         }
     }
-}
-
-fn limitations(state: &KernelState, t: &mut Topology) {
-    let mut push = |ifindex: Option<u32>, function: NetworkFunction, reason: String| {
-        t.limitations.push(Limitation {
-            ifindex,
-            function,
-            reason,
-        });
-    };
-    let all = |k: &str| state.sysctl(&format!("net.ipv4.conf.all.{k}"));
-    for l in state.links.values() {
-        let get = |k: &str| l.sysctls.get(k).copied().unwrap_or(0);
-        // The kernel applies max(all, interface) for rp_filter.
-        let rp = get("ipv4.rp_filter").max(all("rp_filter"));
-        if rp != 0 {
-            push(
-                Some(l.ifindex),
-                NetworkFunction::Router,
-                format!(
-                    "rp_filter={rp} on {} (reverse-path check not modelled)",
-                    l.name
-                ),
-            );
-        }
-        for (key, what) in [
-            ("accept_local", "accept_local=1"),
-            ("route_localnet", "route_localnet=1"),
-            ("proxy_arp", "proxy_arp=1"),
-        ] {
-            if get(&format!("ipv4.{key}")) != 0 || all(key) != 0 {
-                push(
-                    Some(l.ifindex),
-                    NetworkFunction::Router,
-                    format!("{what} on {} (not modelled)", l.name),
-                );
-            }
-        }
-        if get("ipv6.proxy_ndp") != 0 || state.sysctl("net.ipv6.conf.all.proxy_ndp") != 0 {
-            push(
-                Some(l.ifindex),
-                NetworkFunction::Router,
-                format!("proxy_ndp=1 on {} (not modelled)", l.name),
-            );
-        }
-        if l.master
-            .and_then(|m| state.links.get(&m))
-            .is_some_and(|m| m.kind.as_deref() == Some("vrf"))
-        {
-            push(
-                Some(l.ifindex),
-                NetworkFunction::Router,
-                format!("{} is in a VRF (not modelled yet)", l.name),
-            );
-        }
-    }
-    if !state.legacy_tables.is_empty() {
-        let tables = state.legacy_tables.join(", ");
-        for f in [NetworkFunction::Router, NetworkFunction::Bridge] {
-            push(
-                None,
-                f,
-                format!(
-                    "iptables-legacy tables loaded ({tables}): their rules are opaque to LinuxFP"
-                ),
-            );
-        }
-    }
-    for c in &state.nft_chains {
-        if c.chain_type == "nat" && matches!(c.family.as_str(), "ip" | "ip6" | "inet") {
-            push(
-                None,
-                NetworkFunction::Router,
-                format!(
-                    "NAT chain {} {} {} at {}: NAT stays on the slow path",
-                    c.family, c.table, c.chain, c.hook
-                ),
-            );
-        }
-    }
+    out
 }

@@ -22,6 +22,9 @@ pub struct TopologyDiff {
     pub router: bool,
     /// Some bridge changed.
     pub bridges: bool,
+    /// The bridges that appeared, went or changed (attributes or ports).
+    #[serde(default)]
+    pub changed_bridges: BTreeSet<u32>,
     /// The firewall summary changed.
     pub filter: bool,
     /// The limitations changed.
@@ -67,6 +70,13 @@ pub fn diff(old: &Topology, new: &Topology) -> TopologyDiff {
         .collect();
     d.router = old.router != new.router;
     d.bridges = old.bridges != new.bridges;
+    d.changed_bridges = old
+        .bridges
+        .keys()
+        .chain(new.bridges.keys())
+        .filter(|b| old.bridges.get(b) != new.bridges.get(b))
+        .copied()
+        .collect();
     d.filter = old.filter != new.filter;
     d.limitations = old.limitations != new.limitations;
     d

@@ -4,6 +4,7 @@
 
 mod derive;
 mod diff;
+mod limits;
 mod model;
 
 pub use derive::derive;

@@ -274,3 +274,50 @@ fn hook_choice_is_tc_on_veth_by_default() {
         assert!(p.reasons.iter().any(|r| r.contains("virtual device")));
     }
 }
+
+#[test]
+fn redeploy_under_traffic_loses_no_packet() {
+    if !require_root("redeploy_under_traffic_loses_no_packet") {
+        return;
+    }
+    let tb = VirtualRouter::new("rd").expect("testbed");
+    let fast = Fast::deploy(&tb, HookPolicy::Auto);
+    ping(&tb, false, 3, &[]).expect("warm-up");
+    // 1500 IPv4 echo requests over ~3 s while the router's programs are
+    // reloaded and swapped: IPv6 forwarding toggles change the programs'
+    // globals, so each replan loads new programs and swaps the links.
+    let flood = tb
+        .src
+        .spawn(&[
+            "ping", "-c", "1500", "-i", "0.002", "-W", "2", "-q", "10.2.0.2",
+        ])
+        .expect("ping");
+    let mut swaps = 0;
+    for on in ["0", "1", "0", "1"] {
+        std::thread::sleep(Duration::from_millis(400));
+        tb.rtr
+            .exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.all.forwarding={on}"),
+            ])
+            .expect("sysctl");
+        let snap =
+            plan_once(&fast.netns, &registry(), &fast.policy, &KernelCaps::probe()).expect("plan");
+        let report = futures::executor::block_on(fast.worker.apply(snap.plan)).expect("apply");
+        swaps += report.swapped.len();
+    }
+    let out = flood
+        .wait_output(Duration::from_secs(15))
+        .expect("ping ends");
+    assert!(
+        swaps >= 8,
+        "programs were swapped on both interfaces 4 times: {swaps}"
+    );
+    assert!(
+        out.stdout
+            .contains("1500 packets transmitted, 1500 received"),
+        "packets lost during the swaps: {}",
+        out.stdout
+    );
+}

@@ -168,7 +168,7 @@ fn xdp_forward(ctx: &XdpContext, ingress: u32) -> Result<u32, u32> {
     if iface.flags & IFACE_INGRESS == 0 {
         return Err(PUNT_FWD_DISABLED);
     }
-    let pkt = parse(start, end, Some(&iface.mac), ROUTER_CONF.load().families)?;
+    let pkt = parse(start, end, end - start, Some(&iface.mac), ROUTER_CONF.load().families)?;
     match decide(ctx, &pkt, ingress, None) {
         Decision::Forward(p) => {
             if egress_flags(p.ifindex) & IFACE_XDP_EGRESS == 0 {
@@ -221,7 +221,7 @@ fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
         let _ = ctx.pull_data(14 + 60 + 20);
     }
     let (start, end) = (ctx.data(), ctx.data_end());
-    let pkt = parse(start, end, None, ROUTER_CONF.load().families)?;
+    let pkt = parse(start, end, ctx.len() as usize, None, ROUTER_CONF.load().families)?;
     let gso = (gso_segs > 1 || gso_size != 0).then_some(gso_size);
     match decide(ctx, &pkt, ingress, gso) {
         Decision::Forward(p) => {

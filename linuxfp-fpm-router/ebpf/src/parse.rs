@@ -64,8 +64,17 @@ fn l4_ports(start: usize, end: usize, off: usize, proto: u8) -> Result<(u16, u16
 }
 
 /// Parses the packet. `own_mac` is checked for XDP (TC sees `pkt_type`).
+/// `pkt_len` is the whole packet's length: `data_end - data` for XDP, but
+/// `skb->len` for TC, where a GSO packet's payload lies beyond the linear
+/// part that direct access sees.
 #[inline(always)]
-pub fn parse(start: usize, end: usize, own_mac: Option<&[u8; 6]>, families: u32) -> Result<Packet, u32> {
+pub fn parse(
+    start: usize,
+    end: usize,
+    pkt_len: usize,
+    own_mac: Option<&[u8; 6]>,
+    families: u32,
+) -> Result<Packet, u32> {
     let eth = ptr_at::<EthHdr>(start, end, 0).ok_or(PUNT_MALFORMED)?;
     // SAFETY: bounds checked by ptr_at.
     let eth = unsafe { &*eth };
@@ -83,13 +92,13 @@ pub fn parse(start: usize, end: usize, own_mac: Option<&[u8; 6]>, families: u32)
             if families & FAMILY_IPV4 == 0 {
                 return Err(PUNT_FAMILY_OFF);
             }
-            parse_v4(start, end)
+            parse_v4(start, end, pkt_len)
         }
         ETH_P_IPV6 => {
             if families & FAMILY_IPV6 == 0 {
                 return Err(PUNT_FAMILY_OFF);
             }
-            parse_v6(start, end)
+            parse_v6(start, end, pkt_len)
         }
         ETH_P_8021Q | ETH_P_8021AD => Err(PUNT_VLAN),
         _ => Err(PUNT_NOT_IP),
@@ -105,7 +114,7 @@ fn ipv4_martian(a_be: u32) -> bool {
 }
 
 #[inline(always)]
-fn parse_v4(start: usize, end: usize) -> Result<Packet, u32> {
+fn parse_v4(start: usize, end: usize, pkt_len: usize) -> Result<Packet, u32> {
     let ip = ptr_at::<Ipv4Hdr>(start, end, ETH_HLEN).ok_or(PUNT_MALFORMED)?;
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
@@ -117,7 +126,7 @@ fn parse_v4(start: usize, end: usize) -> Result<Packet, u32> {
         return Err(PUNT_MALFORMED);
     }
     let tot_len = u16::from_be(ip.tot_len_be);
-    if (tot_len as usize) < ihl * 4 || ETH_HLEN + tot_len as usize > end - start {
+    if (tot_len as usize) < ihl * 4 || ETH_HLEN + tot_len as usize > pkt_len {
         return Err(PUNT_MALFORMED);
     }
     if ihl != 5 {
@@ -182,7 +191,7 @@ fn ipv6_unforwardable(a: &[u8; 16]) -> bool {
 }
 
 #[inline(always)]
-fn parse_v6(start: usize, end: usize) -> Result<Packet, u32> {
+fn parse_v6(start: usize, end: usize, pkt_len: usize) -> Result<Packet, u32> {
     let ip = ptr_at::<Ipv6Hdr>(start, end, ETH_HLEN).ok_or(PUNT_MALFORMED)?;
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
@@ -191,7 +200,7 @@ fn parse_v6(start: usize, end: usize) -> Result<Packet, u32> {
         return Err(PUNT_MALFORMED);
     }
     let payload = u16::from_be(ip.payload_len_be) as usize;
-    if ETH_HLEN + IPV6_HLEN + payload > end - start {
+    if ETH_HLEN + IPV6_HLEN + payload > pkt_len {
         return Err(PUNT_MALFORMED);
     }
     match ip.nexthdr {

@@ -72,8 +72,10 @@ pub const PUNT_NAMES: [&str; 20] = [
 /// Map: the router's egress interfaces for XDP redirects (`DevMapHash`,
 /// key and value: ifindex).
 pub const XDP_PORTS_MAP: &str = "ROUTER_XDP_PORTS";
-/// Map: the router's interfaces (`HashMap<u32 ifindex, RouterIface>`), read
-/// on ingress (own MAC) and on egress (may the fast path transmit there).
+/// Map: the router's interfaces (`Array<RouterIface>` indexed by ifindex,
+/// below [`crate::abi::MAX_IFINDEX`]; an all-zero entry is not a router
+/// interface), read on ingress (own MAC) and on egress (may the fast path
+/// transmit there). An array, not a hash: two lookups per packet.
 pub const IFACES_MAP: &str = "ROUTER_IFACES";
 /// Capacity of [`IFACES_MAP`] and [`XDP_PORTS_MAP`].
 pub const MAX_IFACES: u32 = 1024;

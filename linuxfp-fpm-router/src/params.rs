@@ -51,6 +51,11 @@ pub fn router_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
             let Some(iface) = topo.interfaces.get(ifindex) else {
                 continue;
             };
+            // ROUTER_IFACES is an array indexed by ifindex: interfaces above
+            // its range are left to the kernel (their packets punt).
+            if *ifindex >= linuxfp_ebpf_common::abi::MAX_IFINDEX {
+                continue;
+            }
             let mut flags = 0u16;
             if iface.up {
                 flags |= IFACE_EGRESS;

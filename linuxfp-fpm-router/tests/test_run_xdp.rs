@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::{
     EbpfLoader,
-    maps::{DevMapHash, HashMap, PerCpuArray},
+    maps::{Array, DevMapHash, PerCpuArray},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use linuxfp_ebpf_common::{
@@ -284,14 +284,14 @@ fn router_xdp_table() {
                 .override_global(router::CONF_GLOBAL, &conf, true)
                 .load(ROUTER_OBJ)
                 .expect("load object");
-            let mut ifaces: HashMap<_, u32, RouterIface> =
-                HashMap::try_from(ebpf.map_mut(router::IFACES_MAP).expect("map")).expect("hash");
+            let mut ifaces: Array<_, RouterIface> =
+                Array::try_from(ebpf.map_mut(router::IFACES_MAP).expect("map")).expect("array");
             for (i, m) in [(ingress, r0.mac), (egress, r1.mac)] {
                 let v = RouterIface {
                     mac: m,
                     flags: IFACE_INGRESS | IFACE_EGRESS | IFACE_XDP_EGRESS,
                 };
-                ifaces.insert(i, v, 0).expect("iface");
+                ifaces.set(i, v, 0).expect("iface");
             }
             let mut ports = DevMapHash::try_from(ebpf.map_mut(router::XDP_PORTS_MAP).expect("map"))
                 .expect("devmap");

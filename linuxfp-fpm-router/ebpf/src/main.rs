@@ -14,7 +14,7 @@ use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_REDIRECT, bpf_fib_lookup as FibParams, xdp_action},
     helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     macros::{classifier, map, xdp},
-    maps::{HashMap, DevMapHash},
+    maps::{Array, DevMapHash},
     programs::{TcContext, XdpContext},
 };
 use linuxfp_ebpf_common::{
@@ -36,7 +36,8 @@ static ROUTER_CONF: aya_ebpf::Global<RouterConf> =
 static ROUTER_XDP_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_IFACES, 0);
 
 #[map]
-static ROUTER_IFACES: HashMap<u32, RouterIface> = HashMap::with_max_entries(MAX_IFACES, 0);
+static ROUTER_IFACES: Array<RouterIface> =
+    Array::with_max_entries(linuxfp_ebpf_common::abi::MAX_IFINDEX, 0);
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -111,8 +112,7 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tc_gso: Option<u3
 
 #[inline(always)]
 fn egress_flags(ifindex: u32) -> u16 {
-    // SAFETY: plain hash lookup; the value is only read.
-    unsafe { ROUTER_IFACES.get(&ifindex) }.map_or(0, |i| i.flags)
+    ROUTER_IFACES.get(ifindex).map_or(0, |i| i.flags)
 }
 
 /// Decrements TTL / hop limit and writes the MACs. The header pointers were
@@ -163,8 +163,7 @@ pub fn router_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn xdp_forward(ctx: &XdpContext, ingress: u32) -> Result<u32, u32> {
     let (start, end) = (ctx.data(), ctx.data_end());
-    // SAFETY: plain hash lookup.
-    let iface = unsafe { ROUTER_IFACES.get(&ingress) }.ok_or(PUNT_FWD_DISABLED)?;
+    let iface = ROUTER_IFACES.get(ingress).ok_or(PUNT_FWD_DISABLED)?;
     if iface.flags & IFACE_INGRESS == 0 {
         return Err(PUNT_FWD_DISABLED);
     }

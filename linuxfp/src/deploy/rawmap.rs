@@ -28,6 +28,8 @@ pub(crate) struct RawMap {
     data: MapData,
     key_size: usize,
     value_size: usize,
+    /// Array maps cannot delete: a removed entry is written as zeroes.
+    array: bool,
 }
 
 impl RawMap {
@@ -36,11 +38,16 @@ impl RawMap {
             map: name.to_string(),
             source: Box::new(source),
         })?;
+        let array = matches!(
+            info.map_type(),
+            Ok(aya::maps::MapType::Array | aya::maps::MapType::PerCpuArray)
+        );
         Ok(RawMap {
             name: name.to_string(),
             data,
             key_size: info.key_size() as usize,
             value_size: info.value_size() as usize,
+            array,
         })
     }
 
@@ -69,9 +76,13 @@ impl RawMap {
         )
     }
 
-    /// Deletes one entry; a missing entry is not an error.
+    /// Deletes one entry (zeroes it in an array); a missing entry is not an
+    /// error.
     pub(crate) fn delete(&self, key: &[u8]) -> Result<(), DeployError> {
         self.check(key, None)?;
+        if self.array {
+            return self.update(key, &vec![0u8; self.value_size]);
+        }
         match self.syscall(BPF_MAP_DELETE_ELEM, key, 0, "bpf_map_delete_elem") {
             Err(DeployError::MapSyscall { ref source, .. })
                 if source.raw_os_error() == Some(libc::ENOENT) =>

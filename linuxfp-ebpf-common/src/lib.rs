@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod bridge;
 pub mod net;
 pub mod router;
 

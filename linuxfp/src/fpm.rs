@@ -16,12 +16,13 @@
 //! # Ok::<(), linuxfp::fpm::FpmError>(())
 //! ```
 
-use std::{collections::BTreeMap, fmt, sync::Arc};
+use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
     compat::Decisions,
+    deploy::PinLayout,
     state::KernelState,
     topology::{NetworkFunction, Topology},
 };
@@ -201,6 +202,42 @@ pub trait Fpm: Send + Sync + 'static {
     /// matter, but the FPM may also need the others (e.g. a router's egress
     /// interfaces).
     fn parameterize(&self, input: &ParamInput<'_>) -> Result<FpmConfig, FpmError>;
+
+    /// How often [`Fpm::upkeep`] runs while the FPM has stages deployed;
+    /// `None` (the default) for never.
+    fn upkeep_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Periodic work while deployed: typically giving back to the kernel
+    /// what the fast path hides from it (the bridge FPM refreshes the
+    /// kernel's FDB entries that only the fast path sees in use, so they
+    /// age exactly as without LinuxFP). Runs on the deploy worker's thread,
+    /// inside the target network namespace, so sockets opened here talk to
+    /// that namespace. An error is logged and the next call happens as
+    /// planned; the fast path is not affected.
+    fn upkeep(&self, _ctx: &UpkeepCtx<'_>) -> Result<(), FpmError> {
+        Ok(())
+    }
+}
+
+/// What an FPM's [`Fpm::upkeep`] works with.
+#[derive(Debug)]
+pub struct UpkeepCtx<'a> {
+    /// The FPM's name.
+    pub fpm: &'a str,
+    /// Where the namespace's maps are pinned.
+    pub layout: &'a PinLayout,
+    /// The FPM's configuration as deployed.
+    pub config: &'a FpmConfig,
+}
+
+impl UpkeepCtx<'_> {
+    /// The pin of one of the FPM's maps (its `shared_maps` and
+    /// [`linuxfp_ebpf_common::abi::STATS_MAP`]).
+    pub fn map_pin(&self, map: &str) -> std::path::PathBuf {
+        self.layout.fpm_map(self.fpm, map)
+    }
 }
 
 /// Errors of FPMs and of the registry.
@@ -212,6 +249,14 @@ pub enum FpmError {
     /// The parameterizer could not express the topology.
     #[error("FPM `{fpm}` cannot parameterize: {reason}")]
     Parameterize {
+        /// The FPM.
+        fpm: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// An FPM's periodic upkeep failed (it runs again at its next interval).
+    #[error("FPM `{fpm}` upkeep: {reason}")]
+    Upkeep {
         /// The FPM.
         fpm: &'static str,
         /// Why.

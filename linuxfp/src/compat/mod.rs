@@ -149,8 +149,23 @@ fn decide_interface(
     };
 
     let mut stages: Vec<String> = Vec::new();
-    for function in chain {
+    for (i, function) in chain.iter().enumerate() {
         let f = function.function();
+        // Bridge then router: frames for the bridge's own MAC go up through
+        // the kernel bridge to the bridge device, whose own chain holds the
+        // router stage (with the bridge as ingress interface, as for IP).
+        if let (FunctionRef::Router, Some(FunctionRef::Bridge { bridge })) =
+            (function, i.checked_sub(1).and_then(|p| chain.get(p)))
+        {
+            let name = topology
+                .interfaces
+                .get(bridge)
+                .map_or_else(|| bridge.to_string(), |b| b.name.clone());
+            d.reasons.push(format!(
+                "router: runs on {name}'s own chain (frames for the bridge go up through it)"
+            ));
+            break;
+        }
         if let Some(limit) = topology
             .limitations
             .iter()

@@ -169,6 +169,21 @@ fn chain_is_accelerated_up_to_the_first_function_without_fpm() {
         &Policy::default(),
     );
     assert_eq!(d.interfaces[&2].stages, vec!["bridge".to_string()]);
+    // With both, the port still runs only the bridge: the router stage
+    // belongs to the bridge device's chain.
+    let d = decide(
+        &t,
+        &caps(),
+        &registry(vec![bridge.clone(), router_fpm()]),
+        &Policy::default(),
+    );
+    assert_eq!(d.interfaces[&2].stages, vec!["bridge".to_string()]);
+    assert!(
+        d.interfaces[&2]
+            .reasons
+            .iter()
+            .any(|r| r.contains("own chain"))
+    );
     // Router FPM but no bridge FPM: nothing (the bridge must run first).
     let d = decide(
         &t,

@@ -412,6 +412,43 @@ impl Deployer {
         let _ = std::fs::remove_file(&self.layout.status);
     }
 
+    /// Runs the upkeep of every deployed FPM that has one and whose
+    /// interval has passed since `last[fpm]` (updated here). Returns how
+    /// long until the next one is due (`None`: no FPM needs upkeep).
+    pub fn upkeep(
+        &self,
+        last: &mut BTreeMap<String, std::time::Instant>,
+    ) -> Option<std::time::Duration> {
+        let now = std::time::Instant::now();
+        let mut next: Option<std::time::Duration> = None;
+        for fpm in self.registry.iter() {
+            let (Some(every), name) = (fpm.upkeep_interval(), fpm.declaration().name) else {
+                continue;
+            };
+            let Some(config) = self.deployed.fpms.get(name) else {
+                last.remove(name);
+                continue;
+            };
+            let due = last
+                .get(name)
+                .is_none_or(|t| now.duration_since(*t) >= every);
+            if due {
+                let ctx = crate::fpm::UpkeepCtx {
+                    fpm: name,
+                    layout: &self.layout,
+                    config,
+                };
+                if let Err(e) = fpm.upkeep(&ctx) {
+                    tracing::warn!(fpm = name, error = %e, "upkeep failed");
+                }
+                last.insert(name.to_string(), now);
+            }
+            let wait = every.saturating_sub(now.duration_since(last[name]));
+            next = Some(next.map_or(wait, |n| n.min(wait)));
+        }
+        next
+    }
+
     /// Reads the counters of every deployed stage.
     pub fn stats(&self) -> Stats {
         read_stats(&self.layout, &self.status_file())

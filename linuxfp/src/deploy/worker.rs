@@ -78,10 +78,28 @@ impl DeployWorker {
                         return;
                     }
                 };
-                while let Ok(cmd) = rx.recv() {
+                // Between commands, FPM upkeep runs when due.
+                let mut upkept = std::collections::BTreeMap::new();
+                let mut wait = None;
+                loop {
+                    let cmd = match wait {
+                        Some(w) => match rx.recv_timeout(w) {
+                            Ok(cmd) => cmd,
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                wait = deployer.upkeep(&mut upkept);
+                                continue;
+                            }
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        },
+                        None => match rx.recv() {
+                            Ok(cmd) => cmd,
+                            Err(_) => break,
+                        },
+                    };
                     match cmd {
                         Command::Apply(plan, reply) => {
                             let _ = reply.send(deployer.apply(&plan));
+                            wait = deployer.upkeep(&mut upkept);
                         }
                         Command::Stats(reply) => {
                             let _ = reply.send(deployer.stats());

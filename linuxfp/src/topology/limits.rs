@@ -5,6 +5,9 @@
 use super::model::*;
 use crate::state::KernelState;
 
+/// `IFF_PROMISC` in a link's flags.
+const IFF_PROMISC: u32 = 0x100;
+
 /// The limitations of a derived topology.
 pub(super) fn limitations(state: &KernelState, t: &Topology) -> Vec<Limitation> {
     let mut out = Vec::new();
@@ -82,6 +85,27 @@ pub(super) fn limitations(state: &KernelState, t: &Topology) -> Vec<Limitation> 
                     format!(
                         "{name} is enslaved to VRF {}: VRF routing is not modelled",
                         vrf.name
+                    ),
+                );
+            }
+        }
+    }
+    for b in t.bridges.values() {
+        // A promiscuous bridge device (tcpdump on it, for one) gets a copy
+        // of every frame the bridge forwards: only the kernel can give it.
+        let promisc = state
+            .links
+            .get(&b.ifindex)
+            .is_some_and(|l| l.flags & IFF_PROMISC != 0);
+        if promisc {
+            for &port in b.ports.keys() {
+                push(
+                    Some(port),
+                    NetworkFunction::Bridge,
+                    format!(
+                        "{} is promiscuous (tcpdump on it?): the kernel passes every \
+                         bridged frame up to it",
+                        b.name
                     ),
                 );
             }

@@ -264,6 +264,25 @@ fn several_bridges_are_kept_apart() {
 }
 
 #[test]
+fn a_promiscuous_bridge_leaves_its_ports_to_the_kernel() {
+    let mut h = Host::new();
+    h.link(2, "br0", Some("bridge"), &[]);
+    h.port(3, "p1", 2);
+    h.port(4, "p2", 2);
+    assert!(h.derive().limitations.is_empty());
+    h.0.links.get_mut(&2).expect("br0").flags |= 0x100;
+    let t = h.derive();
+    let ports: Vec<Option<u32>> = t
+        .limitations
+        .iter()
+        .filter(|l| l.function == NetworkFunction::Bridge)
+        .map(|l| l.ifindex)
+        .collect();
+    assert_eq!(ports, vec![Some(3), Some(4)]);
+    assert!(t.limitations[0].reason.contains("br0 is promiscuous"));
+}
+
+#[test]
 fn flannel_node_puts_the_filter_first_and_reports_nat() {
     let mut h = Host::new();
     h.link(2, "eth0", Some("veth"), &["192.168.1.10/24"]);

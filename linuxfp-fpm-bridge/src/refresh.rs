@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Keeps the kernel's FDB ageing true while the fast path forwards.
+//!
+//! The kernel bridge refreshes an entry each time it sees a frame from that
+//! source; frames forwarded in the fast path never reach it. The fast path
+//! records, per source, when it last forwarded a frame from it
+//! (`BRIDGE_SEEN`). Each upkeep, every source active since its last refresh
+//! is refreshed in the kernel with `RTM_NEWNEIGH` + `NTF_USE` on the port
+//! it was seen on — the kernel's own `br_fdb_update`, as if it had seen a
+//! frame. Sources with no traffic are left alone and age out as usual.
+//!
+//! A refresh is only sent while the mirror still has the source on that
+//! port: a host that moved is learnt by the kernel from its first frame on
+//! the new port (the fast path punts it), and is never moved back by us.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use aya::maps::{HashMap, Map, MapData};
+use linuxfp::fpm::{HexBytes, UpkeepCtx};
+use linuxfp_ebpf_common::bridge::{FDB_LOCAL, FDB_MAP, FdbKey, FdbValue, SEEN_MAP, Seen};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// Errors of one refresh round.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The pinned `BRIDGE_SEEN` map could not be opened.
+    #[error("open {map} at {path}: {reason}")]
+    Map {
+        /// The map.
+        map: &'static str,
+        /// Its pin.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The rtnetlink socket failed.
+    #[error("rtnetlink {op}: {source}")]
+    Netlink {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel refused some refreshes (the first error is given).
+    #[error("{failed} of {sent} FDB refreshes refused; first: port {port}: {reason}")]
+    Refused {
+        /// Refreshes refused.
+        failed: usize,
+        /// Refreshes sent.
+        sent: usize,
+        /// The port of the first refusal.
+        port: u32,
+        /// The kernel's error.
+        reason: String,
+    },
+}
+
+/// Counters of the refresher, for tests and operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// Upkeep rounds run.
+    pub rounds: u64,
+    /// Kernel FDB entries refreshed.
+    pub refreshed: u64,
+    /// Active sources skipped because the mirror no longer has them on the
+    /// port they were seen on (moved or removed).
+    pub skipped_moved: u64,
+}
+
+/// The refresher's state across rounds.
+#[derive(Debug, Default)]
+pub struct Refresher {
+    /// `last_ns` of each source at its last refresh.
+    refreshed_at: Mutex<BTreeMap<HexBytes, u64>>,
+    rounds: AtomicU64,
+    refreshed: AtomicU64,
+    skipped_moved: AtomicU64,
+}
+
+impl Refresher {
+    /// What has been done so far.
+    pub fn stats(&self) -> RefreshStats {
+        RefreshStats {
+            rounds: self.rounds.load(Ordering::Relaxed),
+            refreshed: self.refreshed.load(Ordering::Relaxed),
+            skipped_moved: self.skipped_moved.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One round: refreshes every source seen since its last refresh.
+    pub fn run(&self, ctx: &UpkeepCtx<'_>) -> Result<(), RefreshError> {
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        let path = ctx.map_pin(SEEN_MAP);
+        let map_err = |reason: String| RefreshError::Map {
+            map: SEEN_MAP,
+            path: path.display().to_string(),
+            reason,
+        };
+        let seen = MapData::from_pin(&path)
+            .and_then(Map::from_map_data)
+            .and_then(HashMap::<MapData, FdbKey, Seen>::try_from)
+            .map_err(|e| map_err(e.to_string()))?;
+        let empty = BTreeMap::new();
+        let mirror = ctx.config.maps.get(FDB_MAP).unwrap_or(&empty);
+
+        let mut todo: Vec<(FdbKey, u32)> = Vec::new();
+        let mut last = self.refreshed_at.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = BTreeMap::new();
+        for item in seen.iter() {
+            // An entry evicted while iterating ends the walk early; the rest
+            // is picked up next round.
+            let Ok((key, s)) = item else { break };
+            let k = HexBytes::of(&key);
+            let before = last.get(&k).copied().unwrap_or(0);
+            live.insert(k.clone(), before);
+            if s.last_ns <= before {
+                continue;
+            }
+            if !mirror_has(mirror, &k, s.port) {
+                self.skipped_moved.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            live.insert(k, s.last_ns);
+            todo.push((key, s.port));
+        }
+        // Forget sources the LRU map dropped, so memory stays bounded.
+        *last = live;
+        drop(last);
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let n = refresh_kernel(&todo)?;
+        self.refreshed.fetch_add(n as u64, Ordering::Relaxed);
+        tracing::trace!(refreshed = n, "bridge FDB entries refreshed");
+        Ok(())
+    }
+}
+
+/// Does the FDB mirror still hold `key` on `port` (and as a learnt entry)?
+fn mirror_has(mirror: &BTreeMap<HexBytes, HexBytes>, key: &HexBytes, port: u32) -> bool {
+    let Some(v) = mirror.get(key) else {
+        return false;
+    };
+    let Some(bytes) = v.0.get(..8) else {
+        return false;
+    };
+    let value = FdbValue {
+        port: u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        flags: u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+    };
+    value.port == port && value.flags & FDB_LOCAL == 0
+}
+
+/// The `RTM_NEWNEIGH` that makes the kernel bridge refresh `mac` in `vlan`
+/// on `port`, as `bridge fdb replace <mac> dev <port> master use` does.
+fn refresh_message(key: &FdbKey, port: u32, seq: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    msg.header.ifindex = port;
+    msg.header.state = NeighbourState::Reachable;
+    msg.header.flags = NeighbourFlags::Controller | NeighbourFlags::Use;
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(key.mac.to_vec()));
+    if key.vlan != 0 {
+        msg.attributes.push(NeighbourAttribute::Vlan(key.vlan));
+    }
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    header.sequence_number = seq;
+    let mut nl = NetlinkMessage::new(
+        header,
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(msg)),
+    );
+    nl.finalize();
+    nl
+}
+
+/// Sends one refresh per entry and collects the acknowledgements. Returns
+/// how many the kernel accepted.
+fn refresh_kernel(todo: &[(FdbKey, u32)]) -> Result<usize, RefreshError> {
+    let nl = |op| move |source| RefreshError::Netlink { op, source };
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(nl("socket"))?;
+    socket.bind_auto().map_err(nl("bind"))?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(nl("connect"))?;
+    let mut refused: Option<(u32, String)> = None;
+    let mut failed = 0;
+    let mut buf = Vec::with_capacity(8192);
+    for (i, (key, port)) in todo.iter().enumerate() {
+        let msg = refresh_message(key, *port, i as u32 + 1);
+        let mut out = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut out);
+        socket.send(&out, 0).map_err(nl("send"))?;
+        buf.clear();
+        let n = socket.recv(&mut buf, 0).map_err(nl("recv"))?;
+        let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[..n.min(buf.len())]);
+        let error = match reply {
+            Ok(NetlinkMessage {
+                payload: NetlinkPayload::Error(e),
+                ..
+            }) => e
+                .code
+                .map(|c| std::io::Error::from_raw_os_error(-c.get()).to_string()),
+            Ok(_) => None,
+            Err(e) => Some(format!("unparsable reply: {e}")),
+        };
+        if let Some(reason) = error {
+            failed += 1;
+            refused.get_or_insert((*port, reason));
+        }
+    }
+    match refused {
+        Some((port, reason)) => Err(RefreshError::Refused {
+            failed,
+            sent: todo.len(),
+            port,
+            reason,
+        }),
+        None => Ok(todo.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_message_is_what_bridge_fdb_use_sends() {
+        let key = FdbKey {
+            bridge: 2,
+            vlan: 10,
+            mac: [0x02, 0, 0, 0, 0, 0x11],
+        };
+        let msg = refresh_message(&key, 7, 3);
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) = &msg.payload
+        else {
+            panic!("not a new neighbour message: {msg:?}");
+        };
+        assert_eq!(n.header.family, AddressFamily::Bridge);
+        assert_eq!(n.header.ifindex, 7);
+        assert_eq!(
+            n.header.flags,
+            NeighbourFlags::Controller | NeighbourFlags::Use
+        );
+        assert!(
+            n.attributes
+                .contains(&NeighbourAttribute::LinkLayerAddress(key.mac.to_vec()))
+        );
+        assert!(n.attributes.contains(&NeighbourAttribute::Vlan(10)));
+        assert_eq!(msg.header.flags, NLM_F_REQUEST | NLM_F_ACK);
+        // Without VLAN filtering (vlan 0), no NDA_VLAN.
+        let untagged = refresh_message(&FdbKey { vlan: 0, ..key }, 7, 4);
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) = &untagged.payload
+        else {
+            panic!("not a new neighbour message");
+        };
+        assert!(
+            !n.attributes
+                .iter()
+                .any(|a| matches!(a, NeighbourAttribute::Vlan(_)))
+        );
+    }
+
+    #[test]
+    fn only_learnt_entries_on_the_same_port_are_refreshed() {
+        let key = HexBytes(vec![1; 12]);
+        let entry = |port: u32, flags: u32| HexBytes::of(&FdbValue { port, flags });
+        let mut mirror = BTreeMap::new();
+        assert!(!mirror_has(&mirror, &key, 3), "absent");
+        mirror.insert(key.clone(), entry(3, 0));
+        assert!(mirror_has(&mirror, &key, 3));
+        assert!(!mirror_has(&mirror, &key, 4), "moved to another port");
+        mirror.insert(key.clone(), entry(3, FDB_LOCAL));
+        assert!(!mirror_has(&mirror, &key, 3), "local entries never age");
+    }
+}

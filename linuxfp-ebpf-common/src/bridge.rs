@@ -54,9 +54,12 @@ pub const PUNT_MALFORMED: u32 = FIRST_FPM_REASON + 16;
 pub const PUNT_TAG_FAILED: u32 = FIRST_FPM_REASON + 17;
 /// The redirect helper refused the frame.
 pub const PUNT_REDIRECT_FAILED: u32 = FIRST_FPM_REASON + 18;
+/// The destination was just seen arriving on another port: the kernel is
+/// moving its FDB entry and the mirror has not caught up yet.
+pub const PUNT_MOVING: u32 = FIRST_FPM_REASON + 19;
 
 /// Names of the bridge's punt reasons, indexed from `FIRST_FPM_REASON`.
-pub const PUNT_NAMES: [&str; 19] = [
+pub const PUNT_NAMES: [&str; 20] = [
     "not_port",
     "port_state",
     "locked",
@@ -76,6 +79,7 @@ pub const PUNT_NAMES: [&str; 19] = [
     "malformed",
     "tag_failed",
     "redirect_failed",
+    "moving",
 ];
 
 /// Map: the bridge ports (`Array<PortConf>` indexed by ifindex, below
@@ -152,6 +156,21 @@ pub struct FdbKey {
 /// address): frames to it go up to the bridge device.
 pub const FDB_LOCAL: u32 = 1;
 
+/// `FdbValue::flags`: the entry is sticky (`NTF_STICKY`): the kernel never
+/// moves it to another port.
+pub const FDB_STICKY: u32 = 2;
+/// `FdbValue::flags`, set by the fast path only: a frame from this MAC
+/// arrived on another port at `moved_ns` and went to the kernel, which will
+/// move the entry. Until the mirror is rewritten with the new port (which
+/// clears the bit) or [`MOVE_GRACE_NS`] passes, frames to this MAC go to
+/// the kernel, so none is sent to the old port after Linux moved it.
+pub const FDB_MOVING: u32 = 4;
+
+/// How long a [`FDB_MOVING`] mark holds (long enough for the kernel's event
+/// to reach the mirror; if the kernel did not move the entry after all,
+/// the mirror is trusted again after it).
+pub const MOVE_GRACE_NS: u64 = 2_000_000_000;
+
 /// Value of [`FDB_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,6 +179,8 @@ pub struct FdbValue {
     pub port: u32,
     /// `FDB_*` bits.
     pub flags: u32,
+    /// See [`FDB_MOVING`]; zero when written by the controller.
+    pub moved_ns: u64,
 }
 
 /// Key of [`VLANS_MAP`].
@@ -213,6 +234,6 @@ mod pod {
 
 const _: () = assert!(core::mem::size_of::<PortConf>() == 16);
 const _: () = assert!(core::mem::size_of::<FdbKey>() == 12);
-const _: () = assert!(core::mem::size_of::<FdbValue>() == 8);
+const _: () = assert!(core::mem::size_of::<FdbValue>() == 16);
 const _: () = assert!(core::mem::size_of::<VlanKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Seen>() == 16);

@@ -27,6 +27,8 @@ use linuxfp_ebpf_common::{abi::MAX_IFINDEX, bridge::*};
 
 /// `NUD_PERMANENT`: how the kernel reports a local FDB entry.
 const NUD_PERMANENT: u16 = 0x80;
+/// `NTF_STICKY`: the kernel never moves the entry.
+const NTF_STICKY: u8 = 0x40;
 /// `BR_STATE_FORWARDING`.
 const BR_STATE_FORWARDING: u8 = 3;
 /// The VLAN protocol of a bridge that does not report one.
@@ -154,10 +156,17 @@ fn fdb_entry(bridge: &Bridge, e: &FdbEntry) -> Option<(HexBytes, HexBytes)> {
         vlan: e.vlan.unwrap_or(0),
         mac: e.mac,
     };
-    let local = on_bridge || e.state & NUD_PERMANENT != 0;
+    let mut flags = 0;
+    if on_bridge || e.state & NUD_PERMANENT != 0 {
+        flags |= FDB_LOCAL;
+    }
+    if e.flags & NTF_STICKY != 0 {
+        flags |= FDB_STICKY;
+    }
     let value = FdbValue {
         port: e.ifindex,
-        flags: if local { FDB_LOCAL } else { 0 },
+        flags,
+        moved_ns: 0,
     };
     Some((HexBytes::of(&key), HexBytes::of(&value)))
 }

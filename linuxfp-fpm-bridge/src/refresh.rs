@@ -23,7 +23,7 @@ use std::{
 
 use aya::maps::{HashMap, Map, MapData};
 use linuxfp::fpm::{HexBytes, UpkeepCtx};
-use linuxfp_ebpf_common::bridge::{FDB_LOCAL, FDB_MAP, FdbKey, FdbValue, SEEN_MAP, Seen};
+use linuxfp_ebpf_common::bridge::{FDB_LOCAL, FDB_MAP, FdbKey, SEEN_MAP, Seen};
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
@@ -158,11 +158,9 @@ fn mirror_has(mirror: &BTreeMap<HexBytes, HexBytes>, key: &HexBytes, port: u32) 
     let Some(bytes) = v.0.get(..8) else {
         return false;
     };
-    let value = FdbValue {
-        port: u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
-        flags: u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
-    };
-    value.port == port && value.flags & FDB_LOCAL == 0
+    let entry_port = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let flags = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    entry_port == port && flags & FDB_LOCAL == 0
 }
 
 /// The `RTM_NEWNEIGH` that makes the kernel bridge refresh `mac` in `vlan`
@@ -237,6 +235,8 @@ fn refresh_kernel(todo: &[(FdbKey, u32)]) -> Result<usize, RefreshError> {
 
 #[cfg(test)]
 mod tests {
+    use linuxfp_ebpf_common::bridge::FdbValue;
+
     use super::*;
 
     #[test]
@@ -279,7 +279,13 @@ mod tests {
     #[test]
     fn only_learnt_entries_on_the_same_port_are_refreshed() {
         let key = HexBytes(vec![1; 12]);
-        let entry = |port: u32, flags: u32| HexBytes::of(&FdbValue { port, flags });
+        let entry = |port: u32, flags: u32| {
+            HexBytes::of(&FdbValue {
+                port,
+                flags,
+                moved_ns: 0,
+            })
+        };
         let mut mirror = BTreeMap::new();
         assert!(!mirror_has(&mirror, &key, 3), "absent");
         mirror.insert(key.clone(), entry(3, 0));

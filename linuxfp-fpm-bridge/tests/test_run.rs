@@ -191,7 +191,16 @@ fn fill(ebpf: &mut Ebpf, b: &Bed, vlan_filtering: bool) {
                 vlan,
                 mac,
             };
-            fdb.insert(key, FdbValue { port, flags }, 0).expect("fdb");
+            fdb.insert(
+                key,
+                FdbValue {
+                    port,
+                    flags,
+                    moved_ns: 0,
+                },
+                0,
+            )
+            .expect("fdb");
         }
     }
     if vlan_filtering {
@@ -379,6 +388,12 @@ fn plain_cases() -> Vec<Case> {
     let mut not_port = case("p3 runs no stage", udp(H2, H3), Out::Punt(PUNT_NOT_PORT));
     not_port.port = 2;
     not_port.flags = Some(PORT_FORWARDING | PORT_LEARNING);
+    let mut moving_back = case(
+        "to a source that just moved",
+        udp(MOVED, H2),
+        Out::Punt(PUNT_MOVING),
+    );
+    moving_back.port = 1;
     let mut from_p2 = case("p2 to p1 (isolation needs both)", udp(H1, H2), Out::Same);
     from_p2.port = 1;
     vec![
@@ -422,6 +437,9 @@ fn plain_cases() -> Vec<Case> {
             udp(H2, MOVED),
             Out::Punt(PUNT_LEARN),
         ),
+        // The kernel is moving MOVED to p1 now: nothing goes to p2 for it
+        // until the mirror says where it is (the case right after this).
+        moving_back,
         case(
             "multicast source",
             udp(H2, [3, 0, 0, 0, 0, 1]),

@@ -33,6 +33,7 @@ mod links;
 mod netns;
 mod programs;
 mod router;
+mod switch;
 mod traffic;
 
 pub use command::{DEFAULT_TIMEOUT, Finished, NsChild};
@@ -46,6 +47,7 @@ pub use netns::{
 };
 pub use programs::{Attached, attached_programs, attached_programs_here};
 pub use router::{Endpoint, VirtualRouter};
+pub use switch::{Host, Switch};
 pub use traffic::{Iperf3, PingStats, Throughput, ping, wait_listening};
 
 /// True if the process runs as root (effective UID 0).

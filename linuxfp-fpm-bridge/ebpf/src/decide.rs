@@ -125,6 +125,10 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
         let known = unsafe { BRIDGE_FDB.get(&src_key) }.copied();
         match known {
             Some(v) if v.port == ingress && v.flags & FDB_LOCAL == 0 => {}
+            Some(v) if v.flags & (FDB_LOCAL | FDB_STICKY) == 0 => {
+                mark_moving(&src_key);
+                return Err(PUNT_LEARN);
+            }
             _ => return Err(PUNT_LEARN),
         }
     }
@@ -140,6 +144,13 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
         .ok_or(PUNT_UNKNOWN_DST)?;
     if dst.flags & FDB_LOCAL != 0 {
         return Err(PUNT_LOCAL);
+    }
+    // SAFETY: helper without arguments.
+    if dst.flags & FDB_MOVING != 0
+        && unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }.wrapping_sub(dst.moved_ns)
+            < MOVE_GRACE_NS
+    {
+        return Err(PUNT_MOVING);
     }
     let egress = dst.port;
     if egress == ingress && port.flags & PORT_HAIRPIN == 0 {
@@ -176,6 +187,21 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
         tag,
         vlan_proto_be: port.vlan_proto.to_be(),
     })
+}
+
+/// Marks the mirror entry of a source that just arrived on another port
+/// (see `FDB_MOVING`).
+#[inline(always)]
+fn mark_moving(key: &FdbKey) {
+    if let Some(v) = BRIDGE_FDB.get_ptr_mut(key) {
+        // SAFETY: helper without arguments; the pointer comes from a
+        // successful lookup, and a racing writer stores the same marks or
+        // the controller's fresh value.
+        unsafe {
+            (*v).moved_ns = aya_ebpf::helpers::bpf_ktime_get_coarse_ns();
+            (*v).flags |= FDB_MOVING;
+        }
+    }
 }
 
 /// Records that `key` was active on `port`, at most every

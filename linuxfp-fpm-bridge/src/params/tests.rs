@@ -198,25 +198,35 @@ fn fdb_mirror_marks_local_entries_and_skips_others() {
     };
     assert_eq!(
         get(1, 10),
-        Some(HexBytes::of(&FdbValue { port: 3, flags: 0 }))
+        Some(HexBytes::of(&FdbValue {
+            port: 3,
+            flags: 0,
+            moved_ns: 0
+        }))
     );
     assert_eq!(
         get(2, 10),
         Some(HexBytes::of(&FdbValue {
             port: 3,
-            flags: FDB_LOCAL
+            flags: FDB_LOCAL,
+            moved_ns: 0,
         }))
     );
     assert_eq!(
         get(3, 10),
         Some(HexBytes::of(&FdbValue {
             port: BR,
-            flags: FDB_LOCAL
+            flags: FDB_LOCAL,
+            moved_ns: 0,
         }))
     );
     assert_eq!(
         get(4, 20),
-        Some(HexBytes::of(&FdbValue { port: 4, flags: 0 }))
+        Some(HexBytes::of(&FdbValue {
+            port: 4,
+            flags: 0,
+            moved_ns: 0
+        }))
     );
     assert_eq!(
         cfg.maps[FDB_MAP].len(),

@@ -173,10 +173,15 @@ fn xdp_forward(ctx: &XdpContext, ingress: u32) -> Result<u32, u32> {
             if egress_flags(p.ifindex) & IFACE_XDP_EGRESS == 0 {
                 return Err(PUNT_EGRESS);
             }
-            rewrite(start, &pkt, &p);
-            ROUTER_XDP_PORTS
+            // bpf_redirect_map only records the target (the frame leaves
+            // after the program returns), so ask first: a devmap miss (the
+            // maps briefly out of step) then hands the kernel the frame as
+            // it arrived, not one already rewritten for the next hop.
+            let action = ROUTER_XDP_PORTS
                 .redirect(p.ifindex, 0)
-                .map_err(|_| PUNT_REDIRECT_FAILED)
+                .map_err(|_| PUNT_REDIRECT_FAILED)?;
+            rewrite(start, &pkt, &p);
+            Ok(action)
         }
         Decision::NoNeigh(_) => Err(PUNT_NO_NEIGH),
         Decision::Punt(r) => Err(r),

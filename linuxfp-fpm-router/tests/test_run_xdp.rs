@@ -18,15 +18,6 @@ use common::*;
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
 
-fn load_xdp(ebpf: &mut aya::Ebpf) {
-    let prog: &mut Xdp = ebpf
-        .program_mut(XDP_PROGRAM)
-        .expect("router_xdp in the object")
-        .try_into()
-        .expect("an XDP program");
-    prog.load().expect("router_xdp passes the verifier");
-}
-
 /// Runs `row` through `router_xdp` as if it arrived on `row.ingress`.
 fn run(ebpf: &aya::Ebpf, row: &Row) -> Outcome {
     let prog: &Xdp = ebpf
@@ -60,7 +51,7 @@ fn run(ebpf: &aya::Ebpf, row: &Row) -> Outcome {
 fn load_lab(lab: &Lab, families: u32) -> aya::Ebpf {
     let mut ebpf = load(families);
     fill(&mut ebpf, &ifaces(lab, IFACE_XDP_EGRESS), &xdp_ports(lab));
-    load_xdp(&mut ebpf);
+    load_program(&mut ebpf, XDP_PROGRAM, Xdp::load);
     ebpf
 }
 

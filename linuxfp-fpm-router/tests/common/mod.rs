@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, PerCpuArray},
+    programs::{Program, ProgramError},
 };
 use linuxfp_ebpf_common::{
     abi::{COUNTERS_PER_IF, STAGE_CONF_GLOBAL, STATS_MAP, StageConf, counter, stats_index},
@@ -168,6 +169,20 @@ pub fn load(families: u32) -> Ebpf {
         )
         .load(ROUTER_OBJ)
         .expect("load the router object")
+}
+
+/// Loads program `name` (of type `P`, e.g. `Xdp`) from `ebpf` into the
+/// kernel with `load` (e.g. `Xdp::load`); panics with the verifier's error.
+pub fn load_program<P>(ebpf: &mut Ebpf, name: &str, load: fn(&mut P) -> Result<(), ProgramError>)
+where
+    for<'a> &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let prog: &mut P = ebpf
+        .program_mut(name)
+        .unwrap_or_else(|| panic!("{name} in the object"))
+        .try_into()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    load(prog).unwrap_or_else(|e| panic!("{name} passes the verifier: {e}"));
 }
 
 /// Both families.

@@ -187,7 +187,11 @@ fn xdp_forward(ctx: &XdpContext, ingress: u32) -> Result<u32, u32> {
     )?;
     match decide(ctx, &pkt, ingress, pkt.l3_len) {
         Decision::Forward(p) => {
-            if egress_flags(p.ifindex) & IFACE_XDP_EGRESS == 0 {
+            // IFACE_XDP_EGRESS says the parameterizer put the interface in
+            // the devmap; IFACE_EGRESS that it may be forwarded out of at
+            // all (an attached interface that is down has only the former).
+            let need = IFACE_EGRESS | IFACE_XDP_EGRESS;
+            if egress_flags(p.ifindex) & need != need {
                 return Err(PUNT_EGRESS);
             }
             // bpf_redirect_map only records the target (the frame leaves

@@ -48,6 +48,9 @@ pub struct Port {
 ///   router interface: routes through it are egress-refused;
 /// - `x1` (10.6.0.1/24, fd06::1/64, next hop known) is a router interface
 ///   missing from the XDP devmap (redirect failed);
+/// - `x2` (10.7.0.1/24, fd07::1/64, next hop known) is a router interface
+///   without `IFACE_EGRESS`, as the parameterizer writes one that was down
+///   when it last planned; it is in the XDP devmap;
 /// - reject routes 10.9.{1,2,3}.0/24 and fd09:{1,2,3}::/64 (blackhole,
 ///   unreachable, prohibit); 10.9.4.0/24 / fd09:4::/64 via a next hop with
 ///   no neighbour entry; 10.9.5.0/24 / fd09:5::/64 back out of r0;
@@ -61,6 +64,7 @@ pub struct Lab {
     pub r2p: Port,
     pub x0: Port,
     pub x1: Port,
+    pub x2: Port,
     /// The source host's MAC (s0).
     pub src_mac: [u8; 6],
     /// The destination host's MAC (d0), the neighbour of 10.2.0.2 / fd02::2.
@@ -80,6 +84,7 @@ impl Lab {
             ("r2", "r2p", "10.5.0.1/24", "fd05::1/64"),
             ("x0", "x0p", "10.3.0.1/24", "fd03::1/64"),
             ("x1", "x1p", "10.6.0.1/24", "fd06::1/64"),
+            ("x2", "x2p", "10.7.0.1/24", "fd07::1/64"),
         ] {
             veth(rtr, a, rtr, b).expect("veth in the router namespace");
             addr(rtr, a, v4).expect("address");
@@ -94,14 +99,15 @@ impl Lab {
             ifindex: ifindex(rtr, name).expect("ifindex"),
             mac: mac(rtr, name).expect("mac"),
         };
-        let (x0, x1) = (port("x0"), port("x1"));
-        let x0p = port("x0p");
-        let x1p = port("x1p");
+        let (x0, x1, x2) = (port("x0"), port("x1"), port("x2"));
+        let (x0p, x1p, x2p) = (port("x0p"), port("x1p"), port("x2p"));
         for (dev, ip, peer) in [
             ("x0", "10.3.0.2", x0p.mac),
             ("x0", "fd03::2", x0p.mac),
             ("x1", "10.6.0.2", x1p.mac),
             ("x1", "fd06::2", x1p.mac),
+            ("x2", "10.7.0.2", x2p.mac),
+            ("x2", "fd07::2", x2p.mac),
             ("r0", "10.1.0.5", STRANGER_MAC),
             ("r0", "fd01::5", STRANGER_MAC),
         ] {
@@ -135,6 +141,7 @@ impl Lab {
             r2p: port("r2p"),
             x0,
             x1,
+            x2,
             src_mac: tb.src_if.mac,
             dst_mac: tb.dst_if.mac,
             tb,
@@ -636,6 +643,13 @@ pub fn punt_rows(lab: &Lab) -> Vec<Row> {
         punt(name, udp_between(lab, src, dst), PUNT_MARTIAN);
     }
 
+    // An attached interface the parameterizer did not mark as an egress
+    // (down when it last planned): on XDP too, being in the devmap is not
+    // enough.
+    for (name, f) in both_families(lab, "egress without IFACE_EGRESS", "10.7.0.2", "fd07::2") {
+        punt(&name, f, PUNT_EGRESS);
+    }
+
     // FIB answers, both families.
     for (dst, name, reason) in [
         ("10.1.0.1", "local (own address)", PUNT_LOCAL),
@@ -710,8 +724,9 @@ fn edited(mut frame: Vec<u8>, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 }
 
 /// The router's interfaces as the parameterizer would write them for
-/// `hook_flags` (`IFACE_XDP_EGRESS` for XDP): r0, r1, r2 and x1 (the latter
-/// left out of the devmap by [`xdp_ports`]).
+/// `hook_flags` (`IFACE_XDP_EGRESS` for XDP): r0, r1, r2, x1 (left out of
+/// the devmap by [`xdp_ports`]) and x2 (attached but not up, so not an
+/// egress).
 pub fn ifaces(lab: &Lab, hook_flags: u16) -> Vec<(Port, u16)> {
     use router::{IFACE_EGRESS, IFACE_INGRESS};
     let all = IFACE_INGRESS | IFACE_EGRESS | hook_flags;
@@ -720,10 +735,11 @@ pub fn ifaces(lab: &Lab, hook_flags: u16) -> Vec<(Port, u16)> {
         (lab.r1, all),
         (lab.r2, all),
         (lab.x1, IFACE_EGRESS | hook_flags),
+        (lab.x2, IFACE_INGRESS | hook_flags),
     ]
 }
 
 /// The XDP devmap: every XDP router interface but x1.
 pub fn xdp_ports(lab: &Lab) -> Vec<Port> {
-    vec![lab.r0, lab.r1, lab.r2]
+    vec![lab.r0, lab.r1, lab.r2, lab.x2]
 }

@@ -12,7 +12,7 @@ mod parse;
 use aya_ebpf::{
     EbpfContext,
     bindings::{TC_ACT_OK, TC_ACT_REDIRECT, bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_csum_update, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     macros::{classifier, map, xdp},
     maps::{Array, DevMapHash},
     programs::{TcContext, XdpContext},
@@ -21,10 +21,11 @@ use linuxfp_ebpf_common::{
     abi::counter,
     declare_abi_maps,
     ebpf::count,
+    net::IPPROTO_TCP,
     router::*,
 };
 
-use crate::parse::{Packet, parse};
+use crate::parse::{Host, Packet, parse};
 
 declare_abi_maps!();
 
@@ -41,7 +42,6 @@ static ROUTER_IFACES: Array<RouterIface> =
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
-const PACKET_HOST: u32 = 0;
 
 /// Result of the common decision: forward out of `egress` with these MACs,
 /// or punt under a reason.
@@ -51,8 +51,12 @@ enum Decision {
     Punt(u32),
 }
 
+/// Asks the FIB as `ip_route_input` would for a packet arriving on
+/// `ingress`. `tot_len` is the length the helper checks against the
+/// route's MTU (as `ip_forward` checks the skb): the IP length, or for a
+/// GSO skb the length of one segment (see [`gso_segment_len`]).
 #[inline(always)]
-fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tc_gso: Option<u32>) -> Decision {
+fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> Decision {
     let mut p: FibParams = unsafe { core::mem::zeroed() };
     p.ifindex = ingress;
     p.l4_protocol = pkt.l4_proto;
@@ -69,8 +73,7 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tc_gso: Option<u3
         p.__bindgen_anon_3.ipv4_src = pkt.src4_be;
         p.__bindgen_anon_4.ipv4_dst = pkt.dst4_be;
     }
-    // GSO packets are checked per segment below, as the kernel does.
-    p.__bindgen_anon_1.tot_len = if tc_gso.is_some() { 0 } else { pkt.l3_len };
+    p.__bindgen_anon_1.tot_len = tot_len;
     // SAFETY: `p` is a valid, initialised lookup structure of the size given.
     let rc = unsafe {
         bpf_fib_lookup(
@@ -100,14 +103,22 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tc_gso: Option<u3
     if p.ifindex == ingress {
         return Decision::Punt(PUNT_SAME_IF);
     }
-    if let Some(gso_size) = tc_gso {
-        // SAFETY: the helper wrote mtu_result on success.
-        let mtu = unsafe { p.__bindgen_anon_1.mtu_result } as u32;
-        if pkt.l4_hdr_len == 0 || pkt.l4_offset - pkt.l3_offset + pkt.l4_hdr_len + gso_size > mtu {
-            return Decision::Punt(PUNT_FRAG_NEEDED);
-        }
-    }
     Decision::Forward(p)
+}
+
+/// The network length of one segment of a GSO skb, as
+/// `skb_gso_validate_network_len` computes it for `ip_forward`'s MTU check
+/// (passed to the FIB helper, it is checked against the route's MTU, which
+/// may be below the device's). Only TCP's is exact: `__sk_buff` has no
+/// `gso_type`, so a UDP GSO skb may be UFO or a UDP tunnel whose segments
+/// carry more headers; those go to the kernel.
+#[inline(always)]
+fn gso_segment_len(pkt: &Packet, gso_size: u32) -> Result<u16, u32> {
+    if pkt.l4_proto != IPPROTO_TCP {
+        return Err(PUNT_FRAG_NEEDED);
+    }
+    let seg = pkt.l4_offset - pkt.l3_offset + pkt.l4_hdr_len + gso_size;
+    u16::try_from(seg).map_err(|_| PUNT_FRAG_NEEDED)
 }
 
 #[inline(always)]
@@ -167,16 +178,31 @@ fn xdp_forward(ctx: &XdpContext, ingress: u32) -> Result<u32, u32> {
     if iface.flags & IFACE_INGRESS == 0 {
         return Err(PUNT_FWD_DISABLED);
     }
-    let pkt = parse(start, end, end - start, Some(&iface.mac), ROUTER_CONF.load().families)?;
-    match decide(ctx, &pkt, ingress, None) {
+    let pkt = parse(
+        start,
+        end,
+        end - start,
+        Host::Mac(&iface.mac),
+        ROUTER_CONF.load().families,
+    )?;
+    match decide(ctx, &pkt, ingress, pkt.l3_len) {
         Decision::Forward(p) => {
-            if egress_flags(p.ifindex) & IFACE_XDP_EGRESS == 0 {
+            // IFACE_XDP_EGRESS says the parameterizer put the interface in
+            // the devmap; IFACE_EGRESS that it may be forwarded out of at
+            // all (an attached interface that is down has only the former).
+            let need = IFACE_EGRESS | IFACE_XDP_EGRESS;
+            if egress_flags(p.ifindex) & need != need {
                 return Err(PUNT_EGRESS);
             }
-            rewrite(start, &pkt, &p);
-            ROUTER_XDP_PORTS
+            // bpf_redirect_map only records the target (the frame leaves
+            // after the program returns), so ask first: a devmap miss (the
+            // maps briefly out of step) then hands the kernel the frame as
+            // it arrived, not one already rewritten for the next hop.
+            let action = ROUTER_XDP_PORTS
                 .redirect(p.ifindex, 0)
-                .map_err(|_| PUNT_REDIRECT_FAILED)
+                .map_err(|_| PUNT_REDIRECT_FAILED)?;
+            rewrite(start, &pkt, &p);
+            Ok(action)
         }
         Decision::NoNeigh(_) => Err(PUNT_NO_NEIGH),
         Decision::Punt(r) => Err(r),
@@ -202,49 +228,67 @@ pub fn router_tc(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
     // SAFETY: reading fields of the skb context.
-    let (pkt_type, vlan_present, gso_size, gso_segs) = unsafe {
+    let (pkt_type, vlan_present, gso_size) = unsafe {
         let s = &*ctx.skb.skb;
-        (s.pkt_type, s.vlan_present, s.gso_size, s.gso_segs)
+        (s.pkt_type, s.vlan_present, s.gso_size)
     };
-    if pkt_type != PACKET_HOST {
-        return Err(PUNT_OTHER_HOST);
+    if egress_flags(ingress) & IFACE_INGRESS == 0 {
+        return Err(PUNT_FWD_DISABLED);
     }
     if vlan_present != 0 {
         return Err(PUNT_VLAN);
-    }
-    if egress_flags(ingress) & IFACE_INGRESS == 0 {
-        return Err(PUNT_FWD_DISABLED);
     }
     // Make sure the headers are in the linear part before parsing.
     if ctx.data() + 14 + 60 + 20 > ctx.data_end() {
         let _ = ctx.pull_data(14 + 60 + 20);
     }
     let (start, end) = (ctx.data(), ctx.data_end());
-    let pkt = parse(start, end, ctx.len() as usize, None, ROUTER_CONF.load().families)?;
-    let gso = (gso_segs > 1 || gso_size != 0).then_some(gso_size);
-    match decide(ctx, &pkt, ingress, gso) {
+    let pkt = parse(
+        start,
+        end,
+        ctx.len() as usize,
+        Host::PktType(pkt_type),
+        ROUTER_CONF.load().families,
+    )?;
+    // skb_is_gso(): checked per segment, as ip_forward does.
+    let tot_len = if gso_size == 0 {
+        pkt.l3_len
+    } else {
+        gso_segment_len(&pkt, gso_size)?
+    };
+    match decide(ctx, &pkt, ingress, tot_len) {
         Decision::Forward(p) => {
             if egress_flags(p.ifindex) & IFACE_EGRESS == 0 {
                 return Err(PUNT_EGRESS);
             }
-            rewrite(start, &pkt, &p);
-            set_priority(ctx, &pkt);
+            // bpf_redirect (like bpf_redirect_neigh below) only records the
+            // target; the skb leaves after the program returns. With flags
+            // 0 neither refuses today, but asking before any rewrite means
+            // a refusal could only ever hand the kernel the packet as it
+            // arrived, as in router_xdp.
             // SAFETY: plain helper call.
             let rc = unsafe { bpf_redirect(p.ifindex, 0) };
-            if rc as i32 == TC_ACT_REDIRECT {
-                Ok(TC_ACT_REDIRECT)
-            } else {
-                Err(PUNT_REDIRECT_FAILED)
+            if rc as i32 != TC_ACT_REDIRECT {
+                return Err(PUNT_REDIRECT_FAILED);
             }
+            rewrite(start, &pkt, &p);
+            keep_csum_complete(ctx, &pkt);
+            set_priority(ctx, &pkt);
+            Ok(TC_ACT_REDIRECT)
         }
         Decision::NoNeigh(p) => {
             if egress_flags(p.ifindex) & IFACE_EGRESS == 0 {
                 return Err(PUNT_EGRESS);
             }
             // The kernel resolves the neighbour on its own path, exactly as
-            // for a routed packet: only the TTL and source MAC are ours.
+            // for a routed packet: only the TTL is ours, the neighbour
+            // layer writes the MACs.
             let mut nh: aya_ebpf::bindings::bpf_redir_neigh = unsafe { core::mem::zeroed() };
-            if pkt.v6 {
+            // The next hop's family is the FIB's answer, not the packet's:
+            // an IPv4 route may have an IPv6 gateway (RFC 5549), and then
+            // the helper sets `family` to AF_INET6 and leaves the gateway
+            // in the IPv6 destination.
+            if p.family == AF_INET6 {
                 nh.nh_family = AF_INET6 as u32;
                 // SAFETY: after NO_NEIGH the helper left the next hop in dst.
                 nh.__bindgen_anon_1.ipv6_nh = unsafe { p.__bindgen_anon_4.ipv6_dst };
@@ -253,8 +297,6 @@ fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
                 // SAFETY: as above.
                 nh.__bindgen_anon_1.ipv4_nh = unsafe { p.__bindgen_anon_4.ipv4_dst };
             }
-            rewrite_ttl_only(start, &pkt);
-            set_priority(ctx, &pkt);
             // SAFETY: `nh` is initialised and its size passed.
             let rc = unsafe {
                 bpf_redirect_neigh(
@@ -264,11 +306,13 @@ fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
                     0,
                 )
             };
-            if rc as i32 == TC_ACT_REDIRECT {
-                Ok(TC_ACT_REDIRECT)
-            } else {
-                Err(PUNT_REDIRECT_FAILED)
+            if rc as i32 != TC_ACT_REDIRECT {
+                return Err(PUNT_REDIRECT_FAILED);
             }
+            rewrite_ttl_only(start, &pkt);
+            keep_csum_complete(ctx, &pkt);
+            set_priority(ctx, &pkt);
+            Ok(TC_ACT_REDIRECT)
         }
         Decision::Punt(r) => Err(r),
     }
@@ -286,6 +330,34 @@ fn rewrite_ttl_only(start: usize, pkt: &Packet) {
         p.smac.copy_from_slice(&macs[6..]);
     }
     rewrite(start, pkt, &p);
+}
+
+/// Keeps a CHECKSUM_COMPLETE `skb->csum` (the sum of the bytes from the
+/// network header on, as a NIC reports it) true after the hop-limit
+/// decrement. `ip6_forward` drops the sum instead (`skb_forward_csum`:
+/// CHECKSUM_NONE, so the receiver sums in software), which a program
+/// cannot do; a true sum gives every receiver the same verdict, where a
+/// stale one makes a host that delivers the packet locally (a veth peer)
+/// find a mismatch, re-sum in software and report "hw csum failure".
+/// `bpf_csum_update` does nothing unless the skb is CHECKSUM_COMPLETE.
+/// IPv4 needs nothing: the TTL and the header checksum change together, so
+/// the header sums to the same value.
+#[inline(always)]
+fn keep_csum_complete(ctx: &TcContext, pkt: &Packet) {
+    if pkt.v6 {
+        // The hop limit is byte 7 of the header, an odd offset from where
+        // the sum starts: one less there is 0x100 less in the little-endian
+        // 16-bit words the kernel's csum_partial adds (1 less on
+        // big-endian); a one's complement sum subtracts by adding the
+        // complement.
+        let diff: u32 = if cfg!(target_endian = "little") {
+            !0x0100
+        } else {
+            !0x0001
+        };
+        // SAFETY: plain helper call on this program's own skb.
+        unsafe { bpf_csum_update(ctx.skb.skb, diff) };
+    }
 }
 
 /// `ip_forward` sets `skb->priority = rt_tos2priority(tos)` for IPv4.

@@ -63,16 +63,30 @@ fn l4_ports(start: usize, end: usize, off: usize, proto: u8) -> Result<(u16, u16
     }
 }
 
-/// Parses the packet. `own_mac` is checked for XDP (TC sees `pkt_type`).
-/// `pkt_len` is the whole packet's length: `data_end - data` for XDP, but
-/// `skb->len` for TC, where a GSO packet's payload lies beyond the linear
-/// part that direct access sees.
+/// How a hook tells that a unicast frame is addressed to this host.
+pub enum Host<'a> {
+    /// XDP: the destination MAC must be the ingress interface's own.
+    Mac(&'a [u8; 6]),
+    /// TC: the kernel already classified the frame (`skb->pkt_type`).
+    PktType(u32),
+}
+
+/// `skb->pkt_type` of a frame addressed to this host.
+const PACKET_HOST: u32 = 0;
+
+/// Parses the packet. `pkt_len` is the whole packet's length:
+/// `data_end - data` for XDP, but `skb->len` for TC, where a GSO packet's
+/// payload lies beyond the linear part that direct access sees.
+///
+/// Group-addressed frames are punted before the host check on both hooks,
+/// so a broadcast counts as `l2_multicast` on XDP and TC alike (for TC its
+/// `pkt_type` is `PACKET_BROADCAST`, not `PACKET_OTHERHOST`).
 #[inline(always)]
 pub fn parse(
     start: usize,
     end: usize,
     pkt_len: usize,
-    own_mac: Option<&[u8; 6]>,
+    host: Host<'_>,
     families: u32,
 ) -> Result<Packet, u32> {
     let eth = ptr_at::<EthHdr>(start, end, 0).ok_or(PUNT_MALFORMED)?;
@@ -81,9 +95,11 @@ pub fn parse(
     if eth.dst[0] & 1 != 0 {
         return Err(PUNT_L2_MULTICAST);
     }
-    if let Some(mac) = own_mac
-        && eth.dst != *mac
-    {
+    let for_us = match host {
+        Host::Mac(mac) => eth.dst == *mac,
+        Host::PktType(pkt_type) => pkt_type == PACKET_HOST,
+    };
+    if !for_us {
         return Err(PUNT_OTHER_HOST);
     }
     let proto = u16::from_be(eth.proto_be);

@@ -40,7 +40,6 @@
 mod decode;
 mod dump;
 mod firewall;
-mod nft;
 pub mod nftables;
 mod socket;
 mod stream;
@@ -50,7 +49,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use decode::parse_messages;
 use futures::{Stream, StreamExt};
-pub use nft::{NftState, parse_messages as parse_nfnetlink};
+pub use nftables::parse_messages as parse_nfnetlink;
 pub use stream::InspectorStream;
 
 pub use crate::state::NetEvent;

@@ -211,20 +211,22 @@ pub(crate) fn c_string(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
+/// Encodes one attribute (for requests, and for tests), padded to 4
+/// bytes.
+pub(crate) fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(payload.len() + 8);
+    v.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
+    v.extend_from_slice(&kind.to_ne_bytes());
+    v.extend_from_slice(payload);
+    while v.len() % 4 != 0 {
+        v.push(0);
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
-        v.extend_from_slice(&kind.to_ne_bytes());
-        v.extend_from_slice(payload);
-        while v.len() % 4 != 0 {
-            v.push(0);
-        }
-        v
-    }
 
     #[test]
     fn parses_typed_values_and_rejects_bad_lengths() {

@@ -33,9 +33,9 @@ pub use self::{
     attr::{DecodeError, RawAttr},
     chain::{BaseHook, Chain, Hook, Policy, TABLE_F_DORMANT, Table},
     expr::{
-        Bitwise, BitwiseOp, Cmp, CmpOp, Ct, CtKey, Data, Expr, Fib, Immediate, Limit, Log, Lookup,
-        Masq, Meta, MetaKey, Nat, Payload, PayloadBase, PayloadCsum, Range, Redir, RegOp, Reject,
-        Verdict, XtMatch, XtTarget, decode_expr, decode_expressions,
+        Bitwise, BitwiseOp, Cmp, CmpOp, Ct, CtKey, Data, Expr, Fib, Immediate, LOOKUP_F_INV, Limit,
+        Log, Lookup, Masq, Meta, MetaKey, Nat, Payload, PayloadBase, PayloadCsum, Range, Redir,
+        RegOp, Reject, Verdict, XtMatch, XtTarget, decode_expr, decode_expressions,
     },
     message::{NfMsg, parse_messages},
     read::record,

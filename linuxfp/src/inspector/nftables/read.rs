@@ -8,6 +8,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::{
     Ruleset,
+    attr::nla,
     message::{
         NFNL_SUBSYS_NFTABLES, NFT_MSG_GETCHAIN, NFT_MSG_GETGEN, NFT_MSG_GETRULE, NFT_MSG_GETSET,
         NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE, NFT_MSG_NEWGEN, NFT_MSG_NEWSET, NLM_F_DUMP_INTR,
@@ -166,18 +167,6 @@ fn finish(out: Vec<NfMsg>, interrupted: bool) -> Reply {
     } else {
         Reply::Done(out)
     }
-}
-
-/// A netlink attribute (for request bodies).
-fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(payload.len() + 8);
-    v.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
-    v.extend_from_slice(&kind.to_ne_bytes());
-    v.extend_from_slice(payload);
-    while v.len() % 4 != 0 {
-        v.push(0);
-    }
-    v
 }
 
 fn c_str(s: &str) -> Vec<u8> {

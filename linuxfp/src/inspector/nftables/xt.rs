@@ -137,13 +137,21 @@ pub struct Multiport {
     pub invert: bool,
 }
 
-/// `xt_tcp`.
+/// The port ranges `xt_tcp` and `xt_udp` start with (host order,
+/// inclusive).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tcp {
+pub struct PortRanges {
     /// Source port range.
     pub sport: (u16, u16),
     /// Destination port range.
     pub dport: (u16, u16),
+}
+
+/// `xt_tcp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tcp {
+    /// Ports.
+    pub ports: PortRanges,
     /// TCP option number tested (0: none).
     pub option: u8,
     /// Flags examined.
@@ -157,10 +165,8 @@ pub struct Tcp {
 /// `xt_udp`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Udp {
-    /// Source port range.
-    pub sport: (u16, u16),
-    /// Destination port range.
-    pub dport: (u16, u16),
+    /// Ports.
+    pub ports: PortRanges,
     /// `XT_UDP_INV_*`: sport 1, dport 2.
     pub invflags: u8,
 }
@@ -248,36 +254,19 @@ pub fn decode_match(
             }
         }
         ("tcp", 0) => {
-            let b = at::<12>(info, 0, w)?;
+            let b = at::<4>(info, 8, w)?;
             XtMatchInfo::Tcp(Tcp {
-                sport: (
-                    u16::from_ne_bytes([b[0], b[1]]),
-                    u16::from_ne_bytes([b[2], b[3]]),
-                ),
-                dport: (
-                    u16::from_ne_bytes([b[4], b[5]]),
-                    u16::from_ne_bytes([b[6], b[7]]),
-                ),
-                option: b[8],
-                flags_mask: b[9],
-                flags_cmp: b[10],
-                invflags: b[11],
+                ports: port_ranges(info, w)?,
+                option: b[0],
+                flags_mask: b[1],
+                flags_cmp: b[2],
+                invflags: b[3],
             })
         }
-        ("udp", 0) => {
-            let b = at::<9>(info, 0, w)?;
-            XtMatchInfo::Udp(Udp {
-                sport: (
-                    u16::from_ne_bytes([b[0], b[1]]),
-                    u16::from_ne_bytes([b[2], b[3]]),
-                ),
-                dport: (
-                    u16::from_ne_bytes([b[4], b[5]]),
-                    u16::from_ne_bytes([b[6], b[7]]),
-                ),
-                invflags: b[8],
-            })
-        }
+        ("udp", 0) => XtMatchInfo::Udp(Udp {
+            ports: port_ranges(info, w)?,
+            invflags: at::<1>(info, 8, w)?[0],
+        }),
         ("mark" | "connmark", 1) => XtMatchInfo::Mark {
             mark: u32_at(info, 0, w)?,
             mask: u32_at(info, 4, w)?,
@@ -295,6 +284,14 @@ pub fn decode_match(
         },
         _ => return Ok(None),
     }))
+}
+
+/// The four host-order `u16` ports `xt_tcp` and `xt_udp` start with.
+fn port_ranges(info: &[u8], w: &str) -> Result<PortRanges, DecodeError> {
+    Ok(PortRanges {
+        sport: (u16_at(info, 0, w)?, u16_at(info, 2, w)?),
+        dport: (u16_at(info, 4, w)?, u16_at(info, 6, w)?),
+    })
 }
 
 /// `xt_conntrack_mtinfo1/2/3`: 8 × 16-byte address/mask, expires (2 × u32),
@@ -444,6 +441,25 @@ mod tests {
         assert_eq!(c.plain_state(), Some(8));
         assert!(decode_match("conntrack", 3, &info[..160]).is_err());
         assert_eq!(decode_match("conntrack", 9, &info), Ok(None));
+    }
+
+    #[test]
+    fn tcp_and_udp_ports() {
+        let mut tcp = Vec::new();
+        for p in [0u16, 0xffff, 80, 80] {
+            tcp.extend_from_slice(&p.to_ne_bytes());
+        }
+        tcp.extend_from_slice(&[0, 0x16, 0x02, 0x02, 0, 0, 0, 0]);
+        let Ok(Some(XtMatchInfo::Tcp(t))) = decode_match("tcp", 0, &tcp) else {
+            panic!("tcp")
+        };
+        assert_eq!((t.ports.sport, t.ports.dport), ((0, 0xffff), (80, 80)));
+        assert_eq!((t.flags_mask, t.flags_cmp, t.invflags), (0x16, 0x02, 0x02));
+        let Ok(Some(XtMatchInfo::Udp(u))) = decode_match("udp", 0, &tcp[..12]) else {
+            panic!("udp")
+        };
+        assert_eq!((u.ports.dport, u.invflags), ((80, 80), 0));
+        assert!(decode_match("udp", 0, &tcp[..8]).is_err());
     }
 
     #[test]

@@ -127,8 +127,14 @@ impl Requester<'_> {
                             c if c == -libc::EOPNOTSUPP || c == -libc::EPROTONOSUPPORT => {
                                 Ok(Reply::Done(Vec::new()))
                             }
-                            // The object asked for went away: changed.
-                            c if c == -libc::ENOENT || c == -libc::EINTR => Ok(Reply::Interrupted),
+                            // The set asked for went away: the ruleset changed.
+                            c if c == -libc::ENOENT && op == NFT_MSG_GETSETELEM => {
+                                Ok(Reply::Interrupted)
+                            }
+                            // Nothing to dump (as the base-chain reader
+                            // always treated it).
+                            c if c == -libc::ENOENT => Ok(Reply::Done(Vec::new())),
+                            c if c == -libc::EINTR => Ok(Reply::Interrupted),
                             code => Err(InspectError::Netlink {
                                 call: "nf_tables dump",
                                 code,

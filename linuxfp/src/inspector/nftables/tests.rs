@@ -569,3 +569,27 @@ fn fuzz_decoders_never_panic() {
         }
     }
 }
+
+#[test]
+fn netdev_ingress_chain_with_devices() {
+    let mut devs = s(1, "eth0");
+    devs.extend(s(1, "eth1"));
+    let mut hook = be32(1, 0);
+    hook.extend(be32(2, (-500i32) as u32));
+    hook.extend(nla(4, &devs));
+    let rs = Ruleset::from_messages(&msg(
+        NFT_MSG_NEWCHAIN,
+        5,
+        &[s(1, "t"), s(3, "in"), nla(4, &hook), be32(5, 1)],
+    ));
+    let c = rs.chain(Family::Netdev, "t", "in").expect("chain");
+    let b = c.base.as_ref().expect("base");
+    assert_eq!(
+        (b.hook, b.priority, b.policy, b.chain_type.as_str()),
+        (Hook::Ingress, -500, Policy::Accept, "filter")
+    );
+    assert_eq!(b.devices, vec!["eth0".to_string(), "eth1".to_string()]);
+    assert_eq!(rs.base_chains()[0].hook, "ingress");
+    assert_eq!(Family::from_u8(Family::Netdev.to_u8()), Family::Netdev);
+    assert_eq!(Family::from_u8(99).name(), "unknown");
+}

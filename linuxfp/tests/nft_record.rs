@@ -32,4 +32,6 @@ fn record_nft_fixtures() {
     save("flannel", &flannel);
     let native = scenarios::nft("nftnative", scenarios::NATIVE).expect("native");
     save("native", &native);
+    let mixed = scenarios::iptables("nftmixed", scenarios::MIXED).expect("mixed");
+    save("mixed", &mixed);
 }

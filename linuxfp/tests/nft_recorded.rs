@@ -383,7 +383,7 @@ fn native_ruleset_with_sets_maps_jumps_and_nat() {
 
 #[test]
 fn truncated_recordings_never_panic_and_keep_what_decoded() {
-    for name in ["docker", "flannel", "native"] {
+    for name in ["docker", "flannel", "native", "mixed"] {
         let path = format!("{}/tests/data/nft_{name}.bin", env!("CARGO_MANIFEST_DIR"));
         let bytes = std::fs::read(&path).expect("recorded ruleset");
         let full = Ruleset::from_messages(&bytes);
@@ -392,4 +392,95 @@ fn truncated_recordings_never_panic_and_keep_what_decoded() {
             assert!(part.rules.len() <= full.rules.len());
         }
     }
+}
+
+/// The xt matches of a chain's rules, by name, with their decoding.
+fn xt_matches(rs: &Ruleset, table: &str, chain: &str) -> Vec<(String, Option<XtMatchInfo>)> {
+    rs.rules_of(Family::Ip, table, chain)
+        .flat_map(|r| exprs(r).iter())
+        .filter_map(|e| match e {
+            Expr::Match(m) => Some((m.name.clone(), m.decoded.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mixed_iptables_ruleset_of_the_research_note() {
+    let rs = recorded("mixed");
+    fully_decoded(&rs);
+    assert_eq!(rs.tables.len(), 3);
+    assert_eq!(rs.rules_of(Family::Ip, "filter", "FORWARD").count(), 17);
+    let fwd = xt_matches(&rs, "filter", "FORWARD");
+    let get = |name: &str| {
+        fwd.iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no {name} in {fwd:?}"))
+            .1
+            .clone()
+    };
+    let Some(XtMatchInfo::IpRange(r)) = get("iprange") else {
+        panic!("iprange")
+    };
+    assert_eq!(
+        (&r.src.0[..4], &r.src.1[..4], r.flags),
+        (&[10, 1, 1, 1][..], &[10, 1, 1, 20][..], 1)
+    );
+    assert_eq!(
+        get("connmark"),
+        Some(XtMatchInfo::Mark {
+            mark: 0x10,
+            mask: u32::MAX,
+            invert: false
+        })
+    );
+    let Some(XtMatchInfo::Conntrack(c)) = get("conntrack") else {
+        panic!("conntrack")
+    };
+    assert_eq!(c.plain_state(), Some(0x6));
+    // Not whitelisted: kept raw for the classifier to punt.
+    for raw in ["physdev", "statistic", "mac"] {
+        assert_eq!(get(raw), None, "{raw}");
+        assert!(fwd.iter().any(|(n, _)| n == raw));
+    }
+    // `-m limit` and `! --dport 1000:2000` are native in iptables 1.8.9.
+    let all: Vec<&Expr> = rs
+        .rules_of(Family::Ip, "filter", "FORWARD")
+        .flat_map(|r| exprs(r).iter())
+        .collect();
+    assert!(
+        all.iter()
+            .any(|e| matches!(e, Expr::Limit(l) if l.rate == 5 && l.unit == 1))
+    );
+    assert!(all.iter().any(|e| matches!(e, Expr::Range(r)
+        if r.negated && r.from == [3, 232] && r.to == [7, 208])));
+    assert!(
+        all.iter()
+            .any(|e| matches!(e, Expr::Target(t) if t.name == "TCPMSS"))
+    );
+
+    // INPUT: `-m state --state NEW` is conntrack rev 3 with the state alias.
+    let input = xt_matches(&rs, "filter", "INPUT");
+    let Some((_, Some(XtMatchInfo::Conntrack(state)))) = input.first() else {
+        panic!("state: {input:?}")
+    };
+    assert_eq!(state.plain_state(), Some(0x8));
+    // MYCHAIN: comment + REJECT, then the native mark match and RETURN.
+    assert_eq!(
+        xt_matches(&rs, "filter", "MYCHAIN"),
+        vec![(
+            "comment".to_string(),
+            Some(XtMatchInfo::Comment {
+                text: "hello".into()
+            })
+        )]
+    );
+    let my = rules(&rs, Family::Ip, "filter", "MYCHAIN");
+    assert!(matches!(exprs(my[0]).last(), Some(Expr::Target(t))
+        if t.decoded == Some(XtTargetInfo::Reject { with: 3 })));
+    assert_eq!(meta_key(&exprs(my[1])[0]), Some(MetaKey::Mark));
+    assert_eq!(verdict(my[1]), Some(Verdict::Return));
+    // mangle MARK target.
+    let mangle = rules(&rs, Family::Ip, "mangle", "PREROUTING");
+    assert!(matches!(exprs(mangle[0]).last(), Some(Expr::Target(t)) if t.name == "MARK"));
 }

@@ -79,6 +79,56 @@ COMMIT
 COMMIT
 "#;
 
+/// The filter-design research note's mixed iptables-nft ruleset
+/// (`filter-design-captures/iptables-save.txt`): mangle MARK, every
+/// common match (state, icmp, multiport, iprange, addrtype, limit, tcp
+/// flags, physdev, statistic, mac, connmark, comment, mark) and targets
+/// (LOG, TCPMSS, REJECT, MASQUERADE).
+pub const MIXED: &str = r#"*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -j MARK --set-xmark 0x4000/0x4000
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:MYCHAIN - [0:0]
+-A INPUT -p tcp -m state --state NEW -m tcp --dport 22 -j ACCEPT
+-A INPUT -i lo -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A FORWARD -s 10.0.0.0/8 -p tcp -m tcp --dport 80 -j DROP
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i veth0 -o veth1 -j ACCEPT
+-A FORWARD -p tcp -m multiport --dports 22,443,8000:8080 -j ACCEPT
+-A FORWARD -d 192.168.1.0/24 -p udp -m udp --sport 53 -j ACCEPT
+-A FORWARD -j LOG --log-prefix "fwdrop: "
+-A FORWARD -j MYCHAIN
+-A FORWARD -m iprange --src-range 10.1.1.1-10.1.1.20 -j DROP
+-A FORWARD -m addrtype --dst-type LOCAL -j DROP
+-A FORWARD -m limit --limit 5/sec -j ACCEPT
+-A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
+-A FORWARD ! -s 172.16.0.0/12 -p tcp -m tcp ! --dport 1000:2000 -j ACCEPT
+-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT
+-A FORWARD -m statistic --mode random --probability 0.50000000000 -j ACCEPT
+-A FORWARD -m mac --mac-source 00:11:22:33:44:55 -j DROP
+-A FORWARD -m connmark --mark 0x10 -j ACCEPT
+-A FORWARD -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT
+-A MYCHAIN -s 1.2.3.4/32 -m comment --comment hello -j REJECT --reject-with icmp-port-unreachable
+-A MYCHAIN -m mark --mark 0x1/0x1 -j RETURN
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -s 10.244.0.0/16 ! -o veth0 -j MASQUERADE
+COMMIT
+"#;
+
 /// A native nft ruleset: interval, timeout and concatenated sets, a verdict
 /// map, anonymous sets, jumps and gotos, ct state, iifname wildcards,
 /// payload matches, mark setting, log/limit/reject, numgen, fib, notrack,

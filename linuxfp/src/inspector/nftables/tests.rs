@@ -518,10 +518,11 @@ impl Rng {
 
 #[test]
 fn fuzz_decoders_never_panic() {
-    let recordings: [&[u8]; 3] = [
+    let recordings: [&[u8]; 4] = [
         include_bytes!("../../../tests/data/nft_docker.bin"),
         include_bytes!("../../../tests/data/nft_flannel.bin"),
         include_bytes!("../../../tests/data/nft_native.bin"),
+        include_bytes!("../../../tests/data/nft_mixed.bin"),
     ];
     let names = [
         "meta",

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The firewall part of the inspector: reads the nf_tables ruleset and
 //! tells when it changed (`NFNLGRP_NFTABLES`). Everything nf_tables-specific
-//! stays behind this file so the reader can be swapped for
-//! [`super::nftables`]'s.
+//! stays in [`super::nftables`].
 
 use std::os::fd::{AsRawFd, RawFd};
 
 use netlink_sys::Socket;
 
-use super::{InspectError, nft, nftables::Ruleset};
+use super::{
+    InspectError,
+    nftables::{self as nft, Ruleset},
+};
 
 /// Reads the ruleset. Must run inside the namespace.
 pub(crate) struct Firewall {
@@ -42,11 +44,7 @@ impl Firewall {
 
     /// The current ruleset.
     pub(crate) fn ruleset(&self) -> Result<Ruleset, InspectError> {
-        let s = nft::dump(&self.dump)?;
-        Ok(Ruleset {
-            base_chains: s.base_chains,
-            generation: s.generation,
-        })
+        nft::dump(&self.dump)
     }
 
     /// The socket to poll for changes, if watching.

@@ -26,7 +26,9 @@
 //! bridge VLAN membership, IPv4/IPv6 addresses, routes of every table,
 //! rules, neighbours, bridge FDB, netconf (forwarding per device, `all`
 //! and `default`), the sysctls that change forwarding semantics
-//! ([`sysctl`]), iptables-legacy tables, and the nf_tables ruleset.
+//! ([`sysctl`]), iptables-legacy tables, and the nf_tables ruleset
+//! ([`nftables`]: tables, chains, rules with decoded expressions, sets and
+//! their elements, at one generation).
 //!
 //! Watching runs on a dedicated thread that entered the namespace and owns
 //! blocking netlink sockets; it works with any executor. A socket overrun
@@ -40,7 +42,6 @@
 mod decode;
 mod dump;
 mod firewall;
-mod nft;
 pub mod nftables;
 mod socket;
 mod stream;
@@ -50,7 +51,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use decode::parse_messages;
 use futures::{Stream, StreamExt};
-pub use nft::{NftState, parse_messages as parse_nfnetlink};
+pub use nftables::parse_messages as parse_nfnetlink;
 pub use stream::InspectorStream;
 
 pub use crate::state::NetEvent;

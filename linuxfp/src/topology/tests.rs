@@ -296,6 +296,7 @@ fn flannel_node_puts_the_filter_first_and_reports_nat() {
             chain("ip", "nat", "POSTROUTING", "postrouting", "nat", 1),
         ],
         generation: 7,
+        ..Default::default()
     }));
     let t = h.derive();
     assert_eq!(t.filter.generation, 7);
@@ -324,6 +325,7 @@ fn ip_chains_reach_bridged_traffic_only_through_br_netfilter() {
     h.0.apply(NetEvent::Ruleset(Ruleset {
         base_chains: vec![chain("ip", "filter", "FORWARD", "forward", "filter", 1)],
         generation: 1,
+        ..Default::default()
     }));
     assert_eq!(
         h.derive().chains[&3],
@@ -344,6 +346,7 @@ fn ip_chains_reach_bridged_traffic_only_through_br_netfilter() {
     h2.0.apply(NetEvent::Ruleset(Ruleset {
         base_chains: vec![chain("bridge", "f", "fwd", "forward", "filter", 0)],
         generation: 1,
+        ..Default::default()
     }));
     assert_eq!(h2.derive().chains[&3][0], FunctionRef::Filter);
 }

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! nfnetlink message framing: `nlmsghdr` + `nfgenmsg` + attributes.
+
+use super::attr::{Attrs, DecodeError};
+
+/// `NFNL_SUBSYS_NFTABLES`.
+pub(crate) const NFNL_SUBSYS_NFTABLES: u8 = 10;
+pub(crate) const NFT_MSG_NEWTABLE: u8 = 0;
+pub(crate) const NFT_MSG_GETTABLE: u8 = 1;
+pub(crate) const NFT_MSG_NEWCHAIN: u8 = 3;
+pub(crate) const NFT_MSG_GETCHAIN: u8 = 4;
+pub(crate) const NFT_MSG_NEWRULE: u8 = 6;
+pub(crate) const NFT_MSG_GETRULE: u8 = 7;
+pub(crate) const NFT_MSG_NEWSET: u8 = 9;
+pub(crate) const NFT_MSG_GETSET: u8 = 10;
+pub(crate) const NFT_MSG_NEWSETELEM: u8 = 12;
+pub(crate) const NFT_MSG_GETSETELEM: u8 = 13;
+pub(crate) const NFT_MSG_NEWGEN: u8 = 15;
+pub(crate) const NFT_MSG_GETGEN: u8 = 16;
+
+pub(crate) const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLMSG_DONE: u16 = 3;
+pub(crate) const NLM_F_DUMP_INTR: u16 = 16;
+
+const NLMSG_HDRLEN: usize = 16;
+
+/// One nfnetlink message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NfMsg {
+    /// `nlmsg_type`: `subsys << 8 | op`, or a control type (`NLMSG_DONE`
+    /// 3, `NLMSG_ERROR` 2).
+    pub kind: u16,
+    /// Subsystem (upper byte of `kind`).
+    pub subsys: u8,
+    /// Operation (lower byte of `kind`).
+    pub op: u8,
+    /// `nlmsg_flags`.
+    pub flags: u16,
+    /// `nlmsg_seq`.
+    pub seq: u32,
+    /// `nfgenmsg.nfgen_family` (0 for control messages).
+    pub family: u8,
+    /// `nfgenmsg.res_id` (the low 16 bits of the generation in dumps).
+    pub res_id: u16,
+    /// The attributes after `nfgenmsg`; for control messages the whole
+    /// body (the errno first for `NLMSG_ERROR`).
+    pub payload: Vec<u8>,
+}
+
+impl NfMsg {
+    /// For `NLMSG_ERROR`: the (negative) errno, 0 for an ack.
+    pub fn error_code(&self) -> Option<i32> {
+        if self.kind != NLMSG_ERROR {
+            return None;
+        }
+        let b: [u8; 4] = self.payload.get(..4)?.try_into().ok()?;
+        Some(i32::from_ne_bytes(b))
+    }
+}
+
+/// Parses a sequence of nfnetlink messages (one datagram, or several
+/// concatenated). A malformed message ends the parse (logged); never a
+/// panic.
+pub fn parse_messages(mut b: &[u8]) -> Vec<NfMsg> {
+    let mut out = Vec::new();
+    while b.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if len < NLMSG_HDRLEN || len > b.len() {
+            tracing::warn!(len, left = b.len(), "truncated nfnetlink message skipped");
+            break;
+        }
+        let kind = u16::from_ne_bytes([b[4], b[5]]);
+        let flags = u16::from_ne_bytes([b[6], b[7]]);
+        let seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+        let body = &b[NLMSG_HDRLEN..len];
+        let control = kind < 0x10;
+        let header = if control {
+            Some((0, 0, body))
+        } else {
+            body.get(..4)
+                .map(|h| (h[0], u16::from_be_bytes([h[2], h[3]]), &body[4..]))
+        };
+        match header {
+            Some((family, res_id, payload)) => out.push(NfMsg {
+                kind,
+                subsys: (kind >> 8) as u8,
+                op: (kind & 0xff) as u8,
+                flags,
+                seq,
+                family,
+                res_id,
+                payload: payload.to_vec(),
+            }),
+            None => tracing::warn!(kind, "nfnetlink message without nfgenmsg skipped"),
+        }
+        let next = (len + 3) & !3;
+        if next >= b.len() {
+            break;
+        }
+        b = &b[next..];
+    }
+    out
+}
+
+/// The generation id of a `NEWGEN` payload.
+pub(crate) fn decode_gen(payload: &[u8]) -> Result<u32, DecodeError> {
+    const NFTA_GEN_ID: u16 = 1;
+    Attrs::parse(payload, "generation")?.req_be32(NFTA_GEN_ID, "GEN_ID")
+}

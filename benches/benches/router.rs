@@ -29,6 +29,7 @@ use linuxfp::{
     fpm::{FpmRegistry, Hook},
     netns::NetnsRef,
 };
+use linuxfp_benches::{Spread, spread};
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{Iperf3, VirtualRouter, require_root};
 use linuxfp_trafficgen::{Generator, Latency, Sink, frame};
@@ -49,22 +50,6 @@ impl Mode {
             Mode::LinuxfpXdp => "LinuxFP XDP",
             Mode::LinuxfpTc => "LinuxFP TC",
         }
-    }
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-struct Spread {
-    min: f64,
-    median: f64,
-    max: f64,
-}
-
-fn spread(mut v: Vec<f64>) -> Spread {
-    v.sort_by(f64::total_cmp);
-    Spread {
-        min: v.first().copied().unwrap_or(0.0),
-        median: v.get(v.len() / 2).copied().unwrap_or(0.0),
-        max: v.last().copied().unwrap_or(0.0),
     }
 }
 

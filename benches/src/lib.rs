@@ -5,7 +5,8 @@
 //! decoding and folding a 100k-route rtnetlink dump, and deriving the
 //! topology from it). Run them with `cargo xtask bench`.
 //!
-//! This library holds the synthetic inputs the control-plane benches share.
+//! This library holds the synthetic inputs the control-plane benches share
+//! and the summary statistics the data-plane benches report.
 
 use linuxfp::state::{Address, KernelState, Link, NetEvent, Netconf};
 
@@ -107,4 +108,25 @@ pub fn router_state(n: u32, routes: u32) -> KernelState {
         s.apply(e);
     }
     s
+}
+
+/// Minimum, median and maximum of repeated measurements.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Spread {
+    /// Smallest value.
+    pub min: f64,
+    /// Median (upper median for an even count).
+    pub median: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+/// The spread of `values` (all zero if empty).
+pub fn spread(mut values: Vec<f64>) -> Spread {
+    values.sort_by(f64::total_cmp);
+    Spread {
+        min: values.first().copied().unwrap_or(0.0),
+        median: values.get(values.len() / 2).copied().unwrap_or(0.0),
+        max: values.last().copied().unwrap_or(0.0),
+    }
 }

@@ -40,7 +40,7 @@ struct Target {
 #[derive(Debug, clap::Args)]
 struct Planning {
     /// FPMs to register, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "router")]
+    #[arg(long, value_delimiter = ',', default_value = "router,bridge")]
     fpm: Vec<String>,
     /// Hook preference.
     #[arg(long, value_enum, default_value = "auto")]
@@ -204,11 +204,12 @@ impl Planning {
         for name in &self.fpm {
             let fpm: Arc<dyn Fpm> = match name.as_str() {
                 "router" => Arc::new(linuxfp_fpm_router::RouterFpm::new()),
+                "bridge" => Arc::new(linuxfp_fpm_bridge::BridgeFpm::new()),
                 "ifcounter" => Arc::new(linuxfp_fpm_ifcounter::IfCounterFpm::new()),
                 other => {
                     return Err(fail(
                         2,
-                        format!("unknown FPM `{other}` (available: router, ifcounter)"),
+                        format!("unknown FPM `{other}` (available: router, bridge, ifcounter)"),
                     ));
                 }
             };

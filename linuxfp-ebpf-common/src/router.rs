@@ -45,8 +45,13 @@ pub const PUNT_FAMILY_OFF: u32 = FIRST_FPM_REASON + 18;
 /// The redirect helper refused the packet.
 pub const PUNT_REDIRECT_FAILED: u32 = FIRST_FPM_REASON + 19;
 
+/// IPv4 packet longer than the smallest route MTU metric configured: the
+/// kernel applies route MTUs when forwarding that `bpf_fib_lookup` ignores
+/// unless they are locked, so such packets go to the kernel.
+pub const PUNT_ROUTE_MTU: u32 = FIRST_FPM_REASON + 20;
+
 /// Names of the router's punt reasons, indexed from `FIRST_FPM_REASON`.
-pub const PUNT_NAMES: [&str; 20] = [
+pub const PUNT_NAMES: [&str; 21] = [
     "not_ip",
     "vlan",
     "ip_options",
@@ -67,6 +72,7 @@ pub const PUNT_NAMES: [&str; 20] = [
     "ipv6_hopopts",
     "family_off",
     "redirect_failed",
+    "route_mtu",
 ];
 
 /// Map: the router's egress interfaces for XDP redirects (`DevMapHash`,
@@ -94,8 +100,11 @@ pub const FAMILY_IPV6: u32 = 2;
 pub struct RouterConf {
     /// `FAMILY_*` bits.
     pub families: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// The smallest MTU metric of any IPv4 route, 0 if none has one. IPv4
+    /// packets (GSO: segments) longer than this go to the kernel:
+    /// `ip_forward` honours a route's MTU, locked or not, while
+    /// `bpf_fib_lookup` checks only locked ones.
+    pub ipv4_route_mtu: u32,
 }
 
 /// `RouterIface::flags`: packets may be forwarded out of this interface.

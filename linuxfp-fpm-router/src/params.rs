@@ -2,7 +2,8 @@
 //! The router's parameterizer: topology and decisions → its globals and the
 //! contents of its interface maps.
 //!
-//! - `ROUTER_CONF` (global): which families are forwarded.
+//! - `ROUTER_CONF` (global): which families are forwarded, and the smallest
+//!   IPv4 route MTU metric (longer IPv4 packets go to the kernel).
 //! - `ROUTER_IFACES`: every interface of the router, with its MAC and
 //!   whether packets may arrive there (a router stage is attached) and leave
 //!   there (TC may redirect to any router interface that is up; XDP only to
@@ -34,11 +35,22 @@ pub fn router_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
             families |= FAMILY_IPV6;
         }
     }
+    // ip_forward honours every route's MTU metric; bpf_fib_lookup only
+    // locked ones. Without the per-route answer in BPF, the smallest metric
+    // bounds what the fast path forwards (longer packets: the kernel).
+    let ipv4_route_mtu = input
+        .state
+        .into_iter()
+        .flat_map(|s| s.all_routes())
+        .filter(|r| r.dst.is_ipv4())
+        .filter_map(|r| r.mtu.filter(|m| *m > 0))
+        .min()
+        .unwrap_or(0);
     cfg.globals.insert(
         CONF_GLOBAL.to_string(),
         HexBytes::of(&RouterConf {
             families,
-            reserved: 0,
+            ipv4_route_mtu,
         }),
     );
 
@@ -178,7 +190,7 @@ mod tests {
             cfg.globals[CONF_GLOBAL],
             HexBytes::of(&RouterConf {
                 families: FAMILY_IPV4,
-                reserved: 0
+                ipv4_route_mtu: 0
             })
         );
     }

@@ -181,6 +181,49 @@ fn ttl_expiry_still_yields_time_exceeded() {
 }
 
 #[test]
+fn an_unlocked_route_mtu_is_honoured_as_ip_forward_does() {
+    if !require_root("an_unlocked_route_mtu_is_honoured_as_ip_forward_does") {
+        return;
+    }
+    let tb = VirtualRouter::new("rm").expect("testbed");
+    // Not locked: bpf_fib_lookup ignores it, ip_forward does not.
+    tb.rtr
+        .exec(&[
+            "ip",
+            "route",
+            "replace",
+            "10.2.0.0/24",
+            "dev",
+            "r1",
+            "mtu",
+            "1000",
+        ])
+        .expect("route mtu");
+    // 1100-byte packets with DF: Linux answers frag-needed (ping reports
+    // an error per packet, or "message too long" once the source caches
+    // the path MTU) and forwards none.
+    let big = ["-M", "do", "-s", "1072"];
+    let linux = ping(&tb, false, 3, &big).unwrap_or_else(|e| e);
+    assert!(!linux.contains(" 3 received"), "Linux forwarded: {linux}");
+    tb.src
+        .exec(&["ip", "route", "flush", "cache"])
+        .expect("flush the learnt path MTU");
+    let fast = Fast::deploy(&tb, HookPolicy::Auto);
+    ping(&tb, false, 3, &[]).expect("small packets are forwarded");
+    let before = total(&fast.stats(), "route_mtu");
+    let out = ping(&tb, false, 3, &big).unwrap_or_else(|e| e);
+    assert!(!out.contains(" 3 received"), "LinuxFP forwarded: {out}");
+    assert!(
+        total(&fast.stats(), "route_mtu") > before,
+        "punted to the kernel under route_mtu"
+    );
+    // Small packets still take the fast path.
+    let fast_before = total(&fast.stats(), "fast");
+    ping(&tb, false, 10, &[]).expect("small packets");
+    assert!(total(&fast.stats(), "fast") >= fast_before + 20);
+}
+
+#[test]
 fn route_changes_take_effect_on_the_next_packet() {
     if !require_root("route_changes_take_effect_on_the_next_packet") {
         return;

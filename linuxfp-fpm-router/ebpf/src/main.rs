@@ -31,7 +31,7 @@ declare_abi_maps!();
 
 #[unsafe(no_mangle)]
 static ROUTER_CONF: aya_ebpf::Global<RouterConf> =
-    aya_ebpf::Global::new(RouterConf { families: 0, reserved: 0 });
+    aya_ebpf::Global::new(RouterConf { families: 0, ipv4_route_mtu: 0 });
 
 #[map]
 static ROUTER_XDP_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_IFACES, 0);
@@ -72,6 +72,12 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
         p.__bindgen_anon_2.tos = pkt.tos;
         p.__bindgen_anon_3.ipv4_src = pkt.src4_be;
         p.__bindgen_anon_4.ipv4_dst = pkt.dst4_be;
+    }
+    if !pkt.v6 {
+        let cap = ROUTER_CONF.load().ipv4_route_mtu;
+        if cap != 0 && u32::from(tot_len) > cap {
+            return Decision::Punt(PUNT_ROUTE_MTU);
+        }
     }
     p.__bindgen_anon_1.tot_len = tot_len;
     // SAFETY: `p` is a valid, initialised lookup structure of the size given.

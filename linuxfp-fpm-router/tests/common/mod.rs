@@ -162,7 +162,7 @@ pub fn load(families: u32) -> Ebpf {
             CONF_GLOBAL,
             &RouterConf {
                 families,
-                reserved: 0,
+                ipv4_route_mtu: 0,
             },
             true,
         )

@@ -36,9 +36,10 @@ pub const IPV6_CONF: [&str; 4] = [
 
 /// Namespace-wide sysctls, dotted. The `net.bridge.*` ones exist only
 /// while `br_netfilter` is loaded.
-pub const GLOBAL: [&str; 8] = [
+pub const GLOBAL: [&str; 9] = [
     "net.ipv4.ip_forward",
     "net.ipv4.ip_forward_use_pmtu",
+    "net.ipv4.ip_forward_update_priority",
     "net.ipv4.fib_multipath_hash_policy",
     "net.ipv6.fib_multipath_hash_policy",
     "net.netfilter.nf_conntrack_tcp_be_liberal",

@@ -18,6 +18,23 @@ pub(super) fn limitations(state: &KernelState, t: &Topology) -> Vec<Limitation> 
             reason,
         });
     };
+    if let Some(router) = &t.router
+        && router.ipv4
+        && state
+            .sysctls
+            .global("net.ipv4.ip_forward_update_priority")
+            .is_some_and(|v| v == 0)
+    {
+        // The TC fast path sets skb->priority from the TOS, as ip_forward
+        // does by default; with this sysctl off, Linux leaves it alone.
+        push(
+            None,
+            NetworkFunction::Router,
+            "net.ipv4.ip_forward_update_priority=0: forwarding without setting \
+             the packet priority from its TOS is not modelled"
+                .into(),
+        );
+    }
     if let Some(router) = &t.router {
         for &ifindex in router.interfaces.keys() {
             let Some(link) = state.links.get(&ifindex) else {

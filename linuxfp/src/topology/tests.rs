@@ -264,6 +264,29 @@ fn several_bridges_are_kept_apart() {
 }
 
 #[test]
+fn forwarding_without_priority_update_is_a_router_limitation() {
+    let mut h = Host::new();
+    h.link(2, "r0", Some("veth"), &["10.1.0.1/24"]);
+    h.forwarding(true);
+    let t = h.derive();
+    assert!(t.router.is_some());
+    assert!(t.limitations.is_empty(), "{:?}", t.limitations);
+    let mut s = h.0.sysctls.clone();
+    s.global
+        .insert("net.ipv4.ip_forward_update_priority".into(), 0);
+    h.0.apply(NetEvent::Sysctls(s));
+    let t = h.derive();
+    assert!(
+        t.limitations
+            .iter()
+            .any(|l| l.function == NetworkFunction::Router
+                && l.reason.contains("ip_forward_update_priority=0")),
+        "{:?}",
+        t.limitations
+    );
+}
+
+#[test]
 fn a_promiscuous_bridge_leaves_its_ports_to_the_kernel() {
     let mut h = Host::new();
     h.link(2, "br0", Some("bridge"), &[]);

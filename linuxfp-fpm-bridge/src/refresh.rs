@@ -10,8 +10,10 @@
 //! frame. Sources with no traffic are left alone and age out as usual.
 //!
 //! A refresh is only sent while the mirror still has the source on that
-//! port: a host that moved is learnt by the kernel from its first frame on
-//! the new port (the fast path punts it), and is never moved back by us.
+//! port and the kernel's entry, read back just before, is learnt and on
+//! that port too: a host that moved is learnt by the kernel from its first
+//! frame on the new port (the fast path punts it), and a refresh never
+//! moves it back, even while the mirror still lags by an event.
 
 use std::{
     collections::BTreeMap,
@@ -76,8 +78,9 @@ pub struct RefreshStats {
     pub rounds: u64,
     /// Kernel FDB entries refreshed.
     pub refreshed: u64,
-    /// Active sources skipped because the mirror no longer has them on the
-    /// port they were seen on (moved or removed).
+    /// Active sources skipped because the mirror or the kernel no longer
+    /// has them, learnt, on the port they were seen on (moved, removed or
+    /// made static).
     pub skipped_moved: u64,
 }
 
@@ -143,9 +146,11 @@ impl Refresher {
         if todo.is_empty() {
             return Ok(());
         }
-        let n = refresh_kernel(&todo)?;
+        let (n, skipped) = refresh_kernel(&todo)?;
         self.refreshed.fetch_add(n as u64, Ordering::Relaxed);
-        tracing::trace!(refreshed = n, "bridge FDB entries refreshed");
+        self.skipped_moved
+            .fetch_add(skipped as u64, Ordering::Relaxed);
+        tracing::trace!(refreshed = n, skipped, "bridge FDB entries refreshed");
         Ok(())
     }
 }
@@ -187,9 +192,92 @@ fn refresh_message(key: &FdbKey, port: u32, seq: u32) -> NetlinkMessage<RouteNet
     nl
 }
 
-/// Sends one refresh per entry and collects the acknowledgements. Returns
-/// how many the kernel accepted.
-fn refresh_kernel(todo: &[(FdbKey, u32)]) -> Result<usize, RefreshError> {
+/// `RTM_GETNEIGH` for one bridge FDB entry (`bridge fdb get`).
+fn get_message(key: &FdbKey, seq: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(key.mac.to_vec()));
+    msg.attributes
+        .push(NeighbourAttribute::Controller(key.bridge));
+    if key.vlan != 0 {
+        msg.attributes.push(NeighbourAttribute::Vlan(key.vlan));
+    }
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    header.sequence_number = seq;
+    let mut nl = NetlinkMessage::new(
+        header,
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetNeighbour(msg)),
+    );
+    nl.finalize();
+    nl
+}
+
+/// What the kernel answered to one request.
+enum Reply {
+    /// An acknowledgement, with the error if it refused.
+    Ack(Option<String>),
+    /// An FDB entry.
+    Entry(NeighbourMessage),
+}
+
+/// Sends one request and reads its answer.
+fn request(
+    socket: &mut Socket,
+    buf: &mut Vec<u8>,
+    msg: &NetlinkMessage<RouteNetlinkMessage>,
+) -> Result<Reply, RefreshError> {
+    let nl = |op| move |source| RefreshError::Netlink { op, source };
+    let mut out = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut out);
+    socket.send(&out, 0).map_err(nl("send"))?;
+    buf.clear();
+    let n = socket.recv(buf, 0).map_err(nl("recv"))?;
+    Ok(
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[..n.min(buf.len())]) {
+            Ok(NetlinkMessage {
+                payload: NetlinkPayload::Error(e),
+                ..
+            }) => Reply::Ack(
+                e.code
+                    .map(|c| std::io::Error::from_raw_os_error(-c.get()).to_string()),
+            ),
+            Ok(NetlinkMessage {
+                payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(m)),
+                ..
+            }) => Reply::Entry(m),
+            Ok(_) => Reply::Ack(None),
+            Err(e) => Reply::Ack(Some(format!("unparsable reply: {e}"))),
+        },
+    )
+}
+
+/// Is the kernel's entry for `key` a learnt (ageing) one on `port`?
+fn kernel_has_learnt(
+    socket: &mut Socket,
+    buf: &mut Vec<u8>,
+    key: &FdbKey,
+    port: u32,
+    seq: u32,
+) -> Result<bool, RefreshError> {
+    Ok(match request(socket, buf, &get_message(key, seq))? {
+        Reply::Entry(m) => {
+            m.header.ifindex == port
+                && matches!(
+                    m.header.state,
+                    NeighbourState::Reachable | NeighbourState::Stale
+                )
+        }
+        Reply::Ack(_) => false,
+    })
+}
+
+/// Refreshes each entry the kernel still has, learnt, on the port the fast
+/// path saw it on — read back just before, so a refresh never moves an
+/// entry the kernel has meanwhile moved (the mirror may lag by an event).
+/// Returns (refreshed, skipped).
+fn refresh_kernel(todo: &[(FdbKey, u32)]) -> Result<(usize, usize), RefreshError> {
     let nl = |op| move |source| RefreshError::Netlink { op, source };
     let mut socket = Socket::new(NETLINK_ROUTE).map_err(nl("socket"))?;
     socket.bind_auto().map_err(nl("bind"))?;
@@ -197,29 +285,20 @@ fn refresh_kernel(todo: &[(FdbKey, u32)]) -> Result<usize, RefreshError> {
         .connect(&SocketAddr::new(0, 0))
         .map_err(nl("connect"))?;
     let mut refused: Option<(u32, String)> = None;
-    let mut failed = 0;
+    let (mut failed, mut refreshed, mut skipped) = (0, 0, 0);
     let mut buf = Vec::with_capacity(8192);
     for (i, (key, port)) in todo.iter().enumerate() {
-        let msg = refresh_message(key, *port, i as u32 + 1);
-        let mut out = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut out);
-        socket.send(&out, 0).map_err(nl("send"))?;
-        buf.clear();
-        let n = socket.recv(&mut buf, 0).map_err(nl("recv"))?;
-        let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[..n.min(buf.len())]);
-        let error = match reply {
-            Ok(NetlinkMessage {
-                payload: NetlinkPayload::Error(e),
-                ..
-            }) => e
-                .code
-                .map(|c| std::io::Error::from_raw_os_error(-c.get()).to_string()),
-            Ok(_) => None,
-            Err(e) => Some(format!("unparsable reply: {e}")),
-        };
-        if let Some(reason) = error {
-            failed += 1;
-            refused.get_or_insert((*port, reason));
+        let seq = 2 * i as u32 + 1;
+        if !kernel_has_learnt(&mut socket, &mut buf, key, *port, seq)? {
+            skipped += 1;
+            continue;
+        }
+        match request(&mut socket, &mut buf, &refresh_message(key, *port, seq + 1))? {
+            Reply::Ack(Some(reason)) => {
+                failed += 1;
+                refused.get_or_insert((*port, reason));
+            }
+            _ => refreshed += 1,
         }
     }
     match refused {
@@ -229,7 +308,7 @@ fn refresh_kernel(todo: &[(FdbKey, u32)]) -> Result<usize, RefreshError> {
             port,
             reason,
         }),
-        None => Ok(todo.len()),
+        None => Ok((refreshed, skipped)),
     }
 }
 

@@ -174,7 +174,10 @@ impl ControllerBuilder {
         self
     }
 
-    /// How long the topology must be quiet before a new plan (default 20 ms).
+    /// Burst coalescing (default 20 ms). A change that arrives when nothing
+    /// was planned for this long is planned at once; changes that follow
+    /// within it are held until the state has been quiet for this long, so
+    /// a storm (10k routes) becomes a few plans, not thousands.
     pub fn debounce(mut self, debounce: Duration) -> Self {
         self.debounce = debounce;
         self
@@ -320,22 +323,34 @@ where
     S: Stream<Item = TopologyUpdate> + Send + Unpin + 'static,
 {
     let mut source = source.take_until(stop.map(|_| ()));
+    let mut last_plan: Option<Instant> = None;
     while let Some(mut update) = source.next().await {
         let started = Instant::now();
-        // Debounce: keep the newest update until the source is quiet.
         let mut ended = false;
-        loop {
-            let delay = futures_timer::Delay::new(ctl.debounce);
-            match select(source.next(), delay).await {
-                Either::Left((Some(u), _)) => update = u,
-                Either::Left((None, _)) => {
+        // Whatever is already queued is folded in (the newest wins: each
+        // update carries the whole state).
+        while let Some(next) = source.next().now_or_never() {
+            match next {
+                Some(u) => update = u,
+                None => {
                     ended = true;
                     break;
                 }
+            }
+        }
+        // Within a burst (planned less than `debounce` ago), wait for the
+        // source to be quiet; a lone change is planned at once.
+        let in_burst = last_plan.is_some_and(|t| t.elapsed() < ctl.debounce);
+        while in_burst && !ended {
+            let delay = futures_timer::Delay::new(ctl.debounce);
+            match select(source.next(), delay).await {
+                Either::Left((Some(u), _)) => update = u,
+                Either::Left((None, _)) => ended = true,
                 Either::Right(_) => break,
             }
         }
         handle.process(&ctl, update, started).await;
+        last_plan = Some(Instant::now());
         if ended {
             break;
         }

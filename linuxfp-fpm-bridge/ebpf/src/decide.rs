@@ -76,17 +76,8 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
     if port.flags & PORT_FORWARDING == 0 {
         return Err(PUNT_PORT_STATE);
     }
-    if f.dst[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && f.dst[5] & 0xf0 == 0 {
-        return Err(PUNT_LINK_LOCAL);
-    }
-    if f.dst[0] & 1 != 0 {
-        return Err(PUNT_MULTICAST);
-    }
     if f.src[0] & 1 != 0 || f.src == [0; 6] {
         return Err(PUNT_BAD_SRC);
-    }
-    if f.proto == ETH_P_ARP || f.proto == ETH_P_RARP || f.nd {
-        return Err(PUNT_NEIGH);
     }
 
     let filtering = port.flags & PORT_VLAN_FILTERING != 0;
@@ -111,15 +102,18 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
         return Err(PUNT_VLAN_OTHER);
     }
 
-    // Learning: the kernel refreshes or learns the source; only a source it
-    // already has on this port may skip it (its ageing is refreshed from
-    // BRIDGE_SEEN by the controller).
+    // Learning, before any other punt: the kernel learns from every frame
+    // it gets (broadcasts and ARP too), so a source that shows up on a new
+    // port is marked moving whatever happens to this frame; only a source
+    // the kernel already has on this port may skip the kernel (its ageing
+    // is refreshed from BRIDGE_SEEN by the controller).
     let src_key = FdbKey {
         bridge: port.bridge,
         vlan: vid,
         mac: f.src,
     };
     let learning = port.flags & PORT_LEARNING != 0;
+    let mut must_learn = false;
     if learning {
         // SAFETY: plain lookup, value copied out.
         let known = unsafe { BRIDGE_FDB.get(&src_key) }.copied();
@@ -127,10 +121,23 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
             Some(v) if v.port == ingress && v.flags & FDB_LOCAL == 0 => {}
             Some(v) if v.flags & (FDB_LOCAL | FDB_STICKY) == 0 => {
                 mark_moving(&src_key);
-                return Err(PUNT_LEARN);
+                must_learn = true;
             }
-            _ => return Err(PUNT_LEARN),
+            _ => must_learn = true,
         }
+    }
+
+    if f.dst[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && f.dst[5] & 0xf0 == 0 {
+        return Err(PUNT_LINK_LOCAL);
+    }
+    if f.dst[0] & 1 != 0 {
+        return Err(PUNT_MULTICAST);
+    }
+    if f.proto == ETH_P_ARP || f.proto == ETH_P_RARP || f.nd {
+        return Err(PUNT_NEIGH);
+    }
+    if must_learn {
+        return Err(PUNT_LEARN);
     }
 
     let dst_key = FdbKey {

@@ -233,23 +233,19 @@ pub fn dump(netns: &NetnsRef) -> Result<KernelState, InspectError> {
 }
 
 /// Follows the namespace as topologies: the current one first, then one
-/// per change of the derived topology (state-only changes, such as a new
-/// neighbour, are folded into the next topology change's state).
+/// per change of the kernel's state. State-only changes (a learnt FDB
+/// entry, a route's MTU) matter too: FPM parameterizers read the state, so
+/// an unchanged topology still goes to the planner, which deploys only
+/// what differs (a consumer debounces bursts, as the controller does).
 pub fn topology_updates(
     netns: NetnsRef,
 ) -> Result<impl Stream<Item = TopologyUpdate> + Send + Unpin + 'static, InspectError> {
     let events = Inspector::new(netns).watch()?;
-    let mut last: Option<topology::Topology> = None;
-    Ok(events.filter_map(move |ev| {
+    Ok(events.map(move |ev| {
         let state = ev.state().clone();
-        let topo = topology::derive(&state);
-        let out = (last.as_ref() != Some(&topo)).then(|| {
-            last = Some(topo.clone());
-            TopologyUpdate {
-                topology: topo,
-                state: Some(state),
-            }
-        });
-        futures::future::ready(out)
+        TopologyUpdate {
+            topology: topology::derive(&state),
+            state: Some(state),
+        }
     }))
 }

@@ -141,6 +141,7 @@ impl Watcher {
         let mut need_resync = false;
         let mut last_event = Instant::now();
         let mut last_sysctl = Instant::now();
+        let mut last_emit: Option<Instant> = None;
         loop {
             if stop.load(Ordering::Relaxed) || tx.is_closed() {
                 tracing::debug!("inspector stream dropped; thread exits");
@@ -190,10 +191,17 @@ impl Watcher {
                 last_event = Instant::now();
                 dirty.get_or_insert(last_event);
             }
+            // Leading edge: the first change after a quiet spell goes out at
+            // once (everything readable has been read); changes that follow
+            // it within `debounce` wait for quiet (or `max_delay`), so a
+            // storm becomes a few snapshots.
+            let idle = last_emit.is_none_or(|t: Instant| t.elapsed() >= self.opts.debounce);
             if let Some(since) = dirty
-                && (last_event.elapsed() >= self.opts.debounce
+                && (idle
+                    || last_event.elapsed() >= self.opts.debounce
                     || since.elapsed() >= self.opts.max_delay)
             {
+                last_emit = Some(Instant::now());
                 let snap = Arc::new(self.state.clone());
                 let was_resync = resynced || matches!(pending, Some(InspectorEvent::Resynced(_)));
                 pending = Some(if was_resync {

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Reaction time: from a plain configuration command to the updated fast
+//! path, through the whole controller (netlink event → KernelState →
+//! topology → plan → deploy), reported as p50/p99 over repeats.
+//!
+//! - FDB entry (`bridge fdb replace/del`): a map-only change (bridge FPM).
+//! - New router interface (`ip link add` + address + up): a redeploy (a
+//!   program attached to a new interface).
+//!
+//! The clock starts before the command is run and stops when the
+//! controller reports the deployment, so it includes the command's own
+//! process start (about 1–3 ms here). Route changes need no reaction at
+//! all: the router reads the kernel's FIB on every packet.
+//!
+//! `cargo bench -p linuxfp-benches --bench reaction` (root); writes
+//! `bench-results/reaction.{md,json}`. `LINUXFP_BENCH_QUICK=1` for fewer
+//! repeats.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use linuxfp::{
+    controller::{Controller, ControllerEvent, ControllerHandle},
+    fpm::Fpm,
+    netns::NetnsRef,
+};
+use linuxfp_fpm_bridge::BridgeFpm;
+use linuxfp_fpm_router::RouterFpm;
+use linuxfp_testkit::{Netns, Switch, VirtualRouter, addr, require_root, up, veth};
+use serde::Serialize;
+
+#[derive(Debug, Default, Serialize)]
+struct Case {
+    name: &'static str,
+    kind: &'static str,
+    samples: usize,
+    /// From running the command to the deployment.
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// From the command's return (its netlink event is sent before) to the
+    /// deployment: the controller's own reaction.
+    after_cmd_p50_ms: f64,
+    after_cmd_p99_ms: f64,
+    target_p99_ms: f64,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `samples`: (from the command's start, from its return), in ms.
+fn summarise(
+    name: &'static str,
+    kind: &'static str,
+    target: f64,
+    samples: Vec<(f64, f64)>,
+) -> Case {
+    let (mut total, mut after): (Vec<f64>, Vec<f64>) = samples.into_iter().unzip();
+    total.sort_by(f64::total_cmp);
+    after.sort_by(f64::total_cmp);
+    Case {
+        name,
+        kind,
+        samples: total.len(),
+        p50_ms: quantile(&total, 0.5),
+        p99_ms: quantile(&total, 0.99),
+        max_ms: total.last().copied().unwrap_or(0.0),
+        after_cmd_p50_ms: quantile(&after, 0.5),
+        after_cmd_p99_ms: quantile(&after, 0.99),
+        target_p99_ms: target,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Running {
+    handle: ControllerHandle,
+    events: Box<dyn futures::Stream<Item = ControllerEvent> + Send + Unpin>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(ns: &Netns, fpms: Vec<Arc<dyn Fpm>>) -> Running {
+    let mut b = Controller::builder().netns(NetnsRef::Named(ns.name().to_string()));
+    for f in fpms {
+        b = b.fpm(f);
+    }
+    let (handle, run) = b.build().expect("build").start().expect("start");
+    let mut events = Box::new(handle.events());
+    let task = tokio::spawn(async move {
+        let _ = run.await;
+    });
+    next_deploy(&mut events).await.expect("first deployment");
+    Running {
+        handle,
+        events,
+        task,
+    }
+}
+
+/// Waits for the next deployment (at most 2 s).
+async fn next_deploy(
+    events: &mut (impl futures::Stream<Item = ControllerEvent> + Unpin),
+) -> Option<Instant> {
+    tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match events.next().await {
+                Some(ControllerEvent::Deployed { .. }) => return Some(Instant::now()),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Drains events already queued, so the next wait sees only new ones.
+async fn drain(events: &mut (impl futures::Stream<Item = ControllerEvent> + Unpin)) {
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {}
+}
+
+async fn fdb_case(repeats: usize) -> Case {
+    let s = Switch::new("rf", 2).expect("switch");
+    let mut r = start(&s.sw, vec![Arc::new(BridgeFpm::new())]).await;
+    let mut samples = Vec::new();
+    for i in 0..repeats {
+        let mac = format!("02:fd:b0:00:{:02x}:{:02x}", i / 256, i % 256);
+        drain(&mut r.events).await;
+        let t0 = Instant::now();
+        s.sw.exec(&[
+            "bridge", "fdb", "replace", &mac, "dev", "p1", "master", "static",
+        ])
+        .expect("fdb add");
+        let done = Instant::now();
+        if let Some(t1) = next_deploy(&mut r.events).await {
+            samples.push((ms(t1 - t0), ms(t1 - done)));
+        }
+        s.sw.exec(&["bridge", "fdb", "del", &mac, "dev", "p1", "master"])
+            .expect("fdb del");
+        let _ = next_deploy(&mut r.events).await;
+    }
+    r.handle.shutdown();
+    let _ = r.task.await;
+    summarise("FDB entry added", "map-only", 10.0, samples)
+}
+
+async fn interface_case(repeats: usize) -> Case {
+    let tb = VirtualRouter::new("ri").expect("testbed");
+    let mut r = start(&tb.rtr, vec![Arc::new(RouterFpm::new())]).await;
+    let far = Netns::new("rifar").expect("netns");
+    let mut samples = Vec::new();
+    for i in 0..repeats {
+        drain(&mut r.events).await;
+        let t0 = Instant::now();
+        veth(&tb.rtr, "rx", &far, "fx").expect("veth");
+        addr(&tb.rtr, "rx", &format!("10.9.{}.1/24", i % 200)).expect("addr");
+        up(&far, "fx").expect("peer up");
+        up(&tb.rtr, "rx").expect("up");
+        let done = Instant::now();
+        // The first deployment that attaches to the new interface.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let ifindex = linuxfp_testkit::ifindex(&tb.rtr, "rx").unwrap_or(0);
+            match next_deploy(&mut r.events).await {
+                Some(t1) => {
+                    let plan = r.handle.plan();
+                    if plan.interfaces.contains_key(&ifindex) {
+                        samples.push((ms(t1 - t0), ms(t1.saturating_duration_since(done))));
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        tb.rtr
+            .exec(&["ip", "link", "del", "rx"])
+            .expect("remove the interface");
+        let _ = next_deploy(&mut r.events).await;
+    }
+    r.handle.shutdown();
+    let _ = r.task.await;
+    summarise("router interface added", "redeploy", 100.0, samples)
+}
+
+fn markdown(cases: &[Case]) -> String {
+    let mut s = String::from(
+        "## Reaction time: command → updated fast path (through the controller)\n\n\
+         | change | kind | samples | p50 ms | p99 ms | max ms | after the command: p50 / p99 ms | target p99 |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for c in cases {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} | < {} ms |\n",
+            c.name,
+            c.kind,
+            c.samples,
+            c.p50_ms,
+            c.p99_ms,
+            c.max_ms,
+            c.after_cmd_p50_ms,
+            c.after_cmd_p99_ms,
+            c.target_p99_ms
+        ));
+    }
+    s.push_str(
+        "\nIncludes starting the `bridge`/`ip` processes. Route changes need no \
+         reaction: the router reads the kernel's FIB per packet.\n",
+    );
+    s
+}
+
+fn main() {
+    if !require_root("reaction-time benchmark") {
+        return;
+    }
+    let repeats = if std::env::var_os("LINUXFP_BENCH_QUICK").is_some() {
+        20
+    } else {
+        100
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cases = rt.block_on(async {
+        vec![
+            fdb_case(repeats).await,
+            interface_case(repeats / 4 + 1).await,
+        ]
+    });
+    let md = markdown(&cases);
+    println!("{md}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("reaction.md"), &md);
+    if let Ok(json) = serde_json::to_string_pretty(&cases) {
+        let _ = std::fs::write(dir.join("reaction.json"), json);
+    }
+}

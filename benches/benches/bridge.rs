@@ -204,13 +204,7 @@ fn main() {
         report.modes.insert(mode, run_mode(mode, &cfg));
     }
     let md = markdown(&report);
-    println!("{md}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join("bridge.md"), &md);
-    if let Ok(json) = serde_json::to_string_pretty(&report) {
-        let _ = std::fs::write(dir.join("bridge.json"), json);
-    }
+    linuxfp_benches::write_results("bridge", &md, &report);
 }
 
 fn markdown(r: &Report) -> String {

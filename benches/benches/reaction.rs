@@ -241,11 +241,5 @@ fn main() {
         ]
     });
     let md = markdown(&cases);
-    println!("{md}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join("reaction.md"), &md);
-    if let Ok(json) = serde_json::to_string_pretty(&cases) {
-        let _ = std::fs::write(dir.join("reaction.json"), json);
-    }
+    linuxfp_benches::write_results("reaction", &md, &cases);
 }

@@ -293,13 +293,7 @@ fn main() {
         report.families.insert(family, modes);
     }
     let md = markdown(&report);
-    println!("{md}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join("router.md"), &md);
-    if let Ok(json) = serde_json::to_string_pretty(&report) {
-        let _ = std::fs::write(dir.join("router.json"), json);
-    }
+    linuxfp_benches::write_results("router", &md, &report);
 }
 
 fn markdown(r: &Report) -> String {

@@ -130,3 +130,15 @@ pub fn spread(mut values: Vec<f64>) -> Spread {
         max: values.last().copied().unwrap_or(0.0),
     }
 }
+
+/// Prints a data-plane bench's Markdown and writes it, with the JSON of
+/// `report`, to `bench-results/<name>.{md,json}` at the workspace root.
+pub fn write_results(name: &str, md: &str, report: &impl serde::Serialize) {
+    println!("{md}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.md")), md);
+    if let Ok(json) = serde_json::to_string_pretty(report) {
+        let _ = std::fs::write(dir.join(format!("{name}.json")), json);
+    }
+}

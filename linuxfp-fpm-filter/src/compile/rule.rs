@@ -201,6 +201,34 @@ impl Builder<'_, '_> {
     /// Adds a predicate if the lowered rule has room for it (one of each
     /// kind, two set lookups); otherwise the rule punts here.
     fn add(&mut self, pred: Pred, negate: bool) -> Step {
+        // `th dport 6000-6010` is `>= 6000` then `<= 6010`: intersect.
+        if !negate {
+            for m in self.matches.iter_mut().filter(|m| !m.negate) {
+                let merged = match (&m.pred, &pred) {
+                    (Pred::Sport(a, b), Pred::Sport(c, d)) => {
+                        Some(((*a).max(*c), (*b).min(*d), true))
+                    }
+                    (Pred::Dport(a, b), Pred::Dport(c, d)) => {
+                        Some(((*a).max(*c), (*b).min(*d), false))
+                    }
+                    (Pred::L4Proto(a), Pred::L4Proto(b)) => {
+                        return if a == b { Step::Next } else { Step::Never };
+                    }
+                    _ => None,
+                };
+                if let Some((lo, hi, src)) = merged {
+                    if lo > hi {
+                        return Step::Never;
+                    }
+                    m.pred = if src {
+                        Pred::Sport(lo, hi)
+                    } else {
+                        Pred::Dport(lo, hi)
+                    };
+                    return Step::Next;
+                }
+            }
+        }
         let kind = std::mem::discriminant(&pred);
         let full = match pred {
             Pred::InSet { .. } => self.set_lookups() >= 2,

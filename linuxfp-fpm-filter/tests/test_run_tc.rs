@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `filter_tc` through `BPF_PROG_TEST_RUN`, in the router namespace of the
+//! virtual router: a real nft ruleset is loaded there with `nft -f`, read
+//! back over nfnetlink, compiled and laid out exactly as the FPM does, and
+//! every row's verdict and counter is checked: accept → continue, drop
+//! only on compiled drops and drop policies, punts under their reasons,
+//! sets, jumps/gotos/returns, several base chains, and the per-flow cache
+//! giving the same answer as the evaluation.
+//!
+//! Root only; skips loudly otherwise.
+
+#[path = "../../linuxfp-fpm-router/tests/common/packet.rs"]
+#[allow(dead_code)]
+mod packet;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::{SchedClassifier, TestRun, TestRunOptions},
+};
+use linuxfp::{inspector::nftables, netns::NetnsRef};
+use linuxfp_ebpf_common::{
+    abi::{COUNTERS_PER_IF, STAGE_CONF_GLOBAL, STATS_MAP, StageConf, counter, stats_index},
+    filter::*,
+};
+use linuxfp_fpm_filter::{
+    TC_PROGRAM,
+    bytecode::FILTER_OBJ,
+    compile::{Interfaces, compile},
+    params::{Layout, layout},
+};
+use linuxfp_testkit::{VirtualRouter, require_root, route};
+
+use packet::*;
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const SKB_SIZE: usize = 192;
+const SKB_INGRESS_IFINDEX: usize = 36;
+const SKB_IFINDEX: usize = 40;
+
+const RULESET: &str = r#"
+table inet t {
+    set blocked {
+        type ipv4_addr
+        flags interval
+        elements = { 10.2.0.128/25 }
+    }
+    chain pre {
+        type filter hook prerouting priority -10; policy accept;
+        tcp dport 25 drop
+    }
+    chain filt {
+        type filter hook forward priority 0; policy accept;
+        udp dport 5001 counter drop
+        tcp dport 22 reject with tcp reset
+        ip daddr @blocked drop
+        iifname "r0" oifname "r1" tcp dport 80 jump web
+        tcp dport 443 goto tls
+        udp dport 6000-6010 log accept
+        udp dport 7000 ct state new accept
+        udp dport { 7100, 7200 } drop
+        ip6 daddr fd02::2 udp dport 5002 drop
+        icmp type echo-request accept
+        udp dport 8000 accept
+        ip daddr 10.2.0.3 drop
+    }
+    chain web {
+        ip saddr 10.1.0.2 return
+        drop
+    }
+    chain tls {
+        ip saddr 10.1.0.3 drop
+    }
+}
+table ip late {
+    chain post {
+        type filter hook postrouting priority 100; policy accept;
+        udp dport 8000 drop
+    }
+}
+"#;
+
+const POLICY_DROP: &str = r#"
+table ip t {
+    chain filt {
+        type filter hook forward priority 0; policy drop;
+        udp dport 53 accept
+    }
+}
+"#;
+
+enum Expect {
+    Continue,
+    Drop,
+    Punt(u32),
+}
+
+struct Row {
+    name: &'static str,
+    frame: Vec<u8>,
+    expect: Expect,
+}
+
+struct Lab {
+    tb: VirtualRouter,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let tb = VirtualRouter::new(tag).expect("virtual router");
+        tb.set_static_neighbours().expect("neighbours");
+        route(&tb.rtr, "blackhole 10.9.1.0/24").expect("route");
+        Lab { tb }
+    }
+
+    /// Loads `ruleset` in the router namespace and returns it compiled and
+    /// laid out, as the FPM would (generation `1`).
+    fn compile(&self, ruleset: &str) -> Layout {
+        self.tb
+            .rtr
+            .sh(&format!(
+                "nft flush ruleset; nft -f - <<'EOF'\n{ruleset}\nEOF\n"
+            ))
+            .expect("nft -f");
+        let bytes = nftables::record(&NetnsRef::Named(self.tb.rtr.name().into())).expect("record");
+        let rs = nftables::Ruleset::from_messages(&bytes);
+        let ifaces = Interfaces::new([
+            ("lo".to_string(), 1),
+            ("r0".to_string(), self.tb.rtr_src_if.ifindex),
+            ("r1".to_string(), self.tb.rtr_dst_if.ifindex),
+        ]);
+        layout(&compile(&rs, &ifaces)).expect("fits")
+    }
+
+    fn v4(&self, proto: u8, src: &str, dst: &str, l4: &[u8]) -> Vec<u8> {
+        frame(
+            self.tb.rtr_src_if.mac,
+            self.tb.src_if.mac,
+            ETH_P_IP,
+            &V4::new(proto, src, dst).bytes(l4),
+        )
+    }
+
+    fn v6(&self, proto: u8, src: &str, dst: &str, l4: &[u8]) -> Vec<u8> {
+        frame(
+            self.tb.rtr_src_if.mac,
+            self.tb.src_if.mac,
+            ETH_P_IPV6,
+            &V6::new(proto, src, dst).bytes(l4),
+        )
+    }
+}
+
+/// Loads the object with `layout` at generation `generation` in its maps.
+fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
+    let conf = FilterConf {
+        generation,
+        reserved: 0,
+        v4: l.v4,
+        v6: l.v6,
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global(CONF_GLOBAL, &conf, true)
+        .override_global(
+            STAGE_CONF_GLOBAL,
+            &StageConf {
+                position: 0,
+                has_next: 0,
+            },
+            true,
+        )
+        .load(FILTER_OBJ)
+        .expect("load the filter object");
+    {
+        let mut rules: HashMap<_, RuleKey, FilterRule> =
+            HashMap::try_from(ebpf.map_mut(RULES_MAP).expect(RULES_MAP)).expect("hash");
+        for (i, r) in l.rules.iter().enumerate() {
+            let k = RuleKey {
+                generation,
+                index: i as u32,
+            };
+            rules.insert(k, *r, 0).expect("insert rule");
+        }
+    }
+    {
+        let mut sets: LpmTrie<_, SetKey, u8> =
+            LpmTrie::try_from(ebpf.map_mut(SETS_MAP).expect(SETS_MAP)).expect("lpm");
+        for (set, value, bits) in &l.sets {
+            let k = Key::new(
+                64 + bits,
+                SetKey {
+                    generation,
+                    set: *set,
+                    value: *value,
+                },
+            );
+            sets.insert(&k, 1, 0).expect("insert set element");
+        }
+    }
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(TC_PROGRAM)
+        .expect("filter_tc")
+        .try_into()
+        .expect("classifier");
+    prog.load().expect("filter_tc passes the verifier");
+    let _ = lab;
+    ebpf
+}
+
+fn counters(ebpf: &Ebpf, ifindex: u32) -> Vec<u64> {
+    let stats: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.map(STATS_MAP).expect(STATS_MAP)).expect("per-CPU array");
+    (0..COUNTERS_PER_IF)
+        .map(|c| {
+            stats
+                .get(&stats_index(ifindex, c), 0)
+                .expect("read counter")
+                .iter()
+                .sum()
+        })
+        .collect()
+}
+
+fn name(c: u32) -> String {
+    if c < counter::FIRST_FPM_REASON {
+        counter::GENERIC_NAMES[c as usize].to_string()
+    } else {
+        PUNT_NAMES
+            .get((c - counter::FIRST_FPM_REASON) as usize)
+            .map_or_else(|| format!("#{c}"), |n| n.to_string())
+    }
+}
+
+/// Runs every row twice (evaluation, then the cache) and reports every
+/// failure at once.
+fn check(ebpf: &Ebpf, ingress: u32, rows: &[Row]) {
+    let prog: &SchedClassifier = ebpf
+        .program(TC_PROGRAM)
+        .expect("filter_tc")
+        .try_into()
+        .expect("classifier");
+    let mut failures = Vec::new();
+    for pass in ["evaluated", "cached"] {
+        for row in rows {
+            let mut ctx = vec![0u8; SKB_SIZE];
+            ctx[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4]
+                .copy_from_slice(&ingress.to_ne_bytes());
+            ctx[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
+            let mut out = vec![0u8; row.frame.len() + 256];
+            let before = counters(ebpf, ingress);
+            let res = prog
+                .test_run(TestRunOptions {
+                    data_in: Some(&row.frame),
+                    data_out: Some(&mut out),
+                    ctx_in: Some(&ctx),
+                    ..TestRunOptions::default()
+                })
+                .unwrap_or_else(|e| panic!("{}: test_run: {e}", row.name));
+            let after = counters(ebpf, ingress);
+            let moved: Vec<(String, u64)> = (0..COUNTERS_PER_IF)
+                .filter(|&c| after[c as usize] != before[c as usize])
+                .map(|c| (name(c), after[c as usize] - before[c as usize]))
+                .collect();
+            let (want_rc, want): (u32, Vec<(String, u64)>) = match row.expect {
+                // No next stage in this test: continue, then chain miss.
+                Expect::Continue => (
+                    TC_ACT_OK,
+                    vec![(name(counter::CONTINUE), 1), (name(counter::CHAIN_MISS), 1)],
+                ),
+                Expect::Drop => (TC_ACT_SHOT, vec![(name(counter::DROP), 1)]),
+                Expect::Punt(r) => (TC_ACT_OK, vec![(name(r), 1)]),
+            };
+            let mut want = want;
+            want.sort();
+            let mut moved = moved;
+            moved.sort();
+            if res.return_value != want_rc || moved != want {
+                failures.push(format!(
+                    "{pass} {}: rc {} counters {moved:?}, want rc {want_rc} counters {want:?}",
+                    row.name, res.return_value
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn filter_table() {
+    if !require_root("filter_table") {
+        return;
+    }
+    let lab = Lab::new("fltr");
+    // BPF_PROG_TEST_RUN resolves the ingress ifindex and runs the FIB
+    // lookup in the caller's namespace: run inside the router's.
+    lab.tb
+        .rtr
+        .run_in(|| table(&lab))
+        .expect("run in the router namespace");
+}
+
+fn table(lab: &Lab) {
+    let l = lab.compile(RULESET);
+    let ebpf = load(lab, &l, 1);
+    let (s, d) = ("10.1.0.2", "10.2.0.2");
+    let rows = vec![
+        Row {
+            name: "udp to an open port continues",
+            frame: lab.v4(UDP, s, d, &udp(1000, 9000, 8)),
+            expect: Expect::Continue,
+        },
+        Row {
+            name: "udp 5001 dropped in forward",
+            frame: lab.v4(UDP, s, d, &udp(1000, 5001, 8)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "tcp 25 dropped in prerouting",
+            frame: lab.v4(TCP, s, d, &tcp(1000, 25, 0)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "tcp 22 rejected by the kernel",
+            frame: lab.v4(TCP, s, d, &tcp(1000, 22, 0)),
+            expect: Expect::Punt(PUNT_RULE_REJECT),
+        },
+        Row {
+            name: "destination in an interval set",
+            frame: lab.v4(UDP, s, "10.2.0.200", &udp(1000, 9000, 8)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "jump to web, return, continue to accept",
+            frame: lab.v4(TCP, s, d, &tcp(1000, 80, 0)),
+            expect: Expect::Continue,
+        },
+        Row {
+            name: "jump to web from another source: drop",
+            frame: lab.v4(TCP, "10.1.0.3", d, &tcp(1000, 80, 0)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "goto tls, end of chain: base policy accept",
+            frame: lab.v4(TCP, s, d, &tcp(1000, 443, 0)),
+            expect: Expect::Continue,
+        },
+        Row {
+            name: "goto tls, dropped there",
+            frame: lab.v4(TCP, "10.1.0.3", d, &tcp(1000, 443, 0)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "log rule punts",
+            frame: lab.v4(UDP, s, d, &udp(1000, 6005, 8)),
+            expect: Expect::Punt(PUNT_RULE_STATEFUL),
+        },
+        Row {
+            name: "ct state rule punts",
+            frame: lab.v4(UDP, s, d, &udp(1000, 7000, 8)),
+            expect: Expect::Punt(PUNT_RULE_CONNTRACK),
+        },
+        Row {
+            name: "anonymous port set",
+            frame: lab.v4(UDP, s, d, &udp(1000, 7200, 8)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "icmp echo accepted",
+            frame: lab.v4(ICMP, s, d, &echo(8)),
+            expect: Expect::Continue,
+        },
+        Row {
+            name: "accept in forward, drop in postrouting",
+            frame: lab.v4(UDP, s, d, &udp(1000, 8000, 8)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "a later rule in forward drops",
+            frame: lab.v4(UDP, s, "10.2.0.3", &udp(1000, 9000, 8)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "blackhole route: not forwarded",
+            frame: lab.v4(UDP, s, "10.9.1.1", &udp(1000, 5001, 8)),
+            expect: Expect::Punt(PUNT_NOT_FORWARDED),
+        },
+        Row {
+            name: "to the router itself: not forwarded",
+            frame: lab.v4(UDP, s, "10.2.0.1", &udp(1000, 5001, 8)),
+            expect: Expect::Punt(PUNT_NOT_FORWARDED),
+        },
+        Row {
+            name: "ipv6 udp 5002 dropped",
+            frame: lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 5002, 8)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "ipv6 udp 5001 dropped (inet)",
+            frame: lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 5001, 8)),
+            expect: Expect::Drop,
+        },
+        Row {
+            name: "ipv6 udp 8000 continues (ip postrouting is IPv4 only)",
+            frame: lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 8000, 8)),
+            expect: Expect::Continue,
+        },
+        Row {
+            name: "arp is not ip",
+            frame: frame(
+                lab.tb.rtr_src_if.mac,
+                lab.tb.src_if.mac,
+                ETH_P_ARP,
+                &[0u8; 28],
+            ),
+            expect: Expect::Punt(PUNT_NOT_IP),
+        },
+        Row {
+            name: "ipv4 fragment",
+            frame: {
+                let mut f = lab.v4(UDP, s, d, &udp(1000, 5001, 8));
+                // MF set; fix the header checksum is not needed by the filter.
+                f[14 + 6] = 0x20;
+                f
+            },
+            expect: Expect::Punt(PUNT_FRAGMENT),
+        },
+        Row {
+            name: "truncated tcp",
+            frame: lab.v4(TCP, s, d, &tcp(1000, 80, 0))[..14 + 20 + 10].to_vec(),
+            expect: Expect::Punt(PUNT_MALFORMED),
+        },
+    ];
+    check(&ebpf, lab.tb.rtr_src_if.ifindex, &rows);
+
+    // Drop policy.
+    let l = lab.compile(POLICY_DROP);
+    let ebpf = load(lab, &l, 2);
+    check(
+        &ebpf,
+        lab.tb.rtr_src_if.ifindex,
+        &[
+            Row {
+                name: "accepted port",
+                frame: lab.v4(UDP, s, d, &udp(1000, 53, 8)),
+                expect: Expect::Continue,
+            },
+            Row {
+                name: "policy drop",
+                frame: lab.v4(UDP, s, d, &udp(1000, 54, 8)),
+                expect: Expect::Drop,
+            },
+            Row {
+                name: "ipv6 has no chain: continues",
+                frame: lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 54, 8)),
+                expect: Expect::Continue,
+            },
+        ],
+    );
+
+    // A nat chain: every IPv4 packet punts.
+    let l = lab.compile(
+        "table ip n {\n chain p {\n type nat hook postrouting priority 100; policy accept;\n masquerade\n }\n}",
+    );
+    let ebpf = load(lab, &l, 3);
+    check(
+        &ebpf,
+        lab.tb.rtr_src_if.ifindex,
+        &[Row {
+            name: "nat on the path",
+            frame: lab.v4(UDP, s, d, &udp(1000, 53, 8)),
+            expect: Expect::Punt(PUNT_PATH),
+        }],
+    );
+}

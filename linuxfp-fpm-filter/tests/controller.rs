@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Router + filter FPMs through the controller on the virtual router, with
+//! an nft forward chain that drops one UDP port: the dropped port gets
+//! nothing (as with Linux alone), the other port and ping flow, the
+//! counters show the fast path ran (filter continue/drop, router fast), and
+//! `nft add rule` / `nft delete rule` take effect once their event is
+//! processed (the delay is measured and printed).
+//!
+//! Root only; skips loudly otherwise.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use linuxfp::{
+    controller::{Controller, ControllerEvent},
+    netns::NetnsRef,
+};
+use linuxfp_fpm_filter::FilterFpm;
+use linuxfp_fpm_router::RouterFpm;
+use linuxfp_testkit::{VirtualRouter, attached_programs, require_root};
+
+const OPEN: u16 = 5000;
+const DROPPED: u16 = 5001;
+const PACKETS: u32 = 50;
+
+const RULESET: &str = r#"table inet t {
+    chain filt {
+        type filter hook forward priority 0; policy accept;
+        udp dport 5001 drop
+    }
+}
+"#;
+
+/// Counts UDP datagrams per port for `secs` seconds.
+const RECEIVER: &str = r#"
+import select, socket, sys, time
+ports = [int(p) for p in sys.argv[1].split(",")]
+socks = {}
+for p in ports:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", p))
+    socks[s] = p
+count = {p: 0 for p in ports}
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    r, _, _ = select.select(list(socks), [], [], 0.05)
+    for s in r:
+        s.recv(2048)
+        count[socks[s]] += 1
+print(" ".join(f"{p}:{count[p]}" for p in ports), flush=True)
+"#;
+
+/// Sends `n` datagrams to each port of `host`.
+const SENDER: &str = r#"
+import socket, sys, time
+host, n = sys.argv[1], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    for p in sys.argv[2].split(","):
+        s.sendto(b"linuxfp filter test", (host, int(p)))
+    time.sleep(0.002)
+"#;
+
+/// UDP datagrams received on (OPEN, DROPPED) when sending `PACKETS` to each.
+fn udp_round(tb: &VirtualRouter) -> (u32, u32) {
+    let ports = format!("{OPEN},{DROPPED}");
+    let rx = tb
+        .dst
+        .spawn(&["python3", "-c", RECEIVER, &ports, "1.5"])
+        .expect("receiver");
+    std::thread::sleep(Duration::from_millis(300));
+    tb.src
+        .exec_timeout(
+            &[
+                "python3",
+                "-c",
+                SENDER,
+                "10.2.0.2",
+                &ports,
+                &PACKETS.to_string(),
+            ],
+            Duration::from_secs(10),
+        )
+        .expect("sender");
+    let out = rx.wait(Duration::from_secs(10)).expect("receiver output");
+    let get = |port: u16| -> u32 {
+        out.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{port}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("receiver said {out:?}"))
+    };
+    (get(OPEN), get(DROPPED))
+}
+
+async fn next_deploy(
+    events: &mut (impl futures::Stream<Item = ControllerEvent> + Unpin),
+    within: Duration,
+) -> ControllerEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            match events.next().await {
+                Some(ev @ ControllerEvent::Deployed { .. }) => return ev,
+                Some(ControllerEvent::Error { message }) => panic!("controller error: {message}"),
+                Some(_) => {}
+                None => panic!("controller stopped"),
+            }
+        }
+    })
+    .await
+    .expect("a deployment in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_and_router_drop_one_port_like_linux() {
+    if !require_root("filter_and_router_drop_one_port_like_linux") {
+        return;
+    }
+    let tb = VirtualRouter::new("fltc").expect("testbed");
+    tb.set_static_neighbours().expect("neighbours");
+    tb.rtr
+        .sh(&format!("nft -f - <<'EOF'\n{RULESET}EOF\n"))
+        .expect("nft -f");
+
+    // Linux alone.
+    let linux = udp_round(&tb);
+    eprintln!(
+        "Linux alone: port {OPEN} got {}, port {DROPPED} got {}",
+        linux.0, linux.1
+    );
+    assert_eq!(linux, (PACKETS, 0));
+
+    let (handle, run) = Controller::builder()
+        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
+        .fpm(Arc::new(RouterFpm::new()))
+        .fpm(Arc::new(FilterFpm::new()))
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let mut events = handle.events();
+    let task = tokio::spawn(run);
+    let ControllerEvent::Deployed { attached, .. } =
+        next_deploy(&mut events, Duration::from_secs(3)).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        attached,
+        [tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex].into()
+    );
+    for ifname in ["r0", "r1"] {
+        let att = attached_programs(&tb.rtr, ifname).expect("query");
+        assert_eq!(att.tc_ingress.len(), 1, "{ifname}: {att:?}");
+    }
+
+    // The same as Linux, through the fast path.
+    let fast = udp_round(&tb);
+    eprintln!(
+        "LinuxFP: port {OPEN} got {}, port {DROPPED} got {}",
+        fast.0, fast.1
+    );
+    assert_eq!(fast, linux);
+    assert!(
+        tb.ping(false, 5).expect("ping"),
+        "ping through filter+router"
+    );
+    let stats = handle.stats().await.expect("stats");
+    eprintln!(
+        "filter: {:?}\nrouter: {:?}",
+        stats.totals("filter"),
+        stats.totals("router")
+    );
+    assert!(
+        stats.total("filter", "drop") >= u64::from(PACKETS),
+        "{stats:?}"
+    );
+    assert!(
+        stats.total("filter", "continue") >= u64::from(PACKETS),
+        "{stats:?}"
+    );
+    assert!(
+        stats.total("router", "fast") >= u64::from(PACKETS),
+        "{stats:?}"
+    );
+
+    // A new rule drops the open port too, once its event is processed.
+    let t = Instant::now();
+    tb.rtr
+        .exec(&[
+            "nft", "add", "rule", "inet", "t", "filt", "udp", "dport", "5000", "drop",
+        ])
+        .expect("nft add rule");
+    let ev = next_deploy(&mut events, Duration::from_secs(5)).await;
+    let add_delay = t.elapsed();
+    if let ControllerEvent::Deployed { latency_ms, .. } = &ev {
+        eprintln!("nft add rule → deployed in {add_delay:?} (plan+deploy {latency_ms:.1} ms)");
+    }
+    let after_add = udp_round(&tb);
+    eprintln!("after add: {after_add:?}");
+    assert_eq!(after_add, (0, 0));
+
+    // Deleting it opens the port again.
+    let listing = tb
+        .rtr
+        .exec(&["nft", "-a", "list", "chain", "inet", "t", "filt"])
+        .expect("nft list");
+    let handle_no = listing
+        .lines()
+        .find(|l| l.contains("dport 5000"))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| panic!("rule handle in {listing}"));
+    let t = Instant::now();
+    tb.rtr
+        .exec(&[
+            "nft", "delete", "rule", "inet", "t", "filt", "handle", &handle_no,
+        ])
+        .expect("nft delete rule");
+    next_deploy(&mut events, Duration::from_secs(5)).await;
+    eprintln!("nft delete rule → deployed in {:?}", t.elapsed());
+    let after_delete = udp_round(&tb);
+    assert_eq!(after_delete, linux);
+
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops in time")
+        .expect("join")
+        .expect("run");
+    for ifname in ["r0", "r1"] {
+        assert!(
+            attached_programs(&tb.rtr, ifname)
+                .expect("query")
+                .is_empty()
+        );
+    }
+}

@@ -13,11 +13,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
 use linuxfp::{
-    controller::{Controller, ControllerEvent},
+    controller::{Controller, ControllerHandle},
+    fpm::HexBytes,
     netns::NetnsRef,
 };
+use linuxfp_ebpf_common::filter::CONF_GLOBAL;
 use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{VirtualRouter, attached_programs, require_root};
@@ -95,22 +96,27 @@ fn udp_round(tb: &VirtualRouter) -> (u32, u32) {
     (get(OPEN), get(DROPPED))
 }
 
-async fn next_deploy(
-    events: &mut (impl futures::Stream<Item = ControllerEvent> + Unpin),
+/// The deployed filter configuration (its generation global), if any.
+fn filter_conf(handle: &ControllerHandle) -> Option<HexBytes> {
+    handle
+        .plan()
+        .fpms
+        .get("filter")
+        .and_then(|c| c.globals.get(CONF_GLOBAL).cloned())
+}
+
+/// Polls the deployed plan until `done` holds; panics after `within`.
+async fn until(
+    handle: &ControllerHandle,
     within: Duration,
-) -> ControllerEvent {
-    tokio::time::timeout(within, async {
-        loop {
-            match events.next().await {
-                Some(ev @ ControllerEvent::Deployed { .. }) => return ev,
-                Some(ControllerEvent::Error { message }) => panic!("controller error: {message}"),
-                Some(_) => {}
-                None => panic!("controller stopped"),
-            }
-        }
-    })
-    .await
-    .expect("a deployment in time")
+    what: &str,
+    done: impl Fn(&ControllerHandle) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    while !done(handle) {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,17 +146,22 @@ async fn filter_and_router_drop_one_port_like_linux() {
         .expect("build")
         .start()
         .expect("start");
-    let mut events = handle.events();
     let task = tokio::spawn(run);
-    let ControllerEvent::Deployed { attached, .. } =
-        next_deploy(&mut events, Duration::from_secs(3)).await
-    else {
-        unreachable!()
-    };
-    assert_eq!(
-        attached,
-        [tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex].into()
-    );
+    let (r0, r1) = (tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex);
+    until(
+        &handle,
+        Duration::from_secs(3),
+        "filter and router deployed",
+        |h| {
+            let plan = h.plan();
+            [r0, r1].iter().all(|i| {
+                plan.interfaces
+                    .get(i)
+                    .is_some_and(|p| p.stages == ["filter", "router"])
+            })
+        },
+    )
+    .await;
     for ifname in ["r0", "r1"] {
         let att = attached_programs(&tb.rtr, ifname).expect("query");
         assert_eq!(att.tc_ingress.len(), 1, "{ifname}: {att:?}");
@@ -187,17 +198,25 @@ async fn filter_and_router_drop_one_port_like_linux() {
     );
 
     // A new rule drops the open port too, once its event is processed.
+    let before = filter_conf(&handle);
+    assert!(before.is_some());
     let t = Instant::now();
     tb.rtr
         .exec(&[
             "nft", "add", "rule", "inet", "t", "filt", "udp", "dport", "5000", "drop",
         ])
         .expect("nft add rule");
-    let ev = next_deploy(&mut events, Duration::from_secs(5)).await;
-    let add_delay = t.elapsed();
-    if let ControllerEvent::Deployed { latency_ms, .. } = &ev {
-        eprintln!("nft add rule → deployed in {add_delay:?} (plan+deploy {latency_ms:.1} ms)");
-    }
+    until(
+        &handle,
+        Duration::from_secs(5),
+        "new ruleset deployed",
+        |h| filter_conf(h) != before,
+    )
+    .await;
+    eprintln!(
+        "nft add rule → new ruleset deployed after {:?}",
+        t.elapsed()
+    );
     let after_add = udp_round(&tb);
     eprintln!("after add: {after_add:?}");
     assert_eq!(after_add, (0, 0));
@@ -213,14 +232,24 @@ async fn filter_and_router_drop_one_port_like_linux() {
         .and_then(|l| l.rsplit("# handle ").next())
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|| panic!("rule handle in {listing}"));
+    let before = filter_conf(&handle);
     let t = Instant::now();
     tb.rtr
         .exec(&[
             "nft", "delete", "rule", "inet", "t", "filt", "handle", &handle_no,
         ])
         .expect("nft delete rule");
-    next_deploy(&mut events, Duration::from_secs(5)).await;
-    eprintln!("nft delete rule → deployed in {:?}", t.elapsed());
+    until(
+        &handle,
+        Duration::from_secs(5),
+        "ruleset deployed again",
+        |h| filter_conf(h) != before,
+    )
+    .await;
+    eprintln!(
+        "nft delete rule → new ruleset deployed after {:?}",
+        t.elapsed()
+    );
     let after_delete = udp_round(&tb);
     assert_eq!(after_delete, linux);
 

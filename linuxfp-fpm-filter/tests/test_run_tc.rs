@@ -9,18 +9,18 @@
 //!
 //! Root only; skips loudly otherwise.
 
-#[path = "../../linuxfp-fpm-router/tests/common/packet.rs"]
-#[allow(dead_code)]
-mod packet;
+// The router's test helpers: crafted frames and the counter reader.
+#[path = "../../linuxfp-fpm-router/tests/common/mod.rs"]
+mod common;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{HashMap, LpmTrie, lpm_trie::Key},
     programs::{SchedClassifier, TestRun, TestRunOptions},
 };
 use linuxfp::{inspector::nftables, netns::NetnsRef};
 use linuxfp_ebpf_common::{
-    abi::{COUNTERS_PER_IF, STAGE_CONF_GLOBAL, STATS_MAP, StageConf, counter, stats_index},
+    abi::{COUNTERS_PER_IF, STAGE_CONF_GLOBAL, StageConf, counter},
     filter::*,
 };
 use linuxfp_fpm_filter::{
@@ -31,7 +31,7 @@ use linuxfp_fpm_filter::{
 };
 use linuxfp_testkit::{VirtualRouter, require_root, route};
 
-use packet::*;
+use common::{counters, packet::*};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
@@ -206,20 +206,6 @@ fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
     prog.load().expect("filter_tc passes the verifier");
     let _ = lab;
     ebpf
-}
-
-fn counters(ebpf: &Ebpf, ifindex: u32) -> Vec<u64> {
-    let stats: PerCpuArray<_, u64> =
-        PerCpuArray::try_from(ebpf.map(STATS_MAP).expect(STATS_MAP)).expect("per-CPU array");
-    (0..COUNTERS_PER_IF)
-        .map(|c| {
-            stats
-                .get(&stats_index(ifindex, c), 0)
-                .expect("read counter")
-                .iter()
-                .sum()
-        })
-        .collect()
 }
 
 fn name(c: u32) -> String {

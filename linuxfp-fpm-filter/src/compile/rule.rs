@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use linuxfp::inspector::nftables::{
-    BitwiseOp, CmpOp, CtKey, Data, Expr, MetaKey, PayloadBase, RegOp, Rule, Ruleset, Set, Verdict,
+    BitwiseOp, CmpOp, Data, Expr, MetaKey, PayloadBase, RegOp, Rule, Ruleset, Set, Verdict,
     xt::{XtMatchInfo, XtTargetInfo},
 };
 
@@ -314,12 +314,8 @@ impl Builder<'_, '_> {
             },
             Expr::Ct(c) => match c.op {
                 RegOp::Set { .. } => stateful(format!("ct {:?} set", c.key)),
-                RegOp::Load { .. } => match c.key {
-                    CtKey::State | CtKey::Status | CtKey::Direction => {
-                        Step::Punt(PuntWhy::Conntrack)
-                    }
-                    _ => Step::Punt(PuntWhy::Conntrack),
-                },
+                // Phase 1 does not look conntrack up.
+                RegOp::Load { .. } => Step::Punt(PuntWhy::Conntrack),
             },
             Expr::Log(_) => stateful("log"),
             Expr::Limit(_) => stateful("limit"),
@@ -434,15 +430,7 @@ impl Builder<'_, '_> {
                             return if negate { Step::Never } else { Step::Next };
                         }
                         addr.resize(l3.addr_len(), 0);
-                        let p = Prefix { addr, len };
-                        self.add(
-                            if matches!(part, Part::Saddr(_)) {
-                                Pred::Saddr(p)
-                            } else {
-                                Pred::Daddr(p)
-                            },
-                            negate,
-                        )
+                        self.add(addr_pred(part, Prefix { addr, len }), negate)
                     }
                     Part::TcpFlags if mask.len() == 1 && data.len() == 1 => self.add(
                         Pred::TcpFlags {
@@ -530,18 +518,8 @@ impl Builder<'_, '_> {
                 }
                 let mut addr = data.to_vec();
                 addr.resize(l3.addr_len(), 0);
-                let p = Prefix {
-                    addr,
-                    len: 8 * data.len() as u32,
-                };
-                self.add(
-                    if matches!(part, Part::Saddr(_)) {
-                        Pred::Saddr(p)
-                    } else {
-                        Pred::Daddr(p)
-                    },
-                    negate,
-                )
+                let len = 8 * data.len() as u32;
+                self.add(addr_pred(part, Prefix { addr, len }), negate)
             }
             Part::Iif | Part::Oif => {
                 let Ok(b) = <[u8; 4]>::try_from(data) else {
@@ -553,7 +531,8 @@ impl Builder<'_, '_> {
                 let idx = self.cx.ifaces.matching(data);
                 self.iface(part == Part::OifName, idx, negate)
             }
-            Part::Sport | Part::Dport => unreachable_port(),
+            // Ports were handled above.
+            Part::Sport | Part::Dport => unsupported("port"),
         }
     }
 
@@ -752,12 +731,11 @@ impl Builder<'_, '_> {
     }
 
     fn xt_ports(&mut self, sport: (u16, u16), dport: (u16, u16), inv: u8) -> Step {
-        if sport != (0, u16::MAX) || inv & 0x01 != 0 {
-            if let s @ (Step::Punt(_) | Step::Never) =
+        if (sport != (0, u16::MAX) || inv & 0x01 != 0)
+            && let s @ (Step::Punt(_) | Step::Never) =
                 self.add(Pred::Sport(sport.0, sport.1), inv & 0x01 != 0)
-            {
-                return s;
-            }
+        {
+            return s;
         }
         if dport != (0, u16::MAX) || inv & 0x02 != 0 {
             return self.add(Pred::Dport(dport.0, dport.1), inv & 0x02 != 0);
@@ -766,8 +744,13 @@ impl Builder<'_, '_> {
     }
 }
 
-fn unreachable_port() -> Step {
-    unsupported("port")
+/// A source or destination prefix predicate, as `part` says.
+fn addr_pred(part: Part, p: Prefix) -> Pred {
+    if matches!(part, Part::Saddr(_)) {
+        Pred::Saddr(p)
+    } else {
+        Pred::Daddr(p)
+    }
 }
 
 fn be16(d: &[u8]) -> Option<u16> {

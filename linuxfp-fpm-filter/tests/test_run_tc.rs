@@ -31,7 +31,7 @@ use linuxfp_fpm_filter::{
 };
 use linuxfp_testkit::{VirtualRouter, require_root, route};
 
-use common::{counters, packet::*};
+use common::{counters, load_program, packet::*};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
@@ -96,11 +96,8 @@ enum Expect {
     Punt(u32),
 }
 
-struct Row {
-    name: &'static str,
-    frame: Vec<u8>,
-    expect: Expect,
-}
+/// A table row: name, frame, what must happen.
+type Row = (&'static str, Vec<u8>, Expect);
 
 struct Lab {
     tb: VirtualRouter,
@@ -153,7 +150,7 @@ impl Lab {
 }
 
 /// Loads the object with `layout` at generation `generation` in its maps.
-fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
+fn load(l: &Layout, generation: u32) -> Ebpf {
     let conf = FilterConf {
         generation,
         reserved: 0,
@@ -198,13 +195,7 @@ fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
             sets.insert(&k, 1, 0).expect("insert set element");
         }
     }
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(TC_PROGRAM)
-        .expect("filter_tc")
-        .try_into()
-        .expect("classifier");
-    prog.load().expect("filter_tc passes the verifier");
-    let _ = lab;
+    load_program(&mut ebpf, TC_PROGRAM, SchedClassifier::load);
     ebpf
 }
 
@@ -228,34 +219,34 @@ fn check(ebpf: &Ebpf, ingress: u32, rows: &[Row]) {
         .expect("classifier");
     let mut failures = Vec::new();
     for pass in ["evaluated", "cached"] {
-        for row in rows {
+        for (row_name, frame, expect) in rows {
             let mut ctx = vec![0u8; SKB_SIZE];
             ctx[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4]
                 .copy_from_slice(&ingress.to_ne_bytes());
             ctx[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
-            let mut out = vec![0u8; row.frame.len() + 256];
+            let mut out = vec![0u8; frame.len() + 256];
             let before = counters(ebpf, ingress);
             let res = prog
                 .test_run(TestRunOptions {
-                    data_in: Some(&row.frame),
+                    data_in: Some(frame),
                     data_out: Some(&mut out),
                     ctx_in: Some(&ctx),
                     ..TestRunOptions::default()
                 })
-                .unwrap_or_else(|e| panic!("{}: test_run: {e}", row.name));
+                .unwrap_or_else(|e| panic!("{}: test_run: {e}", row_name));
             let after = counters(ebpf, ingress);
             let moved: Vec<(String, u64)> = (0..COUNTERS_PER_IF)
                 .filter(|&c| after[c as usize] != before[c as usize])
                 .map(|c| (name(c), after[c as usize] - before[c as usize]))
                 .collect();
-            let (want_rc, want): (u32, Vec<(String, u64)>) = match row.expect {
+            let (want_rc, want): (u32, Vec<(String, u64)>) = match expect {
                 // No next stage in this test: continue, then chain miss.
                 Expect::Continue => (
                     TC_ACT_OK,
                     vec![(name(counter::CONTINUE), 1), (name(counter::CHAIN_MISS), 1)],
                 ),
                 Expect::Drop => (TC_ACT_SHOT, vec![(name(counter::DROP), 1)]),
-                Expect::Punt(r) => (TC_ACT_OK, vec![(name(r), 1)]),
+                Expect::Punt(r) => (TC_ACT_OK, vec![(name(*r), 1)]),
             };
             let mut want = want;
             want.sort();
@@ -264,7 +255,7 @@ fn check(ebpf: &Ebpf, ingress: u32, rows: &[Row]) {
             if res.return_value != want_rc || moved != want {
                 failures.push(format!(
                     "{pass} {}: rc {} counters {moved:?}, want rc {want_rc} counters {want:?}",
-                    row.name, res.return_value
+                    row_name, res.return_value
                 ));
             }
         }
@@ -288,159 +279,159 @@ fn filter_table() {
 
 fn table(lab: &Lab) {
     let l = lab.compile(RULESET);
-    let ebpf = load(lab, &l, 1);
+    let ebpf = load(&l, 1);
     let (s, d) = ("10.1.0.2", "10.2.0.2");
     let rows = vec![
-        Row {
-            name: "udp to an open port continues",
-            frame: lab.v4(UDP, s, d, &udp(1000, 9000, 8)),
-            expect: Expect::Continue,
-        },
-        Row {
-            name: "udp 5001 dropped in forward",
-            frame: lab.v4(UDP, s, d, &udp(1000, 5001, 8)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "tcp 25 dropped in prerouting",
-            frame: lab.v4(TCP, s, d, &tcp(1000, 25, 0)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "tcp 22 rejected by the kernel",
-            frame: lab.v4(TCP, s, d, &tcp(1000, 22, 0)),
-            expect: Expect::Punt(PUNT_RULE_REJECT),
-        },
-        Row {
-            name: "destination in an interval set",
-            frame: lab.v4(UDP, s, "10.2.0.200", &udp(1000, 9000, 8)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "jump to web, return, continue to accept",
-            frame: lab.v4(TCP, s, d, &tcp(1000, 80, 0)),
-            expect: Expect::Continue,
-        },
-        Row {
-            name: "jump to web from another source: drop",
-            frame: lab.v4(TCP, "10.1.0.3", d, &tcp(1000, 80, 0)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "goto tls, end of chain: base policy accept",
-            frame: lab.v4(TCP, s, d, &tcp(1000, 443, 0)),
-            expect: Expect::Continue,
-        },
-        Row {
-            name: "goto tls, dropped there",
-            frame: lab.v4(TCP, "10.1.0.3", d, &tcp(1000, 443, 0)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "log rule punts",
-            frame: lab.v4(UDP, s, d, &udp(1000, 6005, 8)),
-            expect: Expect::Punt(PUNT_RULE_STATEFUL),
-        },
-        Row {
-            name: "ct state rule punts",
-            frame: lab.v4(UDP, s, d, &udp(1000, 7000, 8)),
-            expect: Expect::Punt(PUNT_RULE_CONNTRACK),
-        },
-        Row {
-            name: "anonymous port set",
-            frame: lab.v4(UDP, s, d, &udp(1000, 7200, 8)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "icmp echo accepted",
-            frame: lab.v4(ICMP, s, d, &echo(8)),
-            expect: Expect::Continue,
-        },
-        Row {
-            name: "accept in forward, drop in postrouting",
-            frame: lab.v4(UDP, s, d, &udp(1000, 8000, 8)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "a later rule in forward drops",
-            frame: lab.v4(UDP, s, "10.2.0.3", &udp(1000, 9000, 8)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "blackhole route: not forwarded",
-            frame: lab.v4(UDP, s, "10.9.1.1", &udp(1000, 5001, 8)),
-            expect: Expect::Punt(PUNT_NOT_FORWARDED),
-        },
-        Row {
-            name: "to the router itself: not forwarded",
-            frame: lab.v4(UDP, s, "10.2.0.1", &udp(1000, 5001, 8)),
-            expect: Expect::Punt(PUNT_NOT_FORWARDED),
-        },
-        Row {
-            name: "ipv6 udp 5002 dropped",
-            frame: lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 5002, 8)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "ipv6 udp 5001 dropped (inet)",
-            frame: lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 5001, 8)),
-            expect: Expect::Drop,
-        },
-        Row {
-            name: "ipv6 udp 8000 continues (ip postrouting is IPv4 only)",
-            frame: lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 8000, 8)),
-            expect: Expect::Continue,
-        },
-        Row {
-            name: "arp is not ip",
-            frame: frame(
+        (
+            "udp to an open port continues",
+            lab.v4(UDP, s, d, &udp(1000, 9000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "udp 5001 dropped in forward",
+            lab.v4(UDP, s, d, &udp(1000, 5001, 8)),
+            Expect::Drop,
+        ),
+        (
+            "tcp 25 dropped in prerouting",
+            lab.v4(TCP, s, d, &tcp(1000, 25, 0)),
+            Expect::Drop,
+        ),
+        (
+            "tcp 22 rejected by the kernel",
+            lab.v4(TCP, s, d, &tcp(1000, 22, 0)),
+            Expect::Punt(PUNT_RULE_REJECT),
+        ),
+        (
+            "destination in an interval set",
+            lab.v4(UDP, s, "10.2.0.200", &udp(1000, 9000, 8)),
+            Expect::Drop,
+        ),
+        (
+            "jump to web, return, continue to accept",
+            lab.v4(TCP, s, d, &tcp(1000, 80, 0)),
+            Expect::Continue,
+        ),
+        (
+            "jump to web from another source: drop",
+            lab.v4(TCP, "10.1.0.3", d, &tcp(1000, 80, 0)),
+            Expect::Drop,
+        ),
+        (
+            "goto tls, end of chain: base policy accept",
+            lab.v4(TCP, s, d, &tcp(1000, 443, 0)),
+            Expect::Continue,
+        ),
+        (
+            "goto tls, dropped there",
+            lab.v4(TCP, "10.1.0.3", d, &tcp(1000, 443, 0)),
+            Expect::Drop,
+        ),
+        (
+            "log rule punts",
+            lab.v4(UDP, s, d, &udp(1000, 6005, 8)),
+            Expect::Punt(PUNT_RULE_STATEFUL),
+        ),
+        (
+            "ct state rule punts",
+            lab.v4(UDP, s, d, &udp(1000, 7000, 8)),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "anonymous port set",
+            lab.v4(UDP, s, d, &udp(1000, 7200, 8)),
+            Expect::Drop,
+        ),
+        (
+            "icmp echo accepted",
+            lab.v4(ICMP, s, d, &echo(8)),
+            Expect::Continue,
+        ),
+        (
+            "accept in forward, drop in postrouting",
+            lab.v4(UDP, s, d, &udp(1000, 8000, 8)),
+            Expect::Drop,
+        ),
+        (
+            "a later rule in forward drops",
+            lab.v4(UDP, s, "10.2.0.3", &udp(1000, 9000, 8)),
+            Expect::Drop,
+        ),
+        (
+            "blackhole route: not forwarded",
+            lab.v4(UDP, s, "10.9.1.1", &udp(1000, 5001, 8)),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
+            "to the router itself: not forwarded",
+            lab.v4(UDP, s, "10.2.0.1", &udp(1000, 5001, 8)),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
+            "ipv6 udp 5002 dropped",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 5002, 8)),
+            Expect::Drop,
+        ),
+        (
+            "ipv6 udp 5001 dropped (inet)",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 5001, 8)),
+            Expect::Drop,
+        ),
+        (
+            "ipv6 udp 8000 continues (ip postrouting is IPv4 only)",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 8000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "arp is not ip",
+            frame(
                 lab.tb.rtr_src_if.mac,
                 lab.tb.src_if.mac,
                 ETH_P_ARP,
                 &[0u8; 28],
             ),
-            expect: Expect::Punt(PUNT_NOT_IP),
-        },
-        Row {
-            name: "ipv4 fragment",
-            frame: {
+            Expect::Punt(PUNT_NOT_IP),
+        ),
+        (
+            "ipv4 fragment",
+            {
                 let mut f = lab.v4(UDP, s, d, &udp(1000, 5001, 8));
                 // MF set; fix the header checksum is not needed by the filter.
                 f[14 + 6] = 0x20;
                 f
             },
-            expect: Expect::Punt(PUNT_FRAGMENT),
-        },
-        Row {
-            name: "truncated tcp",
-            frame: lab.v4(TCP, s, d, &tcp(1000, 80, 0))[..14 + 20 + 10].to_vec(),
-            expect: Expect::Punt(PUNT_MALFORMED),
-        },
+            Expect::Punt(PUNT_FRAGMENT),
+        ),
+        (
+            "truncated tcp",
+            lab.v4(TCP, s, d, &tcp(1000, 80, 0))[..14 + 20 + 10].to_vec(),
+            Expect::Punt(PUNT_MALFORMED),
+        ),
     ];
     check(&ebpf, lab.tb.rtr_src_if.ifindex, &rows);
 
     // Drop policy.
     let l = lab.compile(POLICY_DROP);
-    let ebpf = load(lab, &l, 2);
+    let ebpf = load(&l, 2);
     check(
         &ebpf,
         lab.tb.rtr_src_if.ifindex,
         &[
-            Row {
-                name: "accepted port",
-                frame: lab.v4(UDP, s, d, &udp(1000, 53, 8)),
-                expect: Expect::Continue,
-            },
-            Row {
-                name: "policy drop",
-                frame: lab.v4(UDP, s, d, &udp(1000, 54, 8)),
-                expect: Expect::Drop,
-            },
-            Row {
-                name: "ipv6 has no chain: continues",
-                frame: lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 54, 8)),
-                expect: Expect::Continue,
-            },
+            (
+                "accepted port",
+                lab.v4(UDP, s, d, &udp(1000, 53, 8)),
+                Expect::Continue,
+            ),
+            (
+                "policy drop",
+                lab.v4(UDP, s, d, &udp(1000, 54, 8)),
+                Expect::Drop,
+            ),
+            (
+                "ipv6 has no chain: continues",
+                lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 54, 8)),
+                Expect::Continue,
+            ),
         ],
     );
 
@@ -448,14 +439,14 @@ fn table(lab: &Lab) {
     let l = lab.compile(
         "table ip n {\n chain p {\n type nat hook postrouting priority 100; policy accept;\n masquerade\n }\n}",
     );
-    let ebpf = load(lab, &l, 3);
+    let ebpf = load(&l, 3);
     check(
         &ebpf,
         lab.tb.rtr_src_if.ifindex,
-        &[Row {
-            name: "nat on the path",
-            frame: lab.v4(UDP, s, d, &udp(1000, 53, 8)),
-            expect: Expect::Punt(PUNT_PATH),
-        }],
+        &[(
+            "nat on the path",
+            lab.v4(UDP, s, d, &udp(1000, 53, 8)),
+            Expect::Punt(PUNT_PATH),
+        )],
     );
 }

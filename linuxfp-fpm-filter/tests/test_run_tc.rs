@@ -114,6 +114,12 @@ impl Lab {
     /// Loads `ruleset` in the router namespace and returns it compiled and
     /// laid out, as the FPM would (generation `1`).
     fn compile(&self, ruleset: &str) -> Layout {
+        self.compile_enslaving(ruleset, &[])
+    }
+
+    /// As `compile`, with the `enslaved` interfaces marked as having a
+    /// master (a bridge port, say).
+    fn compile_enslaving(&self, ruleset: &str, enslaved: &[u32]) -> Layout {
         self.tb
             .rtr
             .sh(&format!(
@@ -122,11 +128,14 @@ impl Lab {
             .expect("nft -f");
         let bytes = nftables::record(&NetnsRef::Named(self.tb.rtr.name().into())).expect("record");
         let rs = nftables::Ruleset::from_messages(&bytes);
-        let ifaces = Interfaces::new([
+        let mut ifaces = Interfaces::new([
             ("lo".to_string(), 1),
             ("r0".to_string(), self.tb.rtr_src_if.ifindex),
             ("r1".to_string(), self.tb.rtr_dst_if.ifindex),
         ]);
+        for i in enslaved {
+            ifaces.enslave(*i);
+        }
         layout(&compile(&rs, &ifaces)).expect("fits")
     }
 
@@ -447,6 +456,20 @@ fn table(lab: &Lab) {
             "nat on the path",
             lab.v4(UDP, s, d, &udp(1000, 53, 8)),
             Expect::Punt(PUNT_PATH),
+        )],
+    );
+
+    // An ingress interface with a master: netfilter would see the packet
+    // on another device.
+    let l = lab.compile_enslaving(POLICY_DROP, &[lab.tb.rtr_src_if.ifindex]);
+    let ebpf = load(&l, 4);
+    check(
+        &ebpf,
+        lab.tb.rtr_src_if.ifindex,
+        &[(
+            "enslaved ingress",
+            lab.v4(UDP, s, d, &udp(1000, 54, 8)),
+            Expect::Punt(PUNT_UNKNOWN_IF),
         )],
     );
 }

@@ -69,7 +69,6 @@ fn l4(start: usize, end: usize, off: usize, key: &mut FlowKey) -> Result<(bool, 
 
 /// Parses the packet. `pkt_len` is `skb->len` (a GSO packet's payload lies
 /// beyond the linear part direct access sees).
-#[inline(always)]
 /// The fields the rules read go into `key` (generation and interfaces are
 /// the caller's).
 #[inline(always)]

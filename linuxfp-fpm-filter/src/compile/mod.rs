@@ -58,28 +58,52 @@ pub use self::{
     rule::{MAX_SET_ELEMENTS, prefix_len, range_prefixes},
 };
 
-/// Interface names and ifindexes, to resolve `iifname`/`oifname`.
+/// Interface names and ifindexes, to resolve `iifname`/`oifname`, and
+/// which interfaces a routed packet can enter or leave by as netfilter
+/// sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interfaces {
     by_name: BTreeMap<String, u32>,
+    /// Interfaces enslaved to a master (bridge ports, bond or VRF members):
+    /// the IP hooks see their packets with another device, or twice.
+    enslaved: BTreeSet<u32>,
 }
 
 impl Interfaces {
-    /// From `(name, ifindex)` pairs.
+    /// From `(name, ifindex)` pairs, none enslaved.
     pub fn new(it: impl IntoIterator<Item = (String, u32)>) -> Self {
         Interfaces {
             by_name: it.into_iter().collect(),
+            enslaved: BTreeSet::new(),
         }
     }
 
     /// The interfaces of a kernel state.
     pub fn of_state(state: &KernelState) -> Self {
-        Self::new(state.links.values().map(|l| (l.name.clone(), l.ifindex)))
+        let mut i = Self::new(state.links.values().map(|l| (l.name.clone(), l.ifindex)));
+        i.enslaved = state
+            .links
+            .values()
+            .filter(|l| l.master.is_some())
+            .map(|l| l.ifindex)
+            .collect();
+        i
     }
 
-    /// Every known ifindex.
-    pub fn ifindexes(&self) -> BTreeSet<u32> {
-        self.by_name.values().copied().collect()
+    /// Marks `ifindex` as enslaved to a master.
+    pub fn enslave(&mut self, ifindex: u32) {
+        self.enslaved.insert(ifindex);
+    }
+
+    /// The ifindexes the fast path may classify routed packets on: every
+    /// known interface that has no master. A packet from or to any other
+    /// punts.
+    pub fn routable(&self) -> BTreeSet<u32> {
+        self.by_name
+            .values()
+            .copied()
+            .filter(|i| !self.enslaved.contains(i))
+            .collect()
     }
 
     /// The ifindexes whose name matches the bytes of an `iifname` compare:
@@ -115,8 +139,10 @@ pub struct Compiled {
     pub v4: PathPlan,
     /// IPv6.
     pub v6: PathPlan,
-    /// The interfaces known when compiling: packets from or to others punt
-    /// (their names may match rules the compiler resolved without them).
+    /// The interfaces known when compiling, less the enslaved ones
+    /// ([`Interfaces::routable`]): packets from or to others punt (their
+    /// names may match rules the compiler resolved without them, or
+    /// netfilter sees them with another device).
     pub known_ifaces: BTreeSet<u32>,
 }
 
@@ -164,7 +190,7 @@ pub fn compile(ruleset: &Ruleset, ifaces: &Interfaces) -> Compiled {
     Compiled {
         v4: compile_path(ruleset, ifaces, L3::V4),
         v6: compile_path(ruleset, ifaces, L3::V6),
-        known_ifaces: ifaces.ifindexes(),
+        known_ifaces: ifaces.routable(),
     }
 }
 

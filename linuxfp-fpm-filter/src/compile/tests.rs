@@ -505,6 +505,12 @@ fn drop_one_udp_port_compiles_for_both_families() {
         assert_eq!(p.chains[0].base.as_ref().map(|b| b.accept), Some(true));
     }
     assert_eq!(c.known_ifaces.len(), 6);
+    // A bridge port is not a place routed packets are classified on.
+    let mut ifs = ifaces();
+    ifs.enslave(6);
+    let c = compile(&rs, &ifs);
+    assert!(!c.known_ifaces.contains(&6));
+    assert_eq!(c.known_ifaces.len(), 5);
 }
 
 #[test]

@@ -473,3 +473,72 @@ fn table(lab: &Lab) {
         )],
     );
 }
+
+/// The cost of one packet by the number of rules it traverses: on a cache
+/// miss (the chain interpreter walks every rule: linear in this phase) and
+/// on a hit (one LRU lookup: flat). Printed, with loose bounds only.
+#[test]
+fn evaluation_cost_by_rule_count() {
+    if !require_root("evaluation_cost_by_rule_count") {
+        return;
+    }
+    let lab = Lab::new("fltcost");
+    lab.tb
+        .rtr
+        .run_in(|| cost_table(&lab))
+        .expect("run in the router namespace");
+}
+
+fn cost_table(lab: &Lab) {
+    let ingress = lab.tb.rtr_src_if.ifindex;
+    let skb = |frame: &[u8]| {
+        let mut ctx = vec![0u8; SKB_SIZE];
+        ctx[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
+        ctx[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
+        (frame.to_vec(), ctx)
+    };
+    let mut hit_costs = Vec::new();
+    for n in [1usize, 10, 100, 1000] {
+        let rules: String = (0..n)
+            .map(|i| format!("        udp dport {} drop\n", 10000 + i))
+            .collect();
+        let ruleset = format!(
+            "table ip t {{\n    chain filt {{\n        type filter hook forward priority 0; policy accept;\n{rules}    }}\n}}\n"
+        );
+        let l = lab.compile(&ruleset);
+        let ebpf = load(&l, 1);
+        let prog: &SchedClassifier = ebpf
+            .program(TC_PROGRAM)
+            .expect("filter_tc")
+            .try_into()
+            .expect("classifier");
+        let run = |frame: &[u8], ctx: &[u8], repeat: u32| {
+            let res = prog
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    ctx_in: Some(ctx),
+                    repeat,
+                    ..TestRunOptions::default()
+                })
+                .expect("test_run");
+            assert_eq!(res.return_value, TC_ACT_OK, "passes all {n} rules");
+            res.duration
+        };
+        // Misses: a new flow (source port) each time.
+        let flows = 200u16;
+        let mut miss = std::time::Duration::ZERO;
+        for sport in 0..flows {
+            let (f, c) = skb(&lab.v4(UDP, "10.1.0.2", "10.2.0.2", &udp(20000 + sport, 9000, 8)));
+            miss += run(&f, &c, 1);
+        }
+        let miss_ns = miss.as_nanos() / u128::from(flows);
+        // Hits: the same flow again and again.
+        let (f, c) = skb(&lab.v4(UDP, "10.1.0.2", "10.2.0.2", &udp(20000, 9000, 8)));
+        let hit_ns = run(&f, &c, 20000).as_nanos();
+        eprintln!("{n:>5} rules: miss {miss_ns:>7} ns/packet, hit {hit_ns:>4} ns/packet");
+        hit_costs.push(hit_ns);
+    }
+    // The cached path does not grow with the rules (loose: 5x for noise).
+    let (first, last) = (hit_costs[0].max(1), hit_costs[hit_costs.len() - 1]);
+    assert!(last < first * 5 + 200, "hit cost grew: {hit_costs:?}");
+}

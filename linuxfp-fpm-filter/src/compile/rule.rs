@@ -114,6 +114,7 @@ struct Builder<'a, 'c> {
     matches: Vec<Match>,
     sets: &'a mut Vec<IrSet>,
     handle: u64,
+    family: linuxfp::inspector::nftables::Family,
     table: String,
 }
 
@@ -133,6 +134,7 @@ pub(crate) fn compile_rule(cx: &RuleCtx<'_>, rule: &Rule, sets: &mut Vec<IrSet>)
         matches: Vec::new(),
         sets,
         handle: rule.handle,
+        family: rule.family,
         table: rule.table.clone(),
     };
     let action = match rule.expressions() {
@@ -603,14 +605,7 @@ impl Builder<'_, '_> {
         if field == Field::Oif && self.cx.prerouting {
             return unsupported("output interface at prerouting");
         }
-        let family = self
-            .cx
-            .ruleset
-            .rules
-            .iter()
-            .find(|r| r.handle == self.handle && r.table == self.table)
-            .map(|r| r.family);
-        let Some(set) = family.and_then(|f| self.cx.ruleset.set(f, &self.table, &l.set)) else {
+        let Some(set) = self.cx.ruleset.set(self.family, &self.table, &l.set) else {
             return unsupported(format!("set {} not found", l.set));
         };
         match set_elements(set, field, self.cx.l3) {

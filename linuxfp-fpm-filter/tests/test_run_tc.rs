@@ -542,3 +542,207 @@ fn cost_table(lab: &Lab) {
     let (first, last) = (hit_costs[0].max(1), hit_costs[hit_costs.len() - 1]);
     assert!(last < first * 5 + 200, "hit cost grew: {hit_costs:?}");
 }
+
+/// Differential: the recorded Docker, Flannel, mixed and native rulesets
+/// (their nat chains left out so that their filter rules are exercised),
+/// with their interface names mapped onto the lab's, and a few hundred
+/// packets per family built from the addresses and ports the rules name:
+/// `filter_tc` must decide exactly what the reference evaluator decides
+/// from the IR (continue, drop, or the same punt reason).
+#[test]
+fn stage_agrees_with_the_reference_evaluator() {
+    if !require_root("stage_agrees_with_the_reference_evaluator") {
+        return;
+    }
+    let lab = Lab::new("fltdiff");
+    route(&lab.tb.rtr, "default via 10.2.0.2").expect("route");
+    route(&lab.tb.rtr, "default via fd02::2").expect("route");
+    lab.tb
+        .rtr
+        .run_in(|| differential(&lab))
+        .expect("run in the router namespace");
+}
+
+/// xorshift64: deterministic packets.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+fn differential(lab: &Lab) {
+    use linuxfp_fpm_filter::compile::{
+        Action, L3, PathPlan,
+        eval::{Fields, Outcome, evaluate},
+    };
+    let (r0, r1) = (lab.tb.rtr_src_if.ifindex, lab.tb.rtr_dst_if.ifindex);
+    let ifaces = Interfaces::new(
+        [
+            ("lo", 1),
+            ("r0", r0),
+            ("r1", r1),
+            // Reversed, so `-i veth0 -o veth1` (accept) does not take
+            // every packet of the lab (r0 → r1).
+            ("eth0", r1),
+            ("eth1", r0),
+            ("veth0", r1),
+            ("veth1", r0),
+            ("docker0", r1),
+        ]
+        .map(|(n, i)| (n.to_string(), i)),
+    );
+    let v4_src = [
+        "10.0.0.5",
+        "10.1.1.10",
+        "10.66.0.9",
+        "172.16.5.5",
+        "172.17.0.9",
+        "1.2.3.4",
+        "10.244.1.2",
+        "192.0.2.9",
+        "198.51.100.7",
+        "8.8.8.8",
+        "203.0.113.5",
+    ];
+    let v4_dst = [
+        "10.2.0.2",
+        "172.17.0.2",
+        "10.66.0.1",
+        "192.168.1.20",
+        "10.9.9.9",
+        "10.244.0.7",
+        "9.9.9.9",
+        "10.2.0.200",
+    ];
+    let v6_src = ["fd01::2", "fd66::1", "2001:db8::1"];
+    let v6_dst = ["fd02::2", "2001:db8:1::5", "fd09::9"];
+    let ports = [
+        22u16, 53, 80, 443, 1000, 1500, 2000, 2001, 5000, 5001, 7000, 8000, 8080, 8081, 40000,
+    ];
+    let flags = [0x02u8, 0x10, 0x12, 0x04, 0x11, 0x06];
+    let mut generation = 10;
+    // Each ruleset as compiled, and without its catch-all punts (e.g. a
+    // leading `ct state` rule), so that the rules behind them run too.
+    let variants = ["docker", "flannel", "mixed", "native"]
+        .into_iter()
+        .flat_map(|n| [(n, false), (n, true)]);
+    for (name, strip) in variants {
+        let path = format!(
+            "{}/../linuxfp/tests/data/nft_{name}.bin",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut rs = nftables::Ruleset::from_messages(&std::fs::read(&path).expect(name));
+        rs.chains
+            .retain(|c| c.base.as_ref().is_none_or(|b| b.chain_type == "filter"));
+        let mut compiled = compile(&rs, &ifaces);
+        if strip {
+            for p in [&mut compiled.v4, &mut compiled.v6] {
+                if let PathPlan::Rules(p) = p {
+                    for c in &mut p.chains {
+                        c.rules.retain(|r| {
+                            !(r.matches.is_empty() && matches!(r.action, Action::Punt(_)))
+                        });
+                    }
+                }
+            }
+        }
+        let l = layout(&compiled).expect("fits");
+        generation += 1;
+        let ebpf = load(&l, generation);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ generation as u64);
+        let mut rows: Vec<Row> = Vec::new();
+        for l3 in [L3::V4, L3::V6] {
+            for _ in 0..150 {
+                let v6 = l3 == L3::V6;
+                let protos: &[u8] = if v6 {
+                    &[TCP, UDP, ICMPV6]
+                } else {
+                    &[TCP, UDP, ICMP, 47]
+                };
+                let proto = *rng.pick(protos);
+                let (s, d) = if v6 {
+                    (*rng.pick(&v6_src), *rng.pick(&v6_dst))
+                } else {
+                    (*rng.pick(&v4_src), *rng.pick(&v4_dst))
+                };
+                let (sport, dport) = (*rng.pick(&ports), *rng.pick(&ports));
+                let tcp_flags = *rng.pick(&flags);
+                let icmp_type = *rng.pick(&[8u8, 0, 3, 128, 129]);
+                let l4 = match proto {
+                    TCP => {
+                        let mut t = tcp(sport, dport, 0);
+                        t[13] = tcp_flags;
+                        t
+                    }
+                    UDP => udp(sport, dport, 8),
+                    ICMP | ICMPV6 => {
+                        let mut e = echo(icmp_type);
+                        e[0] = icmp_type;
+                        e
+                    }
+                    _ => vec![0u8; 8],
+                };
+                let frame = if v6 {
+                    lab.v6(proto, s, d, &l4)
+                } else {
+                    lab.v4(proto, s, d, &l4)
+                };
+                let addr = |a: &str| -> Vec<u8> {
+                    match a.parse::<std::net::IpAddr>().expect("address") {
+                        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+                    }
+                };
+                let (fs, fd) = match proto {
+                    TCP | UDP => (sport, dport),
+                    ICMP | ICMPV6 => (u16::from(icmp_type), 0),
+                    _ => (0, 0),
+                };
+                let fields = Fields {
+                    iif: r0,
+                    oif: r1,
+                    l4proto: proto,
+                    saddr: addr(s),
+                    daddr: addr(d),
+                    sport: fs,
+                    dport: fd,
+                    tcp_flags: if proto == TCP { tcp_flags } else { 0 },
+                };
+                let expect = match compiled.path(l3) {
+                    PathPlan::Open => Expect::Continue,
+                    PathPlan::Punt { .. } => Expect::Punt(PUNT_PATH),
+                    PathPlan::Rules(p) => match evaluate(p, &fields) {
+                        Outcome::Continue => Expect::Continue,
+                        Outcome::Drop => Expect::Drop,
+                        Outcome::Punt(w) => Expect::Punt(w.counter()),
+                        Outcome::TooDeep => Expect::Punt(PUNT_TOO_LONG),
+                    },
+                };
+                rows.push(("random packet", frame, expect));
+            }
+        }
+        let tally = |f: &dyn Fn(&Expect) -> bool| rows.iter().filter(|r| f(&r.2)).count();
+        eprintln!(
+            "{name}{}: {} packets: {} continue, {} drop, {} punt",
+            if strip {
+                " (catch-all punts removed)"
+            } else {
+                ""
+            },
+            rows.len(),
+            tally(&|e| matches!(e, Expect::Continue)),
+            tally(&|e| matches!(e, Expect::Drop)),
+            tally(&|e| matches!(e, Expect::Punt(_))),
+        );
+        check(&ebpf, r0, &rows);
+    }
+}

@@ -35,6 +35,7 @@
 //! does not exist) are left out. Regular chains are compiled once, when
 //! reachable from a base chain of the path.
 
+pub mod eval;
 mod ir;
 pub mod rule;
 

@@ -3,7 +3,7 @@
 //! key and value types of its maps.
 //!
 //! The compiled ruleset is a flat array of rules per generation
-//! ([`RULES_MAP`], keyed by [`RuleKey`]); chains are contiguous ranges in it
+//! ([`RULES_MAP`], at [`rule_slot`]); chains are contiguous ranges in it
 //! and end in a synthetic rule ([`ACT_END_BASE`] / [`ACT_RETURN`]). Set
 //! lookups go through one LPM trie ([`SETS_MAP`]) whose key starts with the
 //! generation and the set id, so every generation has its own sets. The
@@ -69,7 +69,11 @@ pub const PUNT_NAMES: [&str; 14] = [
 
 /// Name of the [`FilterConf`] global.
 pub const CONF_GLOBAL: &str = "FILTER_CONF";
-/// Map: the compiled rules (`HashMap<RuleKey, FilterRule>`).
+/// Map: the compiled rules (`Array<FilterRule>`, at [`rule_slot`]): two
+/// halves, one per generation parity, so the rules of the next generation
+/// are written while the current one runs (consecutive generations have
+/// different parities). Each rule carries its generation: a program that
+/// reads a rule of another generation punts ([`PUNT_NO_RULES`]).
 pub const RULES_MAP: &str = "FILTER_RULES";
 /// Map: set elements (`LpmTrie<SetKey, u8>`).
 pub const SETS_MAP: &str = "FILTER_SETS";
@@ -126,14 +130,15 @@ pub struct FilterConf {
     pub v6: PathConf,
 }
 
-/// Key of [`RULES_MAP`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RuleKey {
-    /// Generation.
-    pub generation: u32,
-    /// Rule index.
-    pub index: u32,
+/// Index in [`RULES_MAP`] of rule `index` of `generation`, `None` past
+/// [`MAX_RULES`].
+#[inline(always)]
+pub const fn rule_slot(generation: u32, index: u32) -> Option<u32> {
+    if index >= MAX_RULES {
+        None
+    } else {
+        Some((generation & 1) * MAX_RULES + index)
+    }
 }
 
 /// `FilterRule::matches` bits: which predicates the rule has.
@@ -240,6 +245,8 @@ pub struct FilterRule {
     pub set_field: [u8; 2],
     /// Reserved, zero.
     pub reserved: [u8; 2],
+    /// The generation this rule belongs to (0: no rule).
+    pub generation: u32,
     /// Set ids of the two set lookups.
     pub set_id: [u32; 2],
     /// Source address (network order; IPv4 in the first 4 bytes).
@@ -317,8 +324,6 @@ mod pod {
     // arrays, and have no implicit padding (size asserts below).
     unsafe impl aya::Pod for super::FilterConf {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::RuleKey {}
-    // SAFETY: as above.
     unsafe impl aya::Pod for super::FilterRule {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SetKey {}
@@ -329,8 +334,7 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<FilterConf>() == 24);
-const _: () = assert!(core::mem::size_of::<RuleKey>() == 8);
-const _: () = assert!(core::mem::size_of::<FilterRule>() == 120);
+const _: () = assert!(core::mem::size_of::<FilterRule>() == 124);
 const _: () = assert!(core::mem::size_of::<SetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
 const _: () = assert!(core::mem::size_of::<CachedVerdict>() == 8);

@@ -13,9 +13,11 @@
 //!
 //! # Atomic updates
 //!
-//! Every key carries the generation, and the generation is a global: a new
-//! ruleset is written next to the old one, and the deployer swaps in the
-//! programs that read it only after all maps are written. The
+//! Rules sit in the half of the rule array of their generation's parity,
+//! stamped with the generation; set keys carry the generation; and the
+//! generation is a global: a new ruleset is written next to the old one,
+//! and the deployer swaps in the programs that read it only after all maps
+//! are written. The
 //! [`Generations`] keeper keeps the previous generation's entries in the
 //! desired contents, so the old programs find their rules until they are
 //! replaced; entries two generations old are removed.
@@ -287,13 +289,12 @@ pub fn set_key_bytes(generation: u32, set: u32, value: &[u8; 16], bits: u32) -> 
 /// Adds one generation's entries to the map contents.
 fn write(layout: &Layout, generation: u32, rules: &mut MapContents, sets: &mut MapContents) {
     for (i, r) in layout.rules.iter().enumerate() {
-        rules.insert(
-            HexBytes::of(&RuleKey {
-                generation,
-                index: i as u32,
-            }),
-            HexBytes::of(r),
-        );
+        // `layout` refused more than MAX_RULES.
+        let Some(slot) = rule_slot(generation, i as u32) else {
+            break;
+        };
+        let r = FilterRule { generation, ..*r };
+        rules.insert(HexBytes(slot.to_ne_bytes().to_vec()), HexBytes::of(&r));
     }
     for (set, value, bits) in &layout.sets {
         sets.insert(
@@ -325,8 +326,11 @@ impl Generations {
         };
         let same = st.current.as_ref().is_some_and(|(_, l)| *l == layout);
         if !same {
+            // Consecutive generations differ in parity (they use the two
+            // halves of the rule array); 0 is never one.
             let next = match &st.current {
-                Some((g, _)) => g.wrapping_add(1).max(1),
+                Some((u32::MAX, _)) => 2,
+                Some((g, _)) => g + 1,
                 None => 1,
             };
             st.previous = st.current.take();
@@ -489,6 +493,16 @@ mod tests {
         let cfg2 = g.config(layout(&c2).expect("fits"));
         assert_eq!(g.current(), Some(2));
         assert_eq!(cfg2.maps[RULES_MAP].len(), 5 + 4);
+        // Generation 2 sits in the even half, stamped with its generation.
+        let slot = rule_slot(2, 0).expect("slot");
+        assert_eq!(slot, 0);
+        let v = &cfg2.maps[RULES_MAP][&HexBytes(slot.to_ne_bytes().to_vec())];
+        let stamp = u32::from_ne_bytes([v.0[48], v.0[49], v.0[50], v.0[51]]);
+        assert_eq!(stamp, 2);
+        assert!(
+            cfg2.maps[RULES_MAP].contains_key(&HexBytes(MAX_RULES.to_ne_bytes().to_vec())),
+            "generation 1 kept in the odd half"
+        );
         let c3 = Compiled {
             v4: PathPlan::Open,
             ..c1

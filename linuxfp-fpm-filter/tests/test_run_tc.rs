@@ -15,7 +15,7 @@ mod common;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, LpmTrie, lpm_trie::Key},
+    maps::{Array, LpmTrie, lpm_trie::Key},
     programs::{SchedClassifier, TestRun, TestRunOptions},
 };
 use linuxfp::{inspector::nftables, netns::NetnsRef};
@@ -179,14 +179,12 @@ fn load(l: &Layout, generation: u32) -> Ebpf {
         .load(FILTER_OBJ)
         .expect("load the filter object");
     {
-        let mut rules: HashMap<_, RuleKey, FilterRule> =
-            HashMap::try_from(ebpf.map_mut(RULES_MAP).expect(RULES_MAP)).expect("hash");
+        let mut rules: Array<_, FilterRule> =
+            Array::try_from(ebpf.map_mut(RULES_MAP).expect(RULES_MAP)).expect("array");
         for (i, r) in l.rules.iter().enumerate() {
-            let k = RuleKey {
-                generation,
-                index: i as u32,
-            };
-            rules.insert(k, *r, 0).expect("insert rule");
+            let slot = rule_slot(generation, i as u32).expect("within MAX_RULES");
+            let r = FilterRule { generation, ..*r };
+            rules.set(slot, r, 0).expect("set rule");
         }
     }
     {

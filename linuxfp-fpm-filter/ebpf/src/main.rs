@@ -19,7 +19,7 @@ use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams},
     helpers::{bpf_fib_lookup, bpf_loop},
     macros::{classifier, map},
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::TcContext,
 };
 use linuxfp_ebpf_common::{
@@ -43,7 +43,7 @@ static FILTER_CONF: aya_ebpf::Global<FilterConf> = aya_ebpf::Global::new(FilterC
 });
 
 #[map]
-static FILTER_RULES: HashMap<RuleKey, FilterRule> = HashMap::with_max_entries(RULES_ENTRIES, 0);
+static FILTER_RULES: Array<FilterRule> = Array::with_max_entries(RULES_ENTRIES, 0);
 
 #[map]
 static FILTER_SETS: LpmTrie<SetKey, u8> = LpmTrie::with_max_entries(SETS_ENTRIES, 0);
@@ -303,17 +303,19 @@ fn next_base(ev: &mut Eval, next: u32) -> i64 {
     0
 }
 
+/// Rule `index` of `generation`, if the map holds it (a rule of another
+/// generation means the maps are being rewritten under an old program).
+#[inline(always)]
+fn rule(generation: u32, index: u32) -> Option<&'static FilterRule> {
+    let r = FILTER_RULES.get(rule_slot(generation, index)?)?;
+    (r.generation == generation).then_some(r)
+}
+
 /// One rule. Returns 1 when the evaluation is over.
 #[inline(always)]
 fn step(ev: &mut Eval) -> i64 {
     let g = ev.key.generation;
-    // SAFETY: plain lookup; fields are read at once.
-    let Some(r) = (unsafe {
-        FILTER_RULES.get(&RuleKey {
-            generation: g,
-            index: ev.pc,
-        })
-    }) else {
+    let Some(r) = rule(g, ev.pc) else {
         return finish(ev, VERDICT_PUNT, PUNT_NO_RULES);
     };
     if ev.base_end == NO_NEXT {
@@ -329,14 +331,7 @@ fn step(ev: &mut Eval) -> i64 {
             0
         }
         ACT_ACCEPT => {
-            let end = ev.base_end;
-            // SAFETY: as above.
-            match unsafe {
-                FILTER_RULES.get(&RuleKey {
-                    generation: g,
-                    index: end,
-                })
-            } {
+            match rule(g, ev.base_end) {
                 Some(e) => next_base(ev, e.next_base),
                 None => finish(ev, VERDICT_PUNT, PUNT_NO_RULES),
             }

@@ -370,6 +370,16 @@ fn table(lab: &Lab) {
             Expect::Punt(PUNT_NOT_FORWARDED),
         ),
         (
+            "loopback source: not forwarded",
+            lab.v4(UDP, "127.0.0.1", d, &udp(1000, 5001, 8)),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
+            "ipv6 link-local source: the kernel answers with ICMPv6",
+            lab.v6(UDP, "fe80::2", "fd02::2", &udp(1000, 5001, 8)),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
             "to the router itself: not forwarded",
             lab.v4(UDP, s, "10.2.0.1", &udp(1000, 5001, 8)),
             Expect::Punt(PUNT_NOT_FORWARDED),

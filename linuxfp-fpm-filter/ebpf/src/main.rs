@@ -117,7 +117,7 @@ fn decide(ctx: &TcContext, ingress: u32) -> Result<u32, u32> {
     // Only what is certainly forwarded is decided here: the FORWARD and
     // POSTROUTING hooks see nothing else, and the kernel answers some
     // packets (TTL, MTU, unreachable routes, redirects) before them.
-    if pkt_type != PACKET_HOST || pkt.ttl <= 1 {
+    if pkt_type != PACKET_HOST || pkt.ttl <= 1 || martian(&ev.key) {
         return Err(PUNT_NOT_FORWARDED);
     }
     let tot_len = if gso_size == 0 {
@@ -178,6 +178,25 @@ fn verdict(v: u32, reason: u32) -> Result<u32, u32> {
         VERDICT_CONTINUE | VERDICT_DROP => Ok(v),
         _ => Err(reason),
     }
+}
+
+/// Addresses routing refuses or answers before the FORWARD hook (the
+/// kernel drops martians, may log them, and answers a link-local IPv6
+/// source with an ICMPv6 error): IPv4 0/8, 127/8, 224/4 and above; IPv6
+/// unspecified, loopback, IPv4-mapped, multicast, link-local.
+#[inline(always)]
+fn martian(k: &FlowKey) -> bool {
+    if k.l3 == 4 {
+        let bad = |a: u8| a == 0 || a == 127 || a >= 224;
+        return bad(k.saddr[0]) || bad(k.daddr[0]);
+    }
+    let bad = |a: &[u8; 16]| {
+        let zero_prefix = a[..10].iter().all(|b| *b == 0);
+        a[0] == 0xff
+            || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+            || (zero_prefix && (a[10..12] == [0, 0] || a[10..12] == [0xff, 0xff]))
+    };
+    bad(&k.saddr) || bad(&k.daddr)
 }
 
 /// The output interface the kernel would forward the packet to.

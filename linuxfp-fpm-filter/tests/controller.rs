@@ -119,6 +119,27 @@ async fn until(
     }
 }
 
+/// Runs an `nft` command in the router and waits until the controller has
+/// deployed the ruleset it makes; prints the delay.
+async fn nft_change(tb: &VirtualRouter, handle: &ControllerHandle, argv: &[&str]) {
+    let before = filter_conf(handle);
+    assert!(before.is_some(), "a filter configuration is deployed");
+    let t = Instant::now();
+    tb.rtr.exec(argv).expect("nft");
+    until(
+        handle,
+        Duration::from_secs(5),
+        "new ruleset deployed",
+        |h| filter_conf(h) != before,
+    )
+    .await;
+    eprintln!(
+        "`{}` → new ruleset deployed after {:?}",
+        argv.join(" "),
+        t.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_and_router_drop_one_port_like_linux() {
     if !require_root("filter_and_router_drop_one_port_like_linux") {
@@ -198,25 +219,10 @@ async fn filter_and_router_drop_one_port_like_linux() {
     );
 
     // A new rule drops the open port too, once its event is processed.
-    let before = filter_conf(&handle);
-    assert!(before.is_some());
-    let t = Instant::now();
-    tb.rtr
-        .exec(&[
-            "nft", "add", "rule", "inet", "t", "filt", "udp", "dport", "5000", "drop",
-        ])
-        .expect("nft add rule");
-    until(
-        &handle,
-        Duration::from_secs(5),
-        "new ruleset deployed",
-        |h| filter_conf(h) != before,
-    )
-    .await;
-    eprintln!(
-        "nft add rule → new ruleset deployed after {:?}",
-        t.elapsed()
-    );
+    let add = [
+        "nft", "add", "rule", "inet", "t", "filt", "udp", "dport", "5000", "drop",
+    ];
+    nft_change(&tb, &handle, &add).await;
     let after_add = udp_round(&tb);
     eprintln!("after add: {after_add:?}");
     assert_eq!(after_add, (0, 0));
@@ -232,24 +238,10 @@ async fn filter_and_router_drop_one_port_like_linux() {
         .and_then(|l| l.rsplit("# handle ").next())
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|| panic!("rule handle in {listing}"));
-    let before = filter_conf(&handle);
-    let t = Instant::now();
-    tb.rtr
-        .exec(&[
-            "nft", "delete", "rule", "inet", "t", "filt", "handle", &handle_no,
-        ])
-        .expect("nft delete rule");
-    until(
-        &handle,
-        Duration::from_secs(5),
-        "ruleset deployed again",
-        |h| filter_conf(h) != before,
-    )
-    .await;
-    eprintln!(
-        "nft delete rule → new ruleset deployed after {:?}",
-        t.elapsed()
-    );
+    let delete = [
+        "nft", "delete", "rule", "inet", "t", "filt", "handle", &handle_no,
+    ];
+    nft_change(&tb, &handle, &delete).await;
     let after_delete = udp_round(&tb);
     assert_eq!(after_delete, linux);
 

@@ -227,10 +227,7 @@ fn check(ebpf: &Ebpf, ingress: u32, rows: &[Row]) {
     let mut failures = Vec::new();
     for pass in ["evaluated", "cached"] {
         for (row_name, frame, expect) in rows {
-            let mut ctx = vec![0u8; SKB_SIZE];
-            ctx[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4]
-                .copy_from_slice(&ingress.to_ne_bytes());
-            ctx[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
+            let ctx = skb_ctx(ingress);
             let mut out = vec![0u8; frame.len() + 256];
             let before = counters(ebpf, ingress);
             let res = prog
@@ -270,18 +267,34 @@ fn check(ebpf: &Ebpf, ingress: u32, rows: &[Row]) {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
-#[test]
-fn filter_table() {
-    if !require_root("filter_table") {
+/// Runs `body` in a new lab's router namespace (BPF_PROG_TEST_RUN resolves
+/// the ingress ifindex and runs the FIB lookup in the caller's namespace),
+/// after adding `routes` there. Skips loudly without root.
+fn in_lab(test: &str, tag: &str, routes: &[&str], body: fn(&Lab)) {
+    if !require_root(test) {
         return;
     }
-    let lab = Lab::new("fltr");
-    // BPF_PROG_TEST_RUN resolves the ingress ifindex and runs the FIB
-    // lookup in the caller's namespace: run inside the router's.
+    let lab = Lab::new(tag);
+    for r in routes {
+        route(&lab.tb.rtr, r).expect("route");
+    }
     lab.tb
         .rtr
-        .run_in(|| table(&lab))
+        .run_in(|| body(&lab))
         .expect("run in the router namespace");
+}
+
+/// The `__sk_buff` of a packet arriving on `ingress`.
+fn skb_ctx(ingress: u32) -> Vec<u8> {
+    let mut ctx = vec![0u8; SKB_SIZE];
+    ctx[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
+    ctx[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
+    ctx
+}
+
+#[test]
+fn filter_table() {
+    in_lab("filter_table", "fltr", &[], table);
 }
 
 fn table(lab: &Lab) {
@@ -487,24 +500,12 @@ fn table(lab: &Lab) {
 /// on a hit (one LRU lookup: flat). Printed, with loose bounds only.
 #[test]
 fn evaluation_cost_by_rule_count() {
-    if !require_root("evaluation_cost_by_rule_count") {
-        return;
-    }
-    let lab = Lab::new("fltcost");
-    lab.tb
-        .rtr
-        .run_in(|| cost_table(&lab))
-        .expect("run in the router namespace");
+    in_lab("evaluation_cost_by_rule_count", "fltcost", &[], cost_table);
 }
 
 fn cost_table(lab: &Lab) {
     let ingress = lab.tb.rtr_src_if.ifindex;
-    let skb = |frame: &[u8]| {
-        let mut ctx = vec![0u8; SKB_SIZE];
-        ctx[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
-        ctx[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
-        (frame.to_vec(), ctx)
-    };
+    let skb = |frame: &[u8]| (frame.to_vec(), skb_ctx(ingress));
     let mut hit_costs = Vec::new();
     for n in [1usize, 10, 100, 1000] {
         let rules: String = (0..n)
@@ -559,16 +560,12 @@ fn cost_table(lab: &Lab) {
 /// from the IR (continue, drop, or the same punt reason).
 #[test]
 fn stage_agrees_with_the_reference_evaluator() {
-    if !require_root("stage_agrees_with_the_reference_evaluator") {
-        return;
-    }
-    let lab = Lab::new("fltdiff");
-    route(&lab.tb.rtr, "default via 10.2.0.2").expect("route");
-    route(&lab.tb.rtr, "default via fd02::2").expect("route");
-    lab.tb
-        .rtr
-        .run_in(|| differential(&lab))
-        .expect("run in the router namespace");
+    in_lab(
+        "stage_agrees_with_the_reference_evaluator",
+        "fltdiff",
+        &["default via 10.2.0.2", "default via fd02::2"],
+        differential,
+    );
 }
 
 /// xorshift64: deterministic packets.

@@ -21,7 +21,7 @@ use linuxfp::{
 use linuxfp_ebpf_common::filter::CONF_GLOBAL;
 use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_fpm_router::RouterFpm;
-use linuxfp_testkit::{VirtualRouter, attached_programs, require_root};
+use linuxfp_testkit::{NsChild, VirtualRouter, attached_programs, require_root};
 
 const OPEN: u16 = 5000;
 const DROPPED: u16 = 5001;
@@ -65,28 +65,42 @@ for i in range(n):
     time.sleep(0.002)
 "#;
 
-/// UDP datagrams received on (OPEN, DROPPED) when sending `PACKETS` to each.
-fn udp_round(tb: &VirtualRouter) -> (u32, u32) {
+/// A receiver and a sender of one round of UDP traffic, running.
+struct Round {
+    rx: NsChild,
+    tx: NsChild,
+}
+
+/// Starts counting on (OPEN, DROPPED) for `secs`, then sends `packets` to
+/// each port (2 ms apart).
+fn start_round(tb: &VirtualRouter, packets: u32, secs: f64) -> Round {
     let ports = format!("{OPEN},{DROPPED}");
     let rx = tb
         .dst
-        .spawn(&["python3", "-c", RECEIVER, &ports, "1.5"])
+        .spawn(&["python3", "-c", RECEIVER, &ports, &secs.to_string()])
         .expect("receiver");
     std::thread::sleep(Duration::from_millis(300));
-    tb.src
-        .exec_timeout(
-            &[
-                "python3",
-                "-c",
-                SENDER,
-                "10.2.0.2",
-                &ports,
-                &PACKETS.to_string(),
-            ],
-            Duration::from_secs(10),
-        )
+    let tx = tb
+        .src
+        .spawn(&[
+            "python3",
+            "-c",
+            SENDER,
+            "10.2.0.2",
+            &ports,
+            &packets.to_string(),
+        ])
         .expect("sender");
-    let out = rx.wait(Duration::from_secs(10)).expect("receiver output");
+    Round { rx, tx }
+}
+
+/// Datagrams received on (OPEN, DROPPED).
+fn finish_round(round: Round) -> (u32, u32) {
+    round.tx.wait(Duration::from_secs(20)).expect("sender");
+    let out = round
+        .rx
+        .wait(Duration::from_secs(20))
+        .expect("receiver output");
     let get = |port: u16| -> u32 {
         out.split_whitespace()
             .find_map(|kv| kv.strip_prefix(&format!("{port}:")))
@@ -94,6 +108,11 @@ fn udp_round(tb: &VirtualRouter) -> (u32, u32) {
             .unwrap_or_else(|| panic!("receiver said {out:?}"))
     };
     (get(OPEN), get(DROPPED))
+}
+
+/// Datagrams received on (OPEN, DROPPED) when sending `PACKETS` to each.
+fn udp_round(tb: &VirtualRouter) -> (u32, u32) {
+    finish_round(start_round(tb, PACKETS, 1.5))
 }
 
 /// The deployed filter configuration (its generation global), if any.
@@ -117,6 +136,20 @@ async fn until(
         assert!(Instant::now() < deadline, "{what} within {within:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The handle of the rule of `inet t filt` whose listing contains `what`.
+fn rule_handle(tb: &VirtualRouter, what: &str) -> String {
+    let listing = tb
+        .rtr
+        .exec(&["nft", "-a", "list", "chain", "inet", "t", "filt"])
+        .expect("nft list");
+    listing
+        .lines()
+        .find(|l| l.contains(what))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| panic!("rule handle in {listing}"))
 }
 
 /// Runs an `nft` command in the router and waits until the controller has
@@ -228,22 +261,31 @@ async fn filter_and_router_drop_one_port_like_linux() {
     assert_eq!(after_add, (0, 0));
 
     // Deleting it opens the port again.
-    let listing = tb
-        .rtr
-        .exec(&["nft", "-a", "list", "chain", "inet", "t", "filt"])
-        .expect("nft list");
-    let handle_no = listing
-        .lines()
-        .find(|l| l.contains("dport 5000"))
-        .and_then(|l| l.rsplit("# handle ").next())
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|| panic!("rule handle in {listing}"));
+    let handle_no = rule_handle(&tb, "dport 5000");
     let delete = [
         "nft", "delete", "rule", "inet", "t", "filt", "handle", &handle_no,
     ];
     nft_change(&tb, &handle, &delete).await;
     let after_delete = udp_round(&tb);
     assert_eq!(after_delete, linux);
+
+    // Ruleset swaps under traffic: unrelated rules come and go while both
+    // ports are sent to; the open port loses nothing and the dropped one
+    // gets nothing (a packet sees the old or the new ruleset, never a mix
+    // or none).
+    let busy = start_round(&tb, 1000, 5.0);
+    for _ in 0..3 {
+        let add = [
+            "nft", "add", "rule", "inet", "t", "filt", "udp", "dport", "6000", "drop",
+        ];
+        nft_change(&tb, &handle, &add).await;
+        let h = rule_handle(&tb, "dport 6000");
+        let delete = ["nft", "delete", "rule", "inet", "t", "filt", "handle", &h];
+        nft_change(&tb, &handle, &delete).await;
+    }
+    let under_swaps = finish_round(busy);
+    eprintln!("6 ruleset swaps under traffic: {under_swaps:?}");
+    assert_eq!(under_swaps, (1000, 0));
 
     handle.shutdown();
     tokio::time::timeout(Duration::from_secs(5), task)

@@ -77,6 +77,10 @@ pub const CONF_GLOBAL: &str = "FILTER_CONF";
 pub const RULES_MAP: &str = "FILTER_RULES";
 /// Map: set elements (`LpmTrie<SetKey, u8>`).
 pub const SETS_MAP: &str = "FILTER_SETS";
+/// Map: the interfaces the XDP program is attached to (`Array<FilterIface>`
+/// indexed by ifindex, below [`crate::abi::MAX_IFINDEX`]): their MACs tell
+/// frames for this host from others, as `skb->pkt_type` does at TC.
+pub const IFACES_MAP: &str = "FILTER_IFACES";
 /// Map: the per-flow verdict cache (`LruHashMap<FlowKey, CachedVerdict>`),
 /// private to each program instance (never written from userspace).
 pub const CACHE_MAP: &str = "FILTER_CACHE";
@@ -301,6 +305,19 @@ pub struct FlowKey {
     pub daddr: [u8; 16],
 }
 
+/// `FilterIface::flags`: the filter runs at XDP here; `mac` is valid.
+pub const IFACE_XDP: u16 = 1;
+
+/// Value of [`IFACES_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterIface {
+    /// The interface's own MAC.
+    pub mac: [u8; 6],
+    /// `IFACE_*` bits.
+    pub flags: u16,
+}
+
 /// `CachedVerdict::verdict`: continue to the next stage.
 pub const VERDICT_CONTINUE: u32 = 0;
 /// `CachedVerdict::verdict`: drop.
@@ -331,6 +348,8 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CachedVerdict {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FilterIface {}
 }
 
 const _: () = assert!(core::mem::size_of::<FilterConf>() == 24);
@@ -338,3 +357,4 @@ const _: () = assert!(core::mem::size_of::<FilterRule>() == 124);
 const _: () = assert!(core::mem::size_of::<SetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
 const _: () = assert!(core::mem::size_of::<CachedVerdict>() == 8);
+const _: () = assert!(core::mem::size_of::<FilterIface>() == 8);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The filter FPM: the kernel's nf_tables ruleset for routed IPv4/IPv6
-//! traffic, evaluated in TC before the router stage, never more or less
-//! permissive than netfilter.
+//! traffic, evaluated in XDP or TC before the router stage, never more or
+//! less permissive than netfilter.
 //!
 //! - [`compile`]: the ruleset → per family, the base chains of the routed
 //!   path (prerouting, forward, postrouting) as rules of predicates and
@@ -10,8 +10,11 @@
 //! - [`params`]: the compiled rules → the `FILTER_RULES` and `FILTER_SETS`
 //!   maps, keyed by generation, and the `FILTER_CONF` global naming the
 //!   generation (a ruleset change swaps programs atomically).
-//! - the stage (`ebpf/`): parses the packet, asks the FIB for the egress
-//!   interface (a packet that is not certainly forwarded punts), looks the
+//! - the stage (`ebpf/`, `filter_xdp` and `filter_tc`): parses the packet
+//!   (at XDP, a frame not addressed to the interface's own MAC is not for
+//!   this stack: it punts, as `skb->pkt_type` makes it at TC), asks the FIB
+//!   for the egress interface (a packet that is not certainly forwarded
+//!   punts), looks the
 //!   flow up in a per-flow verdict cache (LRU hash keyed by every field the
 //!   rules read and the generation), and on a miss evaluates the rules with
 //!   a bounded chain interpreter (a linear scan in this phase: cost grows
@@ -47,6 +50,8 @@ use linuxfp::{
 };
 use linuxfp_ebpf_common::filter;
 
+/// Name of the XDP program in the object.
+pub const XDP_PROGRAM: &str = "filter_xdp";
 /// Name of the TC program in the object.
 pub const TC_PROGRAM: &str = "filter_tc";
 
@@ -70,9 +75,9 @@ impl FilterFpm {
             declaration: FpmDeclaration {
                 name: "filter",
                 role: FpmRole::Accelerates(NetworkFunction::Filter),
-                programs: BTreeMap::from([(Hook::Tc, TC_PROGRAM)]),
+                programs: BTreeMap::from([(Hook::Xdp, XDP_PROGRAM), (Hook::Tc, TC_PROGRAM)]),
                 capabilities: vec![Capability::FibLookup],
-                shared_maps: vec![filter::RULES_MAP, filter::SETS_MAP],
+                shared_maps: vec![filter::RULES_MAP, filter::SETS_MAP, filter::IFACES_MAP],
                 punt_reasons: filter::PUNT_NAMES.to_vec(),
             },
             generations: params::Generations::default(),
@@ -119,6 +124,11 @@ impl Fpm for FilterFpm {
                 })?
             }
         };
-        Ok(self.generations.config(layout))
+        let mut cfg = self.generations.config(layout);
+        cfg.maps.insert(
+            filter::IFACES_MAP.to_string(),
+            params::xdp_ifaces(self.declaration.name, input),
+        );
+        Ok(cfg)
     }
 }

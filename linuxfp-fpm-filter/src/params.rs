@@ -24,7 +24,7 @@
 
 use std::sync::Mutex;
 
-use linuxfp::fpm::{FpmConfig, HexBytes, MapContents};
+use linuxfp::fpm::{FpmConfig, HexBytes, Hook, MapContents, ParamInput};
 use linuxfp_ebpf_common::filter::*;
 
 use crate::compile::{Action, Compiled, Field, L3, PathPlan, Pred, Program};
@@ -271,6 +271,26 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
     }
 }
 
+/// `FILTER_IFACES`: the MAC of every interface the decisions attach `fpm`
+/// to at XDP (the XDP program's test for frames addressed to this host).
+pub fn xdp_ifaces(fpm: &str, input: &ParamInput<'_>) -> MapContents {
+    input
+        .decisions
+        .interfaces_of(fpm)
+        .filter(|(i, hook)| *hook == Hook::Xdp && *i < linuxfp_ebpf_common::abi::MAX_IFINDEX)
+        .filter_map(|(i, _)| {
+            let mac = input.topology.interfaces.get(&i)?.mac?;
+            Some((
+                HexBytes(i.to_ne_bytes().to_vec()),
+                HexBytes::of(&FilterIface {
+                    mac,
+                    flags: IFACE_XDP,
+                }),
+            ))
+        })
+        .collect()
+}
+
 /// The map key of a set element: `bpf_lpm_trie_key` (prefix length, then
 /// the data), the data being a [`SetKey`].
 pub fn set_key_bytes(generation: u32, set: u32, value: &[u8; 16], bits: u32) -> Vec<u8> {
@@ -511,6 +531,58 @@ mod tests {
         // Generation 1 is gone, 2 is kept for the programs still running.
         assert_eq!(cfg3.maps[RULES_MAP].len(), 4);
         assert_ne!(cfg3.globals[CONF_GLOBAL], cfg2.globals[CONF_GLOBAL]);
+    }
+
+    #[test]
+    fn xdp_interfaces_get_their_mac() {
+        use linuxfp::{
+            compat::{Decisions, InterfaceDecision},
+            topology::{Interface, Topology},
+        };
+        let mut topology = Topology::default();
+        for i in [2u32, 3] {
+            topology.interfaces.insert(
+                i,
+                Interface {
+                    ifindex: i,
+                    name: format!("r{i}"),
+                    mac: Some([2, 0, 0, 0, 0, i as u8]),
+                    ..Default::default()
+                },
+            );
+        }
+        let decisions = Decisions {
+            interfaces: [(2, Hook::Xdp), (3, Hook::Tc)]
+                .into_iter()
+                .map(|(i, hook)| {
+                    (
+                        i,
+                        InterfaceDecision {
+                            name: format!("r{i}"),
+                            hook: Some(hook),
+                            stages: vec!["filter".into(), "router".into()],
+                            reasons: vec![],
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let m = xdp_ifaces(
+            "filter",
+            &ParamInput {
+                topology: &topology,
+                decisions: &decisions,
+                state: None,
+            },
+        );
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            m[&HexBytes(2u32.to_ne_bytes().to_vec())],
+            HexBytes::of(&FilterIface {
+                mac: [2, 0, 0, 0, 0, 2],
+                flags: IFACE_XDP
+            })
+        );
     }
 
     #[test]

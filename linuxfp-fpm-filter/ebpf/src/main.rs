@@ -16,16 +16,16 @@ mod parse;
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams, xdp_action},
     helpers::{bpf_fib_lookup, bpf_loop},
-    macros::{classifier, map},
+    macros::{classifier, map, xdp},
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
-    programs::TcContext,
+    programs::{TcContext, XdpContext},
 };
 use linuxfp_ebpf_common::{
     abi::counter,
     declare_abi_maps,
-    ebpf::{count, next_stage},
+    ebpf::{count, next_stage, ptr_at},
     filter::*,
     net::IPPROTO_TCP,
 };
@@ -52,6 +52,11 @@ static FILTER_SETS: LpmTrie<SetKey, u8> = LpmTrie::with_max_entries(SETS_ENTRIES
 static FILTER_CACHE: LruHashMap<FlowKey, CachedVerdict> =
     LruHashMap::with_max_entries(CACHE_ENTRIES, 0);
 
+/// The interfaces the XDP program runs on, with their MACs.
+#[map]
+static FILTER_IFACES: Array<FilterIface> =
+    Array::with_max_entries(linuxfp_ebpf_common::abi::MAX_IFINDEX, 0);
+
 /// The interpreter's state for the packet being evaluated (too large for
 /// the stack next to the packet and FIB data).
 #[map]
@@ -63,11 +68,42 @@ const AF_INET6: u8 = 10;
 /// `skb->pkt_type` of a frame addressed to this host.
 const PACKET_HOST: u32 = 0;
 
+/// What the hook tells about the frame before parsing.
+struct Frame {
+    start: usize,
+    end: usize,
+    /// The whole packet's length (`skb->len` at TC: GSO payload lies
+    /// beyond the linear part).
+    len: usize,
+    /// Unicast to this host (`PACKET_HOST`).
+    host: bool,
+    /// `skb->gso_size` (0 at XDP).
+    gso_size: u32,
+}
+
 #[classifier]
 pub fn filter_tc(ctx: TcContext) -> i32 {
     // SAFETY: reading fields of the skb context.
-    let ingress = unsafe { (*ctx.skb.skb).ifindex };
-    match decide(&ctx, ingress) {
+    let (ingress, pkt_type, vlan_present, gso_size) = unsafe {
+        let s = &*ctx.skb.skb;
+        (s.ifindex, s.pkt_type, s.vlan_present, s.gso_size)
+    };
+    let verdict = if vlan_present != 0 {
+        Err(PUNT_NOT_IP)
+    } else {
+        if ctx.data() + 14 + 60 + 20 > ctx.data_end() {
+            let _ = ctx.pull_data(14 + 60 + 20);
+        }
+        let frame = Frame {
+            start: ctx.data(),
+            end: ctx.data_end(),
+            len: ctx.len() as usize,
+            host: pkt_type == PACKET_HOST,
+            gso_size,
+        };
+        decide(&ctx, ingress, &frame)
+    };
+    match verdict {
         Ok(VERDICT_CONTINUE) => {
             count(&LFP_STATS, ingress, counter::CONTINUE);
             let conf = LFP_STAGE_CONF.load();
@@ -88,25 +124,56 @@ pub fn filter_tc(ctx: TcContext) -> i32 {
     }
 }
 
+#[xdp]
+pub fn filter_xdp(ctx: XdpContext) -> u32 {
+    // SAFETY: reading the context's ingress ifindex.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let (start, end) = (ctx.data(), ctx.data_end());
+    // The kernel's PACKET_HOST: the destination MAC is the interface's own
+    // (a frame for a macvlan on top, say, is not for this stack).
+    let host = match (ptr_at::<[u8; 6]>(start, end, 0), FILTER_IFACES.get(ingress)) {
+        (Some(dst), Some(i)) if i.flags & IFACE_XDP != 0 => {
+            // SAFETY: bounds checked by ptr_at.
+            unsafe { *dst == i.mac }
+        }
+        _ => false,
+    };
+    let frame = Frame {
+        start,
+        end,
+        len: end - start,
+        host,
+        gso_size: 0,
+    };
+    match decide(&ctx, ingress, &frame) {
+        Ok(VERDICT_CONTINUE) => {
+            count(&LFP_STATS, ingress, counter::CONTINUE);
+            let conf = LFP_STAGE_CONF.load();
+            if conf.has_next != 0 {
+                next_stage(&LFP_CHAIN_XDP, &ctx, ingress, conf.position);
+            }
+            count(&LFP_STATS, ingress, counter::CHAIN_MISS);
+            xdp_action::XDP_PASS
+        }
+        Ok(_) => {
+            count(&LFP_STATS, ingress, counter::DROP);
+            xdp_action::XDP_DROP
+        }
+        Err(reason) => {
+            count(&LFP_STATS, ingress, reason);
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
 /// `Ok(VERDICT_CONTINUE)`, `Ok(VERDICT_DROP)`, or the punt reason.
 #[inline(always)]
-fn decide(ctx: &TcContext, ingress: u32) -> Result<u32, u32> {
-    // SAFETY: reading fields of the skb context.
-    let (pkt_type, vlan_present, gso_size) = unsafe {
-        let s = &*ctx.skb.skb;
-        (s.pkt_type, s.vlan_present, s.gso_size)
-    };
-    if vlan_present != 0 {
-        return Err(PUNT_NOT_IP);
-    }
-    if ctx.data() + 14 + 60 + 20 > ctx.data_end() {
-        let _ = ctx.pull_data(14 + 60 + 20);
-    }
+fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u32> {
     let ev = FILTER_SCRATCH.get_ptr_mut(0).ok_or(PUNT_NO_RULES)?;
     // SAFETY: this CPU's scratch entry; nothing else runs on it meanwhile
     // (the interpreter's callback reads it only inside bpf_loop below).
     let ev = unsafe { &mut *ev };
-    let pkt = parse(ctx.data(), ctx.data_end(), ctx.len() as usize, &mut ev.key)?;
+    let pkt = parse(frame.start, frame.end, frame.len, &mut ev.key)?;
     let conf = FILTER_CONF.load();
     let path = if pkt.v6 { conf.v6 } else { conf.v4 };
     match path.state {
@@ -117,13 +184,13 @@ fn decide(ctx: &TcContext, ingress: u32) -> Result<u32, u32> {
     // Only what is certainly forwarded is decided here: the FORWARD and
     // POSTROUTING hooks see nothing else, and the kernel answers some
     // packets (TTL, MTU, unreachable routes, redirects) before them.
-    if pkt_type != PACKET_HOST || pkt.ttl <= 1 || martian(&ev.key) {
+    if !frame.host || pkt.ttl <= 1 || martian(&ev.key) {
         return Err(PUNT_NOT_FORWARDED);
     }
-    let tot_len = if gso_size == 0 {
+    let tot_len = if frame.gso_size == 0 {
         pkt.l3_len
     } else if pkt.l4proto == IPPROTO_TCP {
-        u16::try_from(pkt.l4_offset - pkt.l3_offset + pkt.l4_hdr_len + gso_size)
+        u16::try_from(pkt.l4_offset - pkt.l3_offset + pkt.l4_hdr_len + frame.gso_size)
             .map_err(|_| PUNT_NOT_FORWARDED)?
     } else {
         return Err(PUNT_NOT_FORWARDED);
@@ -201,8 +268,8 @@ fn martian(k: &FlowKey) -> bool {
 
 /// The output interface the kernel would forward the packet to.
 #[inline(always)]
-fn egress(
-    ctx: &TcContext,
+fn egress<C: EbpfContext>(
+    ctx: &C,
     pkt: &Packet,
     key: &FlowKey,
     ingress: u32,

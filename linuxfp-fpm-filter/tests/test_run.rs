@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `filter_tc` through `BPF_PROG_TEST_RUN`, in the router namespace of the
-//! virtual router: a real nft ruleset is loaded there with `nft -f`, read
+//! `filter_tc` and `filter_xdp` through `BPF_PROG_TEST_RUN`, in the router
+//! namespace of the virtual router: a real nft ruleset is loaded there
+//! with `nft -f`, read
 //! back over nfnetlink, compiled and laid out exactly as the FPM does, and
 //! every row's verdict and counter is checked: accept → continue, drop
 //! only on compiled drops and drop policies, punts under their reasons,
@@ -16,7 +17,7 @@ mod common;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, lpm_trie::Key},
-    programs::{SchedClassifier, TestRun, TestRunOptions},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use linuxfp::{inspector::nftables, netns::NetnsRef};
 use linuxfp_ebpf_common::{
@@ -24,7 +25,7 @@ use linuxfp_ebpf_common::{
     filter::*,
 };
 use linuxfp_fpm_filter::{
-    TC_PROGRAM,
+    TC_PROGRAM, XDP_PROGRAM,
     bytecode::FILTER_OBJ,
     compile::{Interfaces, compile},
     params::{Layout, layout},
@@ -35,6 +36,8 @@ use common::{counters, load_program, packet::*};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
 const SKB_SIZE: usize = 192;
 const SKB_INGRESS_IFINDEX: usize = 36;
 const SKB_IFINDEX: usize = 40;
@@ -159,7 +162,9 @@ impl Lab {
 }
 
 /// Loads the object with `layout` at generation `generation` in its maps.
-fn load(l: &Layout, generation: u32) -> Ebpf {
+/// Loads both programs with `l` at `generation` in the maps, and the lab's
+/// router interfaces as XDP interfaces (their MACs).
+fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
     let conf = FilterConf {
         generation,
         reserved: 0,
@@ -202,7 +207,19 @@ fn load(l: &Layout, generation: u32) -> Ebpf {
             sets.insert(&k, 1, 0).expect("insert set element");
         }
     }
+    {
+        let mut ifaces: Array<_, FilterIface> =
+            Array::try_from(ebpf.map_mut(IFACES_MAP).expect(IFACES_MAP)).expect("array");
+        for e in [&lab.tb.rtr_src_if, &lab.tb.rtr_dst_if] {
+            let v = FilterIface {
+                mac: e.mac,
+                flags: IFACE_XDP,
+            };
+            ifaces.set(e.ifindex, v, 0).expect("set iface");
+        }
+    }
     load_program(&mut ebpf, TC_PROGRAM, SchedClassifier::load);
+    load_program(&mut ebpf, XDP_PROGRAM, Xdp::load);
     ebpf
 }
 
@@ -216,28 +233,66 @@ fn name(c: u32) -> String {
     }
 }
 
-/// Runs every row twice (evaluation, then the cache) and reports every
+/// The hooks a table runs on.
+#[derive(Clone, Copy, Debug)]
+enum On {
+    Tc,
+    Xdp,
+}
+
+/// Runs every row on both hooks (each with freshly loaded programs and an
+/// empty cache), twice each (evaluation, then the cache), and reports every
 /// failure at once.
-fn check(ebpf: &Ebpf, ingress: u32, rows: &[Row]) {
-    let prog: &SchedClassifier = ebpf
-        .program(TC_PROGRAM)
-        .expect("filter_tc")
-        .try_into()
-        .expect("classifier");
+fn check(lab: &Lab, l: &Layout, generation: u32, ingress: u32, rows: &[Row]) {
+    for on in [On::Tc, On::Xdp] {
+        check_on(&load(lab, l, generation), on, ingress, rows);
+    }
+}
+
+fn check_on(ebpf: &Ebpf, on: On, ingress: u32, rows: &[Row]) {
+    let run = |frame: &[u8], out: &mut [u8]| match on {
+        On::Tc => {
+            let prog: &SchedClassifier = ebpf
+                .program(TC_PROGRAM)
+                .expect("filter_tc")
+                .try_into()
+                .expect("classifier");
+            prog.test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(out),
+                ctx_in: Some(&skb_ctx(ingress)),
+                ..TestRunOptions::default()
+            })
+        }
+        On::Xdp => {
+            let prog: &Xdp = ebpf
+                .program(XDP_PROGRAM)
+                .expect("filter_xdp")
+                .try_into()
+                .expect("XDP");
+            // struct xdp_md: data, data_end, data_meta, ingress_ifindex, ...
+            let mut ctx = [0u8; 24];
+            ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+            ctx[12..16].copy_from_slice(&ingress.to_ne_bytes());
+            prog.test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+        }
+    };
+    let (pass_rc, drop_rc) = match on {
+        On::Tc => (TC_ACT_OK, TC_ACT_SHOT),
+        On::Xdp => (XDP_PASS, XDP_DROP),
+    };
     let mut failures = Vec::new();
     for pass in ["evaluated", "cached"] {
         for (row_name, frame, expect) in rows {
-            let ctx = skb_ctx(ingress);
             let mut out = vec![0u8; frame.len() + 256];
             let before = counters(ebpf, ingress);
-            let res = prog
-                .test_run(TestRunOptions {
-                    data_in: Some(frame),
-                    data_out: Some(&mut out),
-                    ctx_in: Some(&ctx),
-                    ..TestRunOptions::default()
-                })
-                .unwrap_or_else(|e| panic!("{}: test_run: {e}", row_name));
+            let res =
+                run(frame, &mut out).unwrap_or_else(|e| panic!("{on:?} {row_name}: test_run: {e}"));
             let after = counters(ebpf, ingress);
             let moved: Vec<(String, u64)> = (0..COUNTERS_PER_IF)
                 .filter(|&c| after[c as usize] != before[c as usize])
@@ -246,11 +301,11 @@ fn check(ebpf: &Ebpf, ingress: u32, rows: &[Row]) {
             let (want_rc, want): (u32, Vec<(String, u64)>) = match expect {
                 // No next stage in this test: continue, then chain miss.
                 Expect::Continue => (
-                    TC_ACT_OK,
+                    pass_rc,
                     vec![(name(counter::CONTINUE), 1), (name(counter::CHAIN_MISS), 1)],
                 ),
-                Expect::Drop => (TC_ACT_SHOT, vec![(name(counter::DROP), 1)]),
-                Expect::Punt(r) => (TC_ACT_OK, vec![(name(*r), 1)]),
+                Expect::Drop => (drop_rc, vec![(name(counter::DROP), 1)]),
+                Expect::Punt(r) => (pass_rc, vec![(name(*r), 1)]),
             };
             let mut want = want;
             want.sort();
@@ -258,7 +313,7 @@ fn check(ebpf: &Ebpf, ingress: u32, rows: &[Row]) {
             moved.sort();
             if res.return_value != want_rc || moved != want {
                 failures.push(format!(
-                    "{pass} {}: rc {} counters {moved:?}, want rc {want_rc} counters {want:?}",
+                    "{on:?} {pass} {}: rc {} counters {moved:?}, want rc {want_rc} counters {want:?}",
                     row_name, res.return_value
                 ));
             }
@@ -299,7 +354,6 @@ fn filter_table() {
 
 fn table(lab: &Lab) {
     let l = lab.compile(RULESET);
-    let ebpf = load(&l, 1);
     let (s, d) = ("10.1.0.2", "10.2.0.2");
     let rows = vec![
         (
@@ -383,6 +437,16 @@ fn table(lab: &Lab) {
             Expect::Punt(PUNT_NOT_FORWARDED),
         ),
         (
+            "frame for another MAC (a macvlan's, say): not for this stack",
+            frame(
+                [0x02, 0, 0, 0, 0, 0x99],
+                lab.tb.src_if.mac,
+                ETH_P_IP,
+                &V4::new(UDP, s, d).bytes(&udp(1000, 5001, 8)),
+            ),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
             "loopback source: not forwarded",
             lab.v4(UDP, "127.0.0.1", d, &udp(1000, 5001, 8)),
             Expect::Punt(PUNT_NOT_FORWARDED),
@@ -438,13 +502,14 @@ fn table(lab: &Lab) {
             Expect::Punt(PUNT_MALFORMED),
         ),
     ];
-    check(&ebpf, lab.tb.rtr_src_if.ifindex, &rows);
+    check(lab, &l, 1, lab.tb.rtr_src_if.ifindex, &rows);
 
     // Drop policy.
     let l = lab.compile(POLICY_DROP);
-    let ebpf = load(&l, 2);
     check(
-        &ebpf,
+        lab,
+        &l,
+        2,
         lab.tb.rtr_src_if.ifindex,
         &[
             (
@@ -469,9 +534,10 @@ fn table(lab: &Lab) {
     let l = lab.compile(
         "table ip n {\n chain p {\n type nat hook postrouting priority 100; policy accept;\n masquerade\n }\n}",
     );
-    let ebpf = load(&l, 3);
     check(
-        &ebpf,
+        lab,
+        &l,
+        3,
         lab.tb.rtr_src_if.ifindex,
         &[(
             "nat on the path",
@@ -483,9 +549,10 @@ fn table(lab: &Lab) {
     // An ingress interface with a master: netfilter would see the packet
     // on another device.
     let l = lab.compile_enslaving(POLICY_DROP, &[lab.tb.rtr_src_if.ifindex]);
-    let ebpf = load(&l, 4);
     check(
-        &ebpf,
+        lab,
+        &l,
+        4,
         lab.tb.rtr_src_if.ifindex,
         &[(
             "enslaved ingress",
@@ -515,7 +582,7 @@ fn cost_table(lab: &Lab) {
             "table ip t {{\n    chain filt {{\n        type filter hook forward priority 0; policy accept;\n{rules}    }}\n}}\n"
         );
         let l = lab.compile(&ruleset);
-        let ebpf = load(&l, 1);
+        let ebpf = load(lab, &l, 1);
         let prog: &SchedClassifier = ebpf
             .program(TC_PROGRAM)
             .expect("filter_tc")
@@ -662,7 +729,7 @@ fn differential(lab: &Lab) {
         }
         let l = layout(&compiled).expect("fits");
         generation += 1;
-        let ebpf = load(&l, generation);
+
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ generation as u64);
         let mut rows: Vec<Row> = Vec::new();
         for l3 in [L3::V4, L3::V6] {
@@ -748,6 +815,6 @@ fn differential(lab: &Lab) {
             tally(&|e| matches!(e, Expect::Drop)),
             tally(&|e| matches!(e, Expect::Punt(_))),
         );
-        check(&ebpf, r0, &rows);
+        check(lab, &l, generation, r0, &rows);
     }
 }

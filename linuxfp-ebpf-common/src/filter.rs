@@ -94,7 +94,7 @@ pub const SETS_ENTRIES: u32 = 65536;
 /// Capacity of [`CACHE_MAP`].
 pub const CACHE_ENTRIES: u32 = 65536;
 /// Most rules one packet is evaluated against (loop bound).
-pub const MAX_STEPS: u32 = 1024;
+pub const MAX_STEPS: u32 = 2 * MAX_RULES;
 /// Jump stack depth (`NFT_JUMP_STACK_SIZE`).
 pub const MAX_DEPTH: usize = 16;
 /// `FilterRule::next_base` of the last base chain.

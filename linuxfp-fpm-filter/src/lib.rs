@@ -23,6 +23,12 @@
 //!   (only on a compiled `drop` verdict or drop policy), the rest punt
 //!   under a named reason ([`linuxfp_ebpf_common::filter::PUNT_NAMES`]).
 //!
+//! Limits (each punts, never guesses): 4096 rules per generation including
+//! one synthetic end rule per chain (a larger ruleset punts whole,
+//! `path`), 8192 rules evaluated for one packet (`too_long`), 16 nested
+//! jumps (`too_long`), 16384 prefixes per set (that rule punts), 32768
+//! set prefixes in all.
+//!
 //! Counters: `counter` expressions are not emulated, so the kernel's rule
 //! counters miss the packets the fast path decides; the FPM's own counters
 //! (continue, drop, and each punt reason, per interface) account for them.

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The filter FPM's stage: `filter_tc`.
+//! The filter FPM's stages: `filter_xdp` and `filter_tc`.
 //!
 //! For a routed IPv4/IPv6 packet: parse it, ask the FIB where it goes
 //! (a packet that is not certainly forwarded goes to the kernel), then

@@ -138,3 +138,122 @@ impl Fpm for FilterFpm {
         Ok(cfg)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use linuxfp::{
+        compat::Decisions,
+        fpm::{HexBytes, ParamInput},
+        inspector::nftables::Ruleset,
+        state::{KernelState, Link},
+        topology::Topology,
+    };
+    use linuxfp_ebpf_common::filter::{CONF_GLOBAL, FilterConf, PATH_PUNT, PATH_RULES, RULES_MAP};
+
+    use super::*;
+
+    fn state(nft: &str) -> KernelState {
+        let path = format!(
+            "{}/../linuxfp/tests/data/nft_{nft}.bin",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut nft = Ruleset::from_messages(&std::fs::read(&path).expect("recorded ruleset"));
+        nft.chains
+            .retain(|c| c.base.as_ref().is_none_or(|b| b.chain_type == "filter"));
+        let mut st = KernelState {
+            nft,
+            ..Default::default()
+        };
+        for (i, name) in [(1u32, "lo"), (2, "eth0"), (3, "docker0")] {
+            st.links.insert(
+                i,
+                Link {
+                    ifindex: i,
+                    name: name.into(),
+                    ..Default::default()
+                },
+            );
+        }
+        st
+    }
+
+    fn conf(cfg: &FpmConfig) -> FilterConf {
+        let b = &cfg.globals[CONF_GLOBAL].0;
+        let u = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        FilterConf {
+            generation: u(0),
+            reserved: u(4),
+            v4: filter::PathConf {
+                state: u(8),
+                start: u(12),
+            },
+            v6: filter::PathConf {
+                state: u(16),
+                start: u(20),
+            },
+        }
+    }
+
+    #[test]
+    fn declaration_names_the_filter_function_hooks_and_reasons() {
+        let f = FilterFpm::new();
+        let d = f.declaration();
+        assert_eq!(d.role, FpmRole::Accelerates(NetworkFunction::Filter));
+        assert_eq!(d.hooks().collect::<Vec<_>>(), [Hook::Xdp, Hook::Tc]);
+        assert_eq!(
+            d.counter_name(filter::PUNT_RULE_REJECT),
+            Some("rule_reject")
+        );
+        assert!(!f.bytecode().is_empty());
+    }
+
+    #[test]
+    fn parameterize_compiles_the_state_and_bumps_generations_on_change() {
+        let f = FilterFpm::new();
+        let (topology, decisions) = (Topology::default(), Decisions::default());
+        let docker = state("docker");
+        let input = |st| ParamInput {
+            topology: &topology,
+            decisions: &decisions,
+            state: Some(st),
+        };
+        let cfg = f.parameterize(&input(&docker)).expect("parameterize");
+        let c = conf(&cfg);
+        assert_eq!(c.generation, 1);
+        assert_eq!(c.v4.state, PATH_RULES);
+        assert!(!cfg.maps[RULES_MAP].is_empty());
+        // Same state, same configuration (nothing to redeploy).
+        assert_eq!(f.parameterize(&input(&docker)).expect("again"), cfg);
+        assert_eq!(f.generation(), Some(1));
+        // A new interface changes what `-o docker0` and friends resolve
+        // to: a new generation.
+        let mut more = docker.clone();
+        more.links.insert(
+            9,
+            Link {
+                ifindex: 9,
+                name: "veth9".into(),
+                ..Default::default()
+            },
+        );
+        let cfg2 = f.parameterize(&input(&more)).expect("parameterize");
+        assert_eq!(conf(&cfg2).generation, 2);
+        // iptables-legacy: everything punts.
+        let mut legacy = more.clone();
+        legacy.legacy_tables = vec!["filter".into()];
+        let c3 = conf(&f.parameterize(&input(&legacy)).expect("parameterize"));
+        assert_eq!((c3.v4.state, c3.v6.state), (PATH_PUNT, PATH_PUNT));
+        // No kernel state at all: everything punts too.
+        let none = ParamInput {
+            topology: &topology,
+            decisions: &decisions,
+            state: None,
+        };
+        let c4 = conf(&f.parameterize(&none).expect("parameterize"));
+        assert_eq!(c4.v4.state, PATH_PUNT);
+        assert_eq!(
+            HexBytes::of(&c4),
+            f.parameterize(&none).expect("again").globals[CONF_GLOBAL]
+        );
+    }
+}

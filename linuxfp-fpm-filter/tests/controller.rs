@@ -16,7 +16,7 @@ use std::{
 
 use linuxfp::{
     compat::HookPolicy,
-    controller::{Controller, ControllerHandle},
+    controller::{Controller, ControllerError, ControllerHandle},
     fpm::HexBytes,
     netns::NetnsRef,
 };
@@ -37,36 +37,6 @@ const RULESET: &str = r#"table inet t {
 }
 "#;
 
-/// Counts UDP datagrams per port for `secs` seconds.
-const RECEIVER: &str = r#"
-import select, socket, sys, time
-ports = [int(p) for p in sys.argv[1].split(",")]
-socks = {}
-for p in ports:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", p))
-    socks[s] = p
-count = {p: 0 for p in ports}
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
-    r, _, _ = select.select(list(socks), [], [], 0.05)
-    for s in r:
-        s.recv(2048)
-        count[socks[s]] += 1
-print(" ".join(f"{p}:{count[p]}" for p in ports), flush=True)
-"#;
-
-/// Sends `n` datagrams to each port of `host`.
-const SENDER: &str = r#"
-import socket, sys, time
-host, n = sys.argv[1], int(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for i in range(n):
-    for p in sys.argv[2].split(","):
-        s.sendto(b"linuxfp filter test", (host, int(p)))
-    time.sleep(0.002)
-"#;
-
 /// A receiver and a sender of one round of UDP traffic, running.
 struct Round {
     rx: NsChild,
@@ -79,7 +49,13 @@ fn start_round(tb: &VirtualRouter, packets: u32, secs: f64) -> Round {
     let ports = format!("{OPEN},{DROPPED}");
     let rx = tb
         .dst
-        .spawn(&["python3", "-c", RECEIVER, &ports, &secs.to_string()])
+        .spawn(&[
+            "python3",
+            "-c",
+            RECEIVER_BY_SOURCE,
+            &ports,
+            &secs.to_string(),
+        ])
         .expect("receiver");
     std::thread::sleep(Duration::from_millis(300));
     let tx = tb
@@ -87,8 +63,9 @@ fn start_round(tb: &VirtualRouter, packets: u32, secs: f64) -> Round {
         .spawn(&[
             "python3",
             "-c",
-            SENDER,
+            SENDER_FROM,
             "10.2.0.2",
+            "10.1.0.2",
             &ports,
             &packets.to_string(),
         ])
@@ -103,11 +80,13 @@ fn finish_round(round: Round) -> (u32, u32) {
         .rx
         .wait(Duration::from_secs(20))
         .expect("receiver output");
+    let counts = by_source_and_port(&out);
     let get = |port: u16| -> u32 {
-        out.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{port}:")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("receiver said {out:?}"))
+        counts
+            .iter()
+            .filter(|(k, _)| k.ends_with(&format!("/{port}")))
+            .map(|(_, v)| *v)
+            .sum()
     };
     (get(OPEN), get(DROPPED))
 }
@@ -138,6 +117,56 @@ async fn until(
         assert!(Instant::now() < deadline, "{what} within {within:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Starts the controller with the router and filter FPMs on the testbed's
+/// router and waits until both run on r0 and r1 (filter first).
+async fn start(
+    tb: &VirtualRouter,
+    hook: HookPolicy,
+) -> (
+    ControllerHandle,
+    tokio::task::JoinHandle<Result<(), ControllerError>>,
+) {
+    let (handle, run) = Controller::builder()
+        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
+        .fpm(Arc::new(RouterFpm::new()))
+        .fpm(Arc::new(FilterFpm::new()))
+        .hook_policy(hook)
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let task = tokio::spawn(run);
+    let (r0, r1) = (tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex);
+    until(
+        &handle,
+        Duration::from_secs(3),
+        "filter and router deployed",
+        |h| {
+            let plan = h.plan();
+            [r0, r1].iter().all(|i| {
+                plan.interfaces
+                    .get(i)
+                    .is_some_and(|p| p.stages == ["filter", "router"])
+            })
+        },
+    )
+    .await;
+    (handle, task)
+}
+
+/// Shuts the controller down and waits for it.
+async fn stop(
+    handle: &ControllerHandle,
+    task: tokio::task::JoinHandle<Result<(), ControllerError>>,
+) {
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops in time")
+        .expect("join")
+        .expect("run");
 }
 
 /// The handle of the rule of `inet t filt` whose listing contains `what`.
@@ -217,31 +246,7 @@ async fn drop_one_port(hook: HookPolicy, tag: &str) {
     );
     assert_eq!(linux, (PACKETS, 0));
 
-    let (handle, run) = Controller::builder()
-        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
-        .fpm(Arc::new(RouterFpm::new()))
-        .fpm(Arc::new(FilterFpm::new()))
-        .hook_policy(hook)
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
-    let task = tokio::spawn(run);
-    let (r0, r1) = (tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex);
-    until(
-        &handle,
-        Duration::from_secs(3),
-        "filter and router deployed",
-        |h| {
-            let plan = h.plan();
-            [r0, r1].iter().all(|i| {
-                plan.interfaces
-                    .get(i)
-                    .is_some_and(|p| p.stages == ["filter", "router"])
-            })
-        },
-    )
-    .await;
+    let (handle, task) = start(&tb, hook).await;
     for ifname in ["r0", "r1"] {
         let att = attached_programs(&tb.rtr, ifname).expect("query");
         // One program (the XDP query may list it once per attach mode).
@@ -320,12 +325,7 @@ async fn drop_one_port(hook: HookPolicy, tag: &str) {
     eprintln!("6 ruleset swaps under traffic: {under_swaps:?}");
     assert_eq!(under_swaps, (1000, 0));
 
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops in time")
-        .expect("join")
-        .expect("run");
+    stop(&handle, task).await;
     for ifname in ["r0", "r1"] {
         assert!(
             attached_programs(&tb.rtr, ifname)
@@ -427,6 +427,11 @@ fn mixed_round(tb: &VirtualRouter) -> std::collections::BTreeMap<String, u32> {
         )
         .expect("sender");
     let out = rx.wait(Duration::from_secs(10)).expect("receiver output");
+    by_source_and_port(&out)
+}
+
+/// The receiver's output: "source/port" → datagrams.
+fn by_source_and_port(out: &str) -> std::collections::BTreeMap<String, u32> {
     out.split_whitespace()
         .filter_map(|kv| {
             let (k, v) = kv.rsplit_once(':')?;
@@ -455,30 +460,7 @@ async fn mixed_ruleset_gives_what_linux_gives_per_source_and_port() {
     // Sanity: some pass, some do not.
     assert!(linux.len() >= 6 && linux.len() < 30, "{linux:?}");
 
-    let (handle, run) = Controller::builder()
-        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
-        .fpm(Arc::new(RouterFpm::new()))
-        .fpm(Arc::new(FilterFpm::new()))
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
-    let task = tokio::spawn(run);
-    let (r0, r1) = (tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex);
-    until(
-        &handle,
-        Duration::from_secs(3),
-        "filter and router deployed",
-        |h| {
-            let plan = h.plan();
-            [r0, r1].iter().all(|i| {
-                plan.interfaces
-                    .get(i)
-                    .is_some_and(|p| p.stages == ["filter", "router"])
-            })
-        },
-    )
-    .await;
+    let (handle, task) = start(&tb, HookPolicy::Tc).await;
     let fast = mixed_round(&tb);
     let stats = handle.stats().await.expect("stats");
     eprintln!("LinuxFP: {fast:?}\nfilter: {:?}", stats.totals("filter"));
@@ -487,10 +469,5 @@ async fn mixed_ruleset_gives_what_linux_gives_per_source_and_port() {
     let decided = stats.total("filter", "drop") + stats.total("filter", "continue");
     assert!(decided >= 360, "{:?}", stats.totals("filter"));
 
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops in time")
-        .expect("join")
-        .expect("run");
+    stop(&handle, task).await;
 }

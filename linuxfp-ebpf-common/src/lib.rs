@@ -40,6 +40,7 @@
 
 pub mod abi;
 pub mod bridge;
+pub mod filter;
 pub mod net;
 pub mod router;
 

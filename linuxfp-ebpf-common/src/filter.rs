@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! ABI of the filter FPM: its punt reasons, its configuration global and the
+//! key and value types of its maps.
+//!
+//! The compiled ruleset is a flat array of rules per generation
+//! ([`RULES_MAP`], at [`rule_slot`]); chains are contiguous ranges in it
+//! and end in a synthetic rule ([`ACT_END_BASE`] / [`ACT_RETURN`]). Set
+//! lookups go through one LPM trie ([`SETS_MAP`]) whose key starts with the
+//! generation and the set id, so every generation has its own sets. The
+//! generation lives in the [`FilterConf`] global: a new ruleset means new
+//! programs, swapped in by the deployer only after the maps are written, so
+//! a packet sees the old ruleset or the new one, never a mix.
+
+use crate::abi::counter::FIRST_FPM_REASON;
+
+/// Not IPv4 or IPv6 (ARP, VLAN tagged, ...): the filter has no opinion.
+pub const PUNT_NOT_IP: u32 = FIRST_FPM_REASON;
+/// Truncated or malformed header: the kernel counts and drops it.
+pub const PUNT_MALFORMED: u32 = FIRST_FPM_REASON + 1;
+/// IPv4 or IPv6 fragment: ports are not visible, defragmentation is the
+/// kernel's.
+pub const PUNT_FRAGMENT: u32 = FIRST_FPM_REASON + 2;
+/// IPv4 options or IPv6 extension headers.
+pub const PUNT_IP_OPTIONS: u32 = FIRST_FPM_REASON + 3;
+/// The packet is not certainly forwarded (local, no route, frag needed,
+/// same interface, TTL expiring, ...): the FORWARD hook may not see it.
+pub const PUNT_NOT_FORWARDED: u32 = FIRST_FPM_REASON + 4;
+/// The whole path of this family is not accelerated (a nat or route chain,
+/// a base chain of another type, iptables-legacy tables, no ruleset).
+pub const PUNT_PATH: u32 = FIRST_FPM_REASON + 5;
+/// A rule with an expression the compiler does not understand matched.
+pub const PUNT_RULE_UNSUPPORTED: u32 = FIRST_FPM_REASON + 6;
+/// A rule reading conntrack state matched (phase 1 does not look up ct).
+pub const PUNT_RULE_CONNTRACK: u32 = FIRST_FPM_REASON + 7;
+/// A rule with side effects or hidden state (log, limit, quota, set
+/// updates, mark writes, queue) matched.
+pub const PUNT_RULE_STATEFUL: u32 = FIRST_FPM_REASON + 8;
+/// A `reject` rule matched: the kernel sends the ICMP error or RST.
+pub const PUNT_RULE_REJECT: u32 = FIRST_FPM_REASON + 9;
+/// A NAT statement matched.
+pub const PUNT_RULE_NAT: u32 = FIRST_FPM_REASON + 10;
+/// The ruleset of the configured generation is (partly) missing from the
+/// maps: only during an update that was not atomic.
+pub const PUNT_NO_RULES: u32 = FIRST_FPM_REASON + 11;
+/// The evaluation took more than [`MAX_STEPS`] rules or nested more than
+/// [`MAX_DEPTH`] jumps.
+pub const PUNT_TOO_LONG: u32 = FIRST_FPM_REASON + 12;
+/// The ingress or egress interface was not known when the ruleset was
+/// compiled (interface names are resolved at compile time).
+pub const PUNT_UNKNOWN_IF: u32 = FIRST_FPM_REASON + 13;
+
+/// Names of the filter's punt reasons, indexed from `FIRST_FPM_REASON`.
+pub const PUNT_NAMES: [&str; 14] = [
+    "not_ip",
+    "malformed",
+    "fragment",
+    "ip_options",
+    "not_forwarded",
+    "path",
+    "rule_unsupported",
+    "rule_conntrack",
+    "rule_stateful",
+    "rule_reject",
+    "rule_nat",
+    "no_rules",
+    "too_long",
+    "unknown_if",
+];
+
+/// Name of the [`FilterConf`] global.
+pub const CONF_GLOBAL: &str = "FILTER_CONF";
+/// Map: the compiled rules (`Array<FilterRule>`, at [`rule_slot`]): two
+/// halves, one per generation parity, so the rules of the next generation
+/// are written while the current one runs (consecutive generations have
+/// different parities). Each rule carries its generation: a program that
+/// reads a rule of another generation punts ([`PUNT_NO_RULES`]).
+pub const RULES_MAP: &str = "FILTER_RULES";
+/// Map: set elements (`LpmTrie<SetKey, u8>`).
+pub const SETS_MAP: &str = "FILTER_SETS";
+/// Map: the interfaces the XDP program is attached to (`Array<FilterIface>`
+/// indexed by ifindex, below [`crate::abi::MAX_IFINDEX`]): their MACs tell
+/// frames for this host from others, as `skb->pkt_type` does at TC.
+pub const IFACES_MAP: &str = "FILTER_IFACES";
+/// Map: the per-flow verdict cache (`LruHashMap<FlowKey, CachedVerdict>`),
+/// private to each program instance (never written from userspace).
+pub const CACHE_MAP: &str = "FILTER_CACHE";
+
+/// Capacity of [`RULES_MAP`]: two generations of [`MAX_RULES`].
+pub const RULES_ENTRIES: u32 = 2 * MAX_RULES;
+/// Most rules (including the synthetic chain ends) of one generation.
+pub const MAX_RULES: u32 = 4096;
+/// Capacity of [`SETS_MAP`].
+pub const SETS_ENTRIES: u32 = 65536;
+/// Capacity of [`CACHE_MAP`].
+pub const CACHE_ENTRIES: u32 = 65536;
+/// Most rules one packet is evaluated against (loop bound).
+pub const MAX_STEPS: u32 = 2 * MAX_RULES;
+/// Jump stack depth (`NFT_JUMP_STACK_SIZE`).
+pub const MAX_DEPTH: usize = 16;
+/// `FilterRule::next_base` of the last base chain.
+pub const NO_NEXT: u32 = u32::MAX;
+/// Set id reserved for the interfaces known at compile time.
+pub const SET_KNOWN_IFACES: u32 = 0;
+
+/// `PathConf::state`: no base chain of this family on the path: continue.
+pub const PATH_NONE: u32 = 0;
+/// `PathConf::state`: evaluate the rules from `PathConf::start`.
+pub const PATH_RULES: u32 = 1;
+/// `PathConf::state`: punt every packet of this family ([`PUNT_PATH`]).
+pub const PATH_PUNT: u32 = 2;
+
+/// Where the compiled path of one family starts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathConf {
+    /// `PATH_*`.
+    pub state: u32,
+    /// Index of the first rule (of the first base chain).
+    pub start: u32,
+}
+
+/// Load-time configuration of the filter programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterConf {
+    /// Generation of the compiled ruleset in the maps (never 0 once
+    /// compiled: 0 means "nothing compiled", every packet punts).
+    pub generation: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// The IPv4 path.
+    pub v4: PathConf,
+    /// The IPv6 path.
+    pub v6: PathConf,
+}
+
+/// Index in [`RULES_MAP`] of rule `index` of `generation`, `None` past
+/// [`MAX_RULES`].
+#[inline(always)]
+pub const fn rule_slot(generation: u32, index: u32) -> Option<u32> {
+    if index >= MAX_RULES {
+        None
+    } else {
+        Some((generation & 1) * MAX_RULES + index)
+    }
+}
+
+/// `FilterRule::matches` bits: which predicates the rule has.
+pub mod m {
+    /// Input interface equals `iif`.
+    pub const IIF: u32 = 1 << 0;
+    /// Output interface equals `oif`.
+    pub const OIF: u32 = 1 << 1;
+    /// Source address under `saddr`/`smask`.
+    pub const SADDR: u32 = 1 << 2;
+    /// Destination address under `daddr`/`dmask`.
+    pub const DADDR: u32 = 1 << 3;
+    /// L4 protocol equals `l4proto`.
+    pub const L4PROTO: u32 = 1 << 4;
+    /// Source port within `sport` (TCP/UDP only).
+    pub const SPORT: u32 = 1 << 5;
+    /// Destination port within `dport` (TCP/UDP only).
+    pub const DPORT: u32 = 1 << 6;
+    /// ICMP/ICMPv6 type within `icmp_type`.
+    pub const ICMP_TYPE: u32 = 1 << 7;
+    /// ICMP/ICMPv6 code within `icmp_code`.
+    pub const ICMP_CODE: u32 = 1 << 8;
+    /// `tcp flags & tcp_mask == tcp_cmp`.
+    pub const TCP_FLAGS: u32 = 1 << 9;
+    /// Set lookup 0 (`sets[0]`).
+    pub const SET0: u32 = 1 << 10;
+    /// Set lookup 1 (`sets[1]`).
+    pub const SET1: u32 = 1 << 11;
+}
+
+/// What a set lookup's key is made of.
+pub mod field {
+    /// Input interface (ifindex, native order, 4 bytes).
+    pub const IIF: u8 = 1;
+    /// Output interface (ifindex, native order, 4 bytes).
+    pub const OIF: u8 = 2;
+    /// Source address (network order, 4 or 16 bytes).
+    pub const SADDR: u8 = 3;
+    /// Destination address (network order, 4 or 16 bytes).
+    pub const DADDR: u8 = 4;
+    /// L4 protocol (1 byte).
+    pub const L4PROTO: u8 = 5;
+    /// Source port (network order, 2 bytes).
+    pub const SPORT: u8 = 6;
+    /// Destination port (network order, 2 bytes).
+    pub const DPORT: u8 = 7;
+}
+
+/// `FilterRule::action`: go on with the next rule (a rule without verdict).
+pub const ACT_CONTINUE: u8 = 0;
+/// Accept: this base chain is done, go on with the next one.
+pub const ACT_ACCEPT: u8 = 1;
+/// Drop: final.
+pub const ACT_DROP: u8 = 2;
+/// Jump to rule `arg`, returning here afterwards.
+pub const ACT_JUMP: u8 = 3;
+/// Go to rule `arg`, without return.
+pub const ACT_GOTO: u8 = 4;
+/// Return to the caller (or, in a base chain, apply its policy).
+pub const ACT_RETURN: u8 = 5;
+/// Hand the packet to the kernel under reason `arg`.
+pub const ACT_PUNT: u8 = 6;
+/// End of a base chain: its policy, `arg` = [`ACT_ACCEPT`] or [`ACT_DROP`].
+pub const ACT_END_BASE: u8 = 7;
+
+/// One compiled rule: a conjunction of the predicates flagged in `matches`
+/// (each negated if flagged in `negate`) and an action.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterRule {
+    /// `m::*` bits present.
+    pub matches: u32,
+    /// `m::*` bits negated.
+    pub negate: u32,
+    /// `ACT_*`.
+    pub action: u8,
+    /// L4 protocol for [`m::L4PROTO`].
+    pub l4proto: u8,
+    /// `tcp flags` mask for [`m::TCP_FLAGS`].
+    pub tcp_mask: u8,
+    /// `tcp flags` value for [`m::TCP_FLAGS`].
+    pub tcp_cmp: u8,
+    /// Jump/goto target index; punt reason; end-of-base policy.
+    pub arg: u32,
+    /// For [`ACT_END_BASE`]: index of the next base chain's first rule, or
+    /// [`NO_NEXT`] after the last one.
+    pub next_base: u32,
+    /// For rules of base chains: index of that chain's [`ACT_END_BASE`]
+    /// rule (read when a base chain is entered; accept and return there).
+    pub base_end: u32,
+    /// Input ifindex.
+    pub iif: u32,
+    /// Output ifindex.
+    pub oif: u32,
+    /// Source port range, inclusive, host order.
+    pub sport: [u16; 2],
+    /// Destination port range, inclusive, host order.
+    pub dport: [u16; 2],
+    /// ICMP type range, inclusive.
+    pub icmp_type: [u8; 2],
+    /// ICMP code range, inclusive.
+    pub icmp_code: [u8; 2],
+    /// `field::*` of the two set lookups.
+    pub set_field: [u8; 2],
+    /// Reserved, zero.
+    pub reserved: [u8; 2],
+    /// The generation this rule belongs to (0: no rule).
+    pub generation: u32,
+    /// Set ids of the two set lookups.
+    pub set_id: [u32; 2],
+    /// Source address (network order; IPv4 in the first 4 bytes).
+    pub saddr: [u8; 16],
+    /// Source mask.
+    pub smask: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+    /// Destination mask.
+    pub dmask: [u8; 16],
+}
+
+/// Key of [`SETS_MAP`]: an LPM trie key whose data starts with the
+/// generation and the set id (always matched in full: `prefix_len` is 64
+/// plus the element's prefix on `value`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetKey {
+    /// Generation.
+    pub generation: u32,
+    /// Set id.
+    pub set: u32,
+    /// The field's bytes, zero padded.
+    pub value: [u8; 16],
+}
+
+/// Key of [`CACHE_MAP`]: every field the ruleset can read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowKey {
+    /// Generation.
+    pub generation: u32,
+    /// Input ifindex.
+    pub iif: u32,
+    /// Output ifindex (from the FIB).
+    pub oif: u32,
+    /// 4 or 6.
+    pub l3: u8,
+    /// L4 protocol.
+    pub l4proto: u8,
+    /// TCP flags.
+    pub tcp_flags: u8,
+    /// Reserved, zero.
+    pub reserved: u8,
+    /// Source port (TCP/UDP) or ICMP type (host order).
+    pub sport: u16,
+    /// Destination port (TCP/UDP) or ICMP code (host order).
+    pub dport: u16,
+    /// Source address (network order).
+    pub saddr: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+}
+
+/// `FilterIface::flags`: the filter runs at XDP here; `mac` is valid.
+pub const IFACE_XDP: u16 = 1;
+
+/// Value of [`IFACES_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterIface {
+    /// The interface's own MAC.
+    pub mac: [u8; 6],
+    /// `IFACE_*` bits.
+    pub flags: u16,
+}
+
+/// `CachedVerdict::verdict`: continue to the next stage.
+pub const VERDICT_CONTINUE: u32 = 0;
+/// `CachedVerdict::verdict`: drop.
+pub const VERDICT_DROP: u32 = 1;
+/// `CachedVerdict::verdict`: punt under `reason`.
+pub const VERDICT_PUNT: u32 = 2;
+
+/// Value of [`CACHE_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachedVerdict {
+    /// `VERDICT_*`.
+    pub verdict: u32,
+    /// Punt reason for [`VERDICT_PUNT`].
+    pub reason: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all types below are repr(C), contain only integers and byte
+    // arrays, and have no implicit padding (size asserts below).
+    unsafe impl aya::Pod for super::FilterConf {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FilterRule {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SetKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CachedVerdict {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FilterIface {}
+}
+
+const _: () = assert!(core::mem::size_of::<FilterConf>() == 24);
+const _: () = assert!(core::mem::size_of::<FilterRule>() == 124);
+const _: () = assert!(core::mem::size_of::<SetKey>() == 24);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
+const _: () = assert!(core::mem::size_of::<CachedVerdict>() == 8);
+const _: () = assert!(core::mem::size_of::<FilterIface>() == 8);

@@ -1,0 +1,548 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The filter FPM's stages: `filter_xdp` and `filter_tc`.
+//!
+//! For a routed IPv4/IPv6 packet: parse it, ask the FIB where it goes
+//! (a packet that is not certainly forwarded goes to the kernel), then
+//! decide as the compiled nf_tables path would: continue to the next stage
+//! (every base chain accepts), drop (a compiled drop verdict or drop
+//! policy), or punt under a named reason. Decisions are cached per flow
+//! (every field the rules can read, plus the ruleset generation); a miss
+//! runs the chain interpreter over the rules in `FILTER_RULES` with
+//! `bpf_loop`, so the verifier sees one step, not the ruleset.
+#![no_std]
+#![no_main]
+
+mod parse;
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams, xdp_action},
+    helpers::{bpf_fib_lookup, bpf_loop},
+    macros::{classifier, map, xdp},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    programs::{TcContext, XdpContext},
+};
+use linuxfp_ebpf_common::{
+    abi::counter,
+    declare_abi_maps,
+    ebpf::{count, next_stage, ptr_at},
+    filter::*,
+    net::IPPROTO_TCP,
+};
+
+use crate::parse::{Packet, parse};
+
+declare_abi_maps!();
+
+#[unsafe(no_mangle)]
+static FILTER_CONF: aya_ebpf::Global<FilterConf> = aya_ebpf::Global::new(FilterConf {
+    generation: 0,
+    reserved: 0,
+    v4: PathConf { state: 0, start: 0 },
+    v6: PathConf { state: 0, start: 0 },
+});
+
+#[map]
+static FILTER_RULES: Array<FilterRule> = Array::with_max_entries(RULES_ENTRIES, 0);
+
+#[map]
+static FILTER_SETS: LpmTrie<SetKey, u8> = LpmTrie::with_max_entries(SETS_ENTRIES, 0);
+
+#[map]
+static FILTER_CACHE: LruHashMap<FlowKey, CachedVerdict> =
+    LruHashMap::with_max_entries(CACHE_ENTRIES, 0);
+
+/// The interfaces the XDP program runs on, with their MACs.
+#[map]
+static FILTER_IFACES: Array<FilterIface> =
+    Array::with_max_entries(linuxfp_ebpf_common::abi::MAX_IFINDEX, 0);
+
+/// The interpreter's state for the packet being evaluated (too large for
+/// the stack next to the packet and FIB data).
+#[map]
+static FILTER_SCRATCH: PerCpuArray<Eval> = PerCpuArray::with_max_entries(1, 0);
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// `skb->pkt_type` of a frame addressed to this host.
+const PACKET_HOST: u32 = 0;
+
+/// What the hook tells about the frame before parsing.
+struct Frame {
+    start: usize,
+    end: usize,
+    /// The whole packet's length (`skb->len` at TC: GSO payload lies
+    /// beyond the linear part).
+    len: usize,
+    /// Unicast to this host (`PACKET_HOST`).
+    host: bool,
+    /// `skb->gso_size` (0 at XDP).
+    gso_size: u32,
+}
+
+#[classifier]
+pub fn filter_tc(ctx: TcContext) -> i32 {
+    // SAFETY: reading fields of the skb context.
+    let (ingress, pkt_type, vlan_present, gso_size) = unsafe {
+        let s = &*ctx.skb.skb;
+        (s.ifindex, s.pkt_type, s.vlan_present, s.gso_size)
+    };
+    let verdict = if vlan_present != 0 {
+        Err(PUNT_NOT_IP)
+    } else {
+        if ctx.data() + 14 + 60 + 20 > ctx.data_end() {
+            let _ = ctx.pull_data(14 + 60 + 20);
+        }
+        let frame = Frame {
+            start: ctx.data(),
+            end: ctx.data_end(),
+            len: ctx.len() as usize,
+            host: pkt_type == PACKET_HOST,
+            gso_size,
+        };
+        decide(&ctx, ingress, &frame)
+    };
+    match verdict {
+        Ok(VERDICT_CONTINUE) => {
+            count(&LFP_STATS, ingress, counter::CONTINUE);
+            let conf = LFP_STAGE_CONF.load();
+            if conf.has_next != 0 {
+                next_stage(&LFP_CHAIN_TC, &ctx, ingress, conf.position);
+            }
+            count(&LFP_STATS, ingress, counter::CHAIN_MISS);
+            TC_ACT_OK
+        }
+        Ok(_) => {
+            count(&LFP_STATS, ingress, counter::DROP);
+            TC_ACT_SHOT
+        }
+        Err(reason) => {
+            count(&LFP_STATS, ingress, reason);
+            TC_ACT_OK
+        }
+    }
+}
+
+#[xdp]
+pub fn filter_xdp(ctx: XdpContext) -> u32 {
+    // SAFETY: reading the context's ingress ifindex.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let (start, end) = (ctx.data(), ctx.data_end());
+    // The kernel's PACKET_HOST: the destination MAC is the interface's own
+    // (a frame for a macvlan on top, say, is not for this stack).
+    let host = match (ptr_at::<[u8; 6]>(start, end, 0), FILTER_IFACES.get(ingress)) {
+        (Some(dst), Some(i)) if i.flags & IFACE_XDP != 0 => {
+            // SAFETY: bounds checked by ptr_at.
+            unsafe { *dst == i.mac }
+        }
+        _ => false,
+    };
+    let frame = Frame {
+        start,
+        end,
+        len: end - start,
+        host,
+        gso_size: 0,
+    };
+    match decide(&ctx, ingress, &frame) {
+        Ok(VERDICT_CONTINUE) => {
+            count(&LFP_STATS, ingress, counter::CONTINUE);
+            let conf = LFP_STAGE_CONF.load();
+            if conf.has_next != 0 {
+                next_stage(&LFP_CHAIN_XDP, &ctx, ingress, conf.position);
+            }
+            count(&LFP_STATS, ingress, counter::CHAIN_MISS);
+            xdp_action::XDP_PASS
+        }
+        Ok(_) => {
+            count(&LFP_STATS, ingress, counter::DROP);
+            xdp_action::XDP_DROP
+        }
+        Err(reason) => {
+            count(&LFP_STATS, ingress, reason);
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
+/// `Ok(VERDICT_CONTINUE)`, `Ok(VERDICT_DROP)`, or the punt reason.
+#[inline(always)]
+fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u32> {
+    let ev = FILTER_SCRATCH.get_ptr_mut(0).ok_or(PUNT_NO_RULES)?;
+    // SAFETY: this CPU's scratch entry; nothing else runs on it meanwhile
+    // (the interpreter's callback reads it only inside bpf_loop below).
+    let ev = unsafe { &mut *ev };
+    let pkt = parse(frame.start, frame.end, frame.len, &mut ev.key)?;
+    let conf = FILTER_CONF.load();
+    let path = if pkt.v6 { conf.v6 } else { conf.v4 };
+    match path.state {
+        PATH_NONE => return Ok(VERDICT_CONTINUE),
+        PATH_RULES if conf.generation != 0 => {}
+        _ => return Err(PUNT_PATH),
+    }
+    // Only what is certainly forwarded is decided here: the FORWARD and
+    // POSTROUTING hooks see nothing else, and the kernel answers some
+    // packets (TTL, MTU, unreachable routes, redirects) before them.
+    if !frame.host || pkt.ttl <= 1 || martian(&ev.key) {
+        return Err(PUNT_NOT_FORWARDED);
+    }
+    let tot_len = if frame.gso_size == 0 {
+        pkt.l3_len
+    } else if pkt.l4proto == IPPROTO_TCP {
+        u16::try_from(pkt.l4_offset - pkt.l3_offset + pkt.l4_hdr_len + frame.gso_size)
+            .map_err(|_| PUNT_NOT_FORWARDED)?
+    } else {
+        return Err(PUNT_NOT_FORWARDED);
+    };
+    let oif = egress(ctx, &pkt, &ev.key, ingress, tot_len)?;
+
+    ev.key.generation = conf.generation;
+    ev.key.iif = ingress;
+    ev.key.oif = oif;
+    // SAFETY: plain lookup; the value is copied out at once.
+    if let Some(v) = unsafe { FILTER_CACHE.get(&ev.key) } {
+        return verdict(v.verdict, v.reason);
+    }
+    if !known_iface(conf.generation, ingress) || !known_iface(conf.generation, oif) {
+        return Err(PUNT_UNKNOWN_IF);
+    }
+    ev.pc = path.start;
+    ev.base_end = NO_NEXT;
+    ev.sp = 0;
+    ev.done = 0;
+    ev.verdict = VERDICT_PUNT;
+    ev.reason = PUNT_TOO_LONG;
+    // SAFETY: the callback is a static function taking no context (it
+    // finds the scratch entry itself).
+    unsafe {
+        bpf_loop(
+            MAX_STEPS,
+            step_cb as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    let (v, reason) = if ev.done == 0 {
+        (VERDICT_PUNT, PUNT_TOO_LONG)
+    } else {
+        (ev.verdict, ev.reason)
+    };
+    // A missing rule is a race with an update: do not remember it.
+    if !(v == VERDICT_PUNT && reason == PUNT_NO_RULES) {
+        let _ = FILTER_CACHE.insert(
+            &ev.key,
+            &CachedVerdict { verdict: v, reason },
+            0,
+        );
+    }
+    verdict(v, reason)
+}
+
+#[inline(always)]
+fn verdict(v: u32, reason: u32) -> Result<u32, u32> {
+    match v {
+        VERDICT_CONTINUE | VERDICT_DROP => Ok(v),
+        _ => Err(reason),
+    }
+}
+
+/// Addresses routing refuses or answers before the FORWARD hook (the
+/// kernel drops martians, may log them, and answers a link-local IPv6
+/// source with an ICMPv6 error): IPv4 0/8, 127/8, 224/4 and above; IPv6
+/// unspecified, loopback, IPv4-mapped, multicast, link-local.
+#[inline(always)]
+fn martian(k: &FlowKey) -> bool {
+    if k.l3 == 4 {
+        let bad = |a: u8| a == 0 || a == 127 || a >= 224;
+        return bad(k.saddr[0]) || bad(k.daddr[0]);
+    }
+    let bad = |a: &[u8; 16]| {
+        let zero_prefix = a[..10].iter().all(|b| *b == 0);
+        a[0] == 0xff
+            || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+            || (zero_prefix && (a[10..12] == [0, 0] || a[10..12] == [0xff, 0xff]))
+    };
+    bad(&k.saddr) || bad(&k.daddr)
+}
+
+/// The output interface the kernel would forward the packet to.
+#[inline(always)]
+fn egress<C: EbpfContext>(
+    ctx: &C,
+    pkt: &Packet,
+    key: &FlowKey,
+    ingress: u32,
+    tot_len: u16,
+) -> Result<u32, u32> {
+    // SAFETY: an all-zero bpf_fib_lookup is a valid input.
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    p.ifindex = ingress;
+    p.l4_protocol = key.l4proto;
+    if pkt.ports {
+        p.sport = key.sport.to_be();
+        p.dport = key.dport.to_be();
+    }
+    if pkt.v6 {
+        p.family = AF_INET6;
+        p.__bindgen_anon_2.flowinfo = pkt.flowinfo_be;
+        p.__bindgen_anon_3.ipv6_src = words(&key.saddr);
+        p.__bindgen_anon_4.ipv6_dst = words(&key.daddr);
+    } else {
+        p.family = AF_INET;
+        p.__bindgen_anon_2.tos = pkt.tos;
+        p.__bindgen_anon_3.ipv4_src = words(&key.saddr)[0];
+        p.__bindgen_anon_4.ipv4_dst = words(&key.daddr)[0];
+    }
+    p.__bindgen_anon_1.tot_len = tot_len;
+    // SAFETY: `p` is a valid, initialised lookup structure of the size given.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            &mut p,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    // SUCCESS, or NO_NEIGH (the kernel forwards after resolving it).
+    if (rc == 0 || rc == 7) && p.ifindex != ingress && p.ifindex != 0 {
+        Ok(p.ifindex)
+    } else {
+        Err(PUNT_NOT_FORWARDED)
+    }
+}
+
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    let mut w = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        w[i] = u32::from_ne_bytes([a[i * 4], a[i * 4 + 1], a[i * 4 + 2], a[i * 4 + 3]]);
+        i += 1;
+    }
+    w
+}
+
+#[inline(always)]
+fn in_set(generation: u32, set: u32, value: [u8; 16]) -> bool {
+    let k = Key::new(
+        64 + 128,
+        SetKey {
+            generation,
+            set,
+            value,
+        },
+    );
+    FILTER_SETS.get(&k).is_some()
+}
+
+#[inline(always)]
+fn known_iface(generation: u32, ifindex: u32) -> bool {
+    let mut v = [0u8; 16];
+    let b = ifindex.to_ne_bytes();
+    v[0] = b[0];
+    v[1] = b[1];
+    v[2] = b[2];
+    v[3] = b[3];
+    in_set(generation, SET_KNOWN_IFACES, v)
+}
+
+/// The interpreter's registers.
+#[repr(C)]
+struct Eval {
+    key: FlowKey,
+    pc: u32,
+    /// End rule of the current base chain (`NO_NEXT` until entered).
+    base_end: u32,
+    sp: u32,
+    done: u32,
+    verdict: u32,
+    reason: u32,
+    stack: [u32; MAX_DEPTH],
+}
+
+extern "C" fn step_cb(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(ev) = FILTER_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch entry, filled by `decide` before the loop.
+    step(unsafe { &mut *ev })
+}
+
+#[inline(always)]
+fn finish(ev: &mut Eval, verdict: u32, reason: u32) -> i64 {
+    ev.done = 1;
+    ev.verdict = verdict;
+    ev.reason = reason;
+    1
+}
+
+/// Continues with the base chain after the one ending at `end`.
+#[inline(always)]
+fn next_base(ev: &mut Eval, next: u32) -> i64 {
+    if next == NO_NEXT {
+        return finish(ev, VERDICT_CONTINUE, 0);
+    }
+    ev.pc = next;
+    ev.base_end = NO_NEXT;
+    ev.sp = 0;
+    0
+}
+
+/// Rule `index` of `generation`, if the map holds it (a rule of another
+/// generation means the maps are being rewritten under an old program).
+#[inline(always)]
+fn rule(generation: u32, index: u32) -> Option<&'static FilterRule> {
+    let r = FILTER_RULES.get(rule_slot(generation, index)?)?;
+    (r.generation == generation).then_some(r)
+}
+
+/// One rule. Returns 1 when the evaluation is over.
+#[inline(always)]
+fn step(ev: &mut Eval) -> i64 {
+    let g = ev.key.generation;
+    let Some(r) = rule(g, ev.pc) else {
+        return finish(ev, VERDICT_PUNT, PUNT_NO_RULES);
+    };
+    if ev.base_end == NO_NEXT {
+        ev.base_end = r.base_end;
+    }
+    if !matches(r, &ev.key) {
+        ev.pc += 1;
+        return 0;
+    }
+    match r.action {
+        ACT_CONTINUE => {
+            ev.pc += 1;
+            0
+        }
+        ACT_ACCEPT => {
+            match rule(g, ev.base_end) {
+                Some(e) => next_base(ev, e.next_base),
+                None => finish(ev, VERDICT_PUNT, PUNT_NO_RULES),
+            }
+        }
+        ACT_DROP => finish(ev, VERDICT_DROP, 0),
+        ACT_JUMP => {
+            let sp = ev.sp as usize;
+            if sp >= MAX_DEPTH {
+                return finish(ev, VERDICT_PUNT, PUNT_TOO_LONG);
+            }
+            ev.stack[sp] = ev.pc + 1;
+            ev.sp += 1;
+            ev.pc = r.arg;
+            0
+        }
+        ACT_GOTO => {
+            ev.pc = r.arg;
+            0
+        }
+        ACT_RETURN => {
+            if ev.sp == 0 {
+                // Return from the base chain: its policy.
+                ev.pc = ev.base_end;
+                return 0;
+            }
+            ev.sp -= 1;
+            let sp = ev.sp as usize;
+            if sp >= MAX_DEPTH {
+                return finish(ev, VERDICT_PUNT, PUNT_TOO_LONG);
+            }
+            ev.pc = ev.stack[sp];
+            0
+        }
+        ACT_PUNT => finish(ev, VERDICT_PUNT, r.arg),
+        ACT_END_BASE => {
+            if r.arg == u32::from(ACT_DROP) {
+                finish(ev, VERDICT_DROP, 0)
+            } else {
+                next_base(ev, r.next_base)
+            }
+        }
+        _ => finish(ev, VERDICT_PUNT, PUNT_NO_RULES),
+    }
+}
+
+#[inline(always)]
+fn prefix_eq(addr: &[u8; 16], want: &[u8; 16], mask: &[u8; 16]) -> bool {
+    let (a, w, m) = (words(addr), words(want), words(mask));
+    (a[0] & m[0]) == w[0] && (a[1] & m[1]) == w[1] && (a[2] & m[2]) == w[2] && (a[3] & m[3]) == w[3]
+}
+
+#[inline(always)]
+fn set_value(field: u8, k: &FlowKey) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    match field {
+        field::IIF | field::OIF => {
+            let b = if field == field::IIF { k.iif } else { k.oif }.to_ne_bytes();
+            v[0] = b[0];
+            v[1] = b[1];
+            v[2] = b[2];
+            v[3] = b[3];
+        }
+        field::SADDR => v = k.saddr,
+        field::DADDR => v = k.daddr,
+        field::L4PROTO => v[0] = k.l4proto,
+        field::SPORT | field::DPORT => {
+            let b = if field == field::SPORT { k.sport } else { k.dport }.to_be_bytes();
+            v[0] = b[0];
+            v[1] = b[1];
+        }
+        _ => {}
+    }
+    v
+}
+
+/// True if every predicate of `r` holds (each negated as flagged).
+#[inline(always)]
+fn matches(r: &FilterRule, k: &FlowKey) -> bool {
+    let want = r.matches;
+    if want == 0 {
+        return true;
+    }
+    let neg = r.negate;
+    let ports = k.l4proto == 6 || k.l4proto == 17;
+    let icmp = k.l4proto == 1 || k.l4proto == 58;
+    let test = |bit: u32, ok: bool| want & bit == 0 || (ok != (neg & bit != 0));
+    test(m::IIF, k.iif == r.iif)
+        && test(m::OIF, k.oif == r.oif)
+        && test(m::L4PROTO, k.l4proto == r.l4proto)
+        && test(m::SADDR, prefix_eq(&k.saddr, &r.saddr, &r.smask))
+        && test(m::DADDR, prefix_eq(&k.daddr, &r.daddr, &r.dmask))
+        && test(
+            m::SPORT,
+            ports && k.sport >= r.sport[0] && k.sport <= r.sport[1],
+        )
+        && test(
+            m::DPORT,
+            ports && k.dport >= r.dport[0] && k.dport <= r.dport[1],
+        )
+        && test(
+            m::ICMP_TYPE,
+            icmp && (k.sport as u8) >= r.icmp_type[0] && (k.sport as u8) <= r.icmp_type[1],
+        )
+        && test(
+            m::ICMP_CODE,
+            icmp && (k.dport as u8) >= r.icmp_code[0] && (k.dport as u8) <= r.icmp_code[1],
+        )
+        && test(
+            m::TCP_FLAGS,
+            k.l4proto == 6 && (k.tcp_flags & r.tcp_mask) == r.tcp_cmp,
+        )
+        && (want & m::SET0 == 0
+            || (in_set(k.generation, r.set_id[0], set_value(r.set_field[0], k))
+                != (neg & m::SET0 != 0)))
+        && (want & m::SET1 == 0
+            || (in_set(k.generation, r.set_id[1], set_value(r.set_field[1], k))
+                != (neg & m::SET1 != 0)))
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

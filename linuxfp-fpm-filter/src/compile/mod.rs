@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The rule compiler: an nf_tables [`Ruleset`] → what the fast path does
+//! with routed IPv4 and IPv6 packets. Pure; no kernel access.
+//!
+//! # The routed path
+//!
+//! A forwarded packet traverses the base chains of the `prerouting`,
+//! `forward` and `postrouting` hooks of its family (`ip` + `inet` for
+//! IPv4, `ip6` + `inet` for IPv6), hook by hook and by priority within a
+//! hook. `accept` ends one base chain and the next one runs; `drop` is
+//! final; the packet is forwarded if every base chain accepts it. The
+//! compiler lays these chains out in that order ([`Program`]).
+//!
+//! The whole path of a family punts ([`PathPlan::Punt`]) when the fast path
+//! cannot be equivalent to netfilter whatever the rules say:
+//! - a base chain of type `nat` or `route` (or any type but `filter`) on
+//!   the path: NAT and rerouting need conntrack and the kernel;
+//! - two base chains of one hook with the same priority: their order is
+//!   the kernel's registration order, which the dump does not show;
+//! - `netdev` (or `inet ingress`) chains: they run after the TC hook, a
+//!   forwarded packet would bypass them;
+//! - iptables-legacy tables (invisible to nfnetlink);
+//! - undecodable objects in the dump (the ruleset is incomplete).
+//!
+//! # The rules
+//!
+//! Each rule is translated expression by expression ([`rule`]): what is
+//! understood becomes a predicate; at the first expression that is not, or
+//! that has side effects or hidden state, the rule becomes a
+//! [`Action::Punt`] on the predicates so far. That match is a superset of
+//! the rule's real match, so the fast path never accepts what netfilter
+//! drops nor drops what it accepts: a packet that might reach the unknown
+//! part goes to the kernel, every other packet is classified exactly.
+//! Rules that can never match on the path (wrong family, interface that
+//! does not exist) are left out. Regular chains are compiled once, when
+//! reachable from a base chain of the path.
+
+pub mod eval;
+mod ir;
+pub mod rule;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use linuxfp::{
+    inspector::nftables::{Chain, Family, Hook, Policy, Ruleset, Verdict},
+    state::KernelState,
+};
+use serde::{Deserialize, Serialize};
+
+use self::rule::{RuleCtx, compile_rule};
+pub use self::{
+    ir::{
+        Action, Field, IrBase, IrChain, IrRule, IrSet, L3, Match, PathPlan, Pred, Prefix, Program,
+        PuntWhy,
+    },
+    rule::{MAX_SET_ELEMENTS, prefix_len, range_prefixes},
+};
+
+/// Interface names and ifindexes, to resolve `iifname`/`oifname`, and
+/// which interfaces a routed packet can enter or leave by as netfilter
+/// sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interfaces {
+    by_name: BTreeMap<String, u32>,
+    /// Interfaces enslaved to a master (bridge ports, bond or VRF members):
+    /// the IP hooks see their packets with another device, or twice.
+    enslaved: BTreeSet<u32>,
+}
+
+impl Interfaces {
+    /// From `(name, ifindex)` pairs, none enslaved.
+    pub fn new(it: impl IntoIterator<Item = (String, u32)>) -> Self {
+        Interfaces {
+            by_name: it.into_iter().collect(),
+            enslaved: BTreeSet::new(),
+        }
+    }
+
+    /// The interfaces of a kernel state.
+    pub fn of_state(state: &KernelState) -> Self {
+        let mut i = Self::new(state.links.values().map(|l| (l.name.clone(), l.ifindex)));
+        i.enslaved = state
+            .links
+            .values()
+            .filter(|l| l.master.is_some())
+            .map(|l| l.ifindex)
+            .collect();
+        i
+    }
+
+    /// Marks `ifindex` as enslaved to a master.
+    pub fn enslave(&mut self, ifindex: u32) {
+        self.enslaved.insert(ifindex);
+    }
+
+    /// The ifindexes the fast path may classify routed packets on: every
+    /// known interface that has no master. A packet from or to any other
+    /// punts.
+    pub fn routable(&self) -> BTreeSet<u32> {
+        self.by_name
+            .values()
+            .copied()
+            .filter(|i| !self.enslaved.contains(i))
+            .collect()
+    }
+
+    /// The ifindexes whose name matches the bytes of an `iifname` compare:
+    /// up to a NUL the name exactly, without one a prefix (`eth*`,
+    /// iptables' `eth+`).
+    pub fn matching(&self, data: &[u8]) -> Vec<u32> {
+        let (want, exact) = match data.iter().position(|b| *b == 0) {
+            Some(n) => (&data[..n], true),
+            None => (data, false),
+        };
+        let mut v: Vec<u32> = self
+            .by_name
+            .iter()
+            .filter(|(name, _)| {
+                let n = name.as_bytes();
+                if exact {
+                    n == want
+                } else {
+                    n.starts_with(want)
+                }
+            })
+            .map(|(_, i)| *i)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// The routed path of both families, compiled.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Compiled {
+    /// IPv4.
+    pub v4: PathPlan,
+    /// IPv6.
+    pub v6: PathPlan,
+    /// The interfaces known when compiling, less the enslaved ones
+    /// ([`Interfaces::routable`]): packets from or to others punt (their
+    /// names may match rules the compiler resolved without them, or
+    /// netfilter sees them with another device).
+    pub known_ifaces: BTreeSet<u32>,
+}
+
+impl Compiled {
+    /// The path of one family.
+    pub fn path(&self, l3: L3) -> &PathPlan {
+        match l3 {
+            L3::V4 => &self.v4,
+            L3::V6 => &self.v6,
+        }
+    }
+}
+
+/// Everything punts: no ruleset to compile (a host without kernel state).
+pub fn punt_all(reason: &str) -> Compiled {
+    Compiled {
+        v4: PathPlan::Punt {
+            reason: reason.into(),
+        },
+        v6: PathPlan::Punt {
+            reason: reason.into(),
+        },
+        known_ifaces: BTreeSet::new(),
+    }
+}
+
+/// Compiles the routed path of both families from a kernel state.
+pub fn compile_state(state: &KernelState) -> Compiled {
+    let mut c = compile(&state.nft, &Interfaces::of_state(state));
+    if !state.legacy_tables.is_empty() {
+        let reason = format!(
+            "iptables-legacy tables loaded: {}",
+            state.legacy_tables.join(", ")
+        );
+        c.v4 = PathPlan::Punt {
+            reason: reason.clone(),
+        };
+        c.v6 = PathPlan::Punt { reason };
+    }
+    c
+}
+
+/// Compiles the routed path of both families.
+pub fn compile(ruleset: &Ruleset, ifaces: &Interfaces) -> Compiled {
+    Compiled {
+        v4: compile_path(ruleset, ifaces, L3::V4),
+        v6: compile_path(ruleset, ifaces, L3::V6),
+        known_ifaces: ifaces.routable(),
+    }
+}
+
+fn hook_rank(h: Hook) -> Option<u8> {
+    match h {
+        Hook::Prerouting => Some(0),
+        Hook::Forward => Some(1),
+        Hook::Postrouting => Some(2),
+        _ => None,
+    }
+}
+
+fn family_on_path(f: Family, l3: L3) -> bool {
+    matches!(
+        (f, l3),
+        (Family::Inet, _) | (Family::Ip, L3::V4) | (Family::Ip6, L3::V6)
+    )
+}
+
+fn chain_name(c: &Chain) -> String {
+    format!("{} {} {}", c.family, c.table, c.name)
+}
+
+/// Compiles the routed path of one family.
+pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan {
+    let punt = |reason: String| PathPlan::Punt { reason };
+    if !ruleset.errors.is_empty() {
+        return punt(format!(
+            "{} nf_tables objects not decoded",
+            ruleset.errors.len()
+        ));
+    }
+    let live = |c: &&Chain| {
+        ruleset
+            .table(c.family, &c.table)
+            .is_none_or(|t| !t.is_dormant())
+    };
+    // Base chains on the path, and the ones that make it opaque.
+    let mut base: Vec<&Chain> = Vec::new();
+    for c in ruleset.chains.iter().filter(live) {
+        let Some(h) = &c.base else { continue };
+        if c.family == Family::Netdev || (c.family == Family::Inet && h.hook == Hook::Ingress) {
+            return punt(format!("{} runs after the TC hook", chain_name(c)));
+        }
+        if !family_on_path(c.family, l3) || hook_rank(h.hook).is_none() {
+            continue;
+        }
+        if h.chain_type != "filter" {
+            return punt(format!(
+                "{} is a {} chain on the path",
+                chain_name(c),
+                h.chain_type
+            ));
+        }
+        base.push(c);
+    }
+    if base.is_empty() {
+        return PathPlan::Open;
+    }
+    let key = |c: &Chain| {
+        let h = c.base.as_ref().map(|h| (hook_rank(h.hook), h.priority));
+        h.unwrap_or((None, 0))
+    };
+    base.sort_by_key(|c| key(c));
+    for w in base.windows(2) {
+        if key(w[0]) == key(w[1]) {
+            return punt(format!(
+                "{} and {} share hook and priority (order unknown)",
+                chain_name(w[0]),
+                chain_name(w[1])
+            ));
+        }
+    }
+
+    // Regular chains reachable from the base chains, breadth first; the
+    // hooks each may run at (an output interface is unknown at prerouting).
+    let mut order: Vec<&Chain> = base.clone();
+    let mut prerouting: Vec<bool> = base
+        .iter()
+        .map(|c| c.base.as_ref().is_some_and(|h| h.hook == Hook::Prerouting))
+        .collect();
+    let mut i = 0;
+    while i < order.len() {
+        let c = order[i];
+        let pre = prerouting[i];
+        for r in ruleset.rules_of(c.family, &c.table, &c.name) {
+            for e in r.expressions().unwrap_or(&[]) {
+                let target = match e {
+                    linuxfp::inspector::nftables::Expr::Immediate(im) => match &im.data {
+                        linuxfp::inspector::nftables::Data::Verdict(
+                            Verdict::Jump { chain } | Verdict::Goto { chain },
+                        ) => Some(chain),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let Some(t) = target.and_then(|t| ruleset.chain(c.family, &c.table, t)) else {
+                    continue;
+                };
+                if t.base.is_some() {
+                    // Jumping to a base chain is refused by the kernel;
+                    // the rule punts (unknown chain) if it ever shows up.
+                    continue;
+                }
+                match order.iter().position(|o| std::ptr::eq(*o, t)) {
+                    Some(j) => prerouting[j] |= pre,
+                    None => {
+                        order.push(t);
+                        prerouting.push(pre);
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    // A chain first seen from a forward chain and later from a prerouting
+    // one: propagate the flag until stable (chains are few).
+    loop {
+        let mut changed = false;
+        for (ci, c) in order.iter().enumerate() {
+            if !prerouting[ci] {
+                continue;
+            }
+            for r in ruleset.rules_of(c.family, &c.table, &c.name) {
+                for e in r.expressions().unwrap_or(&[]) {
+                    if let linuxfp::inspector::nftables::Expr::Immediate(im) = e
+                        && let linuxfp::inspector::nftables::Data::Verdict(
+                            Verdict::Jump { chain } | Verdict::Goto { chain },
+                        ) = &im.data
+                        && let Some(j) = order.iter().position(|o| {
+                            o.family == c.family && o.table == c.table && o.name == *chain
+                        })
+                        && !prerouting[j]
+                    {
+                        prerouting[j] = true;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    let mut sets = Vec::new();
+    let mut chains = Vec::new();
+    for (ci, c) in order.iter().enumerate() {
+        let index = |name: &str| {
+            order
+                .iter()
+                .position(|o| o.family == c.family && o.table == c.table && o.name == name)
+        };
+        let cx = RuleCtx {
+            ruleset,
+            ifaces,
+            l3,
+            prerouting: prerouting[ci],
+            chain_index: &index,
+        };
+        let rules = ruleset
+            .rules_of(c.family, &c.table, &c.name)
+            .filter_map(|r| compile_rule(&cx, r, &mut sets))
+            .collect();
+        chains.push(IrChain {
+            name: chain_name(c),
+            base: c.base.as_ref().map(|h| IrBase {
+                hook: h.hook.name(),
+                priority: h.priority,
+                accept: h.policy == Policy::Accept,
+            }),
+            rules,
+        });
+    }
+    PathPlan::Rules(Program { l3, chains, sets })
+}

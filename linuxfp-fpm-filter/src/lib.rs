@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The filter FPM: the kernel's nf_tables ruleset for routed IPv4/IPv6
+//! traffic, evaluated in XDP or TC before the router stage, never more or
+//! less permissive than netfilter.
+//!
+//! - [`compile`]: the ruleset → per family, the base chains of the routed
+//!   path (prerouting, forward, postrouting) as rules of predicates and
+//!   actions; what is not understood punts (see the module docs for the
+//!   soundness rule).
+//! - [`params`]: the compiled rules → the `FILTER_RULES` and `FILTER_SETS`
+//!   maps, keyed by generation, and the `FILTER_CONF` global naming the
+//!   generation (a ruleset change swaps programs atomically).
+//! - the stage (`ebpf/`, `filter_xdp` and `filter_tc`): parses the packet
+//!   (at XDP, a frame not addressed to the interface's own MAC is not for
+//!   this stack: it punts, as `skb->pkt_type` makes it at TC), asks the FIB
+//!   for the egress interface (a packet that is not certainly forwarded
+//!   punts), looks the
+//!   flow up in a per-flow verdict cache (LRU hash keyed by every field the
+//!   rules read and the generation), and on a miss evaluates the rules with
+//!   a bounded chain interpreter (a linear scan in this phase: cost grows
+//!   with the rules one flow's first packet traverses, not afterwards).
+//!   Accepted packets continue to the next stage, dropped ones are dropped
+//!   (only on a compiled `drop` verdict or drop policy), the rest punt
+//!   under a named reason ([`linuxfp_ebpf_common::filter::PUNT_NAMES`]).
+//!
+//! Limits (each punts, never guesses): 4096 rules per generation including
+//! one synthetic end rule per chain (a larger ruleset punts whole,
+//! `path`), 8192 rules evaluated for one packet (`too_long`), 16 nested
+//! jumps (`too_long`), 16384 prefixes per set (that rule punts), 32768
+//! set prefixes in all.
+//!
+//! Counters: `counter` expressions are not emulated, so the kernel's rule
+//! counters miss the packets the fast path decides; the FPM's own counters
+//! (continue, drop, and each punt reason, per interface) account for them.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! let mut registry = linuxfp::fpm::FpmRegistry::new();
+//! registry.register(Arc::new(linuxfp_fpm_filter::FilterFpm::new()))?;
+//! # Ok::<(), linuxfp::fpm::FpmError>(())
+//! ```
+//!
+//! Minimum kernel version: 5.10 (`bpf_fib_lookup` with `mtu_result`, LPM
+//! tries, LRU hashes, tail calls from TC).
+#![deny(missing_docs)]
+
+pub mod bytecode;
+pub mod compile;
+pub mod params;
+
+use std::collections::BTreeMap;
+
+use linuxfp::{
+    fpm::{Capability, Fpm, FpmConfig, FpmDeclaration, FpmError, FpmRole, Hook, ParamInput},
+    topology::NetworkFunction,
+};
+use linuxfp_ebpf_common::filter;
+
+/// Name of the XDP program in the object.
+pub const XDP_PROGRAM: &str = "filter_xdp";
+/// Name of the TC program in the object.
+pub const TC_PROGRAM: &str = "filter_tc";
+
+/// The filter FPM.
+#[derive(Debug)]
+pub struct FilterFpm {
+    declaration: FpmDeclaration,
+    generations: params::Generations,
+}
+
+impl Default for FilterFpm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FilterFpm {
+    /// The filter FPM with its bundled program.
+    pub fn new() -> Self {
+        FilterFpm {
+            declaration: FpmDeclaration {
+                name: "filter",
+                role: FpmRole::Accelerates(NetworkFunction::Filter),
+                programs: BTreeMap::from([(Hook::Xdp, XDP_PROGRAM), (Hook::Tc, TC_PROGRAM)]),
+                capabilities: vec![Capability::FibLookup],
+                shared_maps: vec![filter::RULES_MAP, filter::SETS_MAP, filter::IFACES_MAP],
+                punt_reasons: filter::PUNT_NAMES.to_vec(),
+            },
+            generations: params::Generations::default(),
+        }
+    }
+
+    /// The generation of the ruleset last handed to the deployer.
+    pub fn generation(&self) -> Option<u32> {
+        self.generations.current()
+    }
+}
+
+impl Fpm for FilterFpm {
+    fn declaration(&self) -> &FpmDeclaration {
+        &self.declaration
+    }
+
+    fn bytecode(&self) -> &'static [u8] {
+        bytecode::FILTER_OBJ
+    }
+
+    fn parameterize(&self, input: &ParamInput<'_>) -> Result<FpmConfig, FpmError> {
+        let compiled = match input.state {
+            Some(state) => compile::compile_state(state),
+            None => compile::punt_all("no kernel state to read the ruleset from"),
+        };
+        for (l3, p) in [
+            (compile::L3::V4, &compiled.v4),
+            (compile::L3::V6, &compiled.v6),
+        ] {
+            if let compile::PathPlan::Punt { reason } = p {
+                tracing::debug!(family = ?l3, %reason, "filter path punts");
+            }
+        }
+        let layout = match params::layout(&compiled) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "ruleset too large for the fast path; punting it");
+                params::layout(&compile::punt_all(&e.to_string())).map_err(|e| {
+                    FpmError::Parameterize {
+                        fpm: self.declaration.name,
+                        reason: e.to_string(),
+                    }
+                })?
+            }
+        };
+        let mut cfg = self.generations.config(layout);
+        cfg.maps.insert(
+            filter::IFACES_MAP.to_string(),
+            params::xdp_ifaces(self.declaration.name, input),
+        );
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use linuxfp::{
+        compat::Decisions,
+        fpm::{HexBytes, ParamInput},
+        inspector::nftables::Ruleset,
+        state::{KernelState, Link},
+        topology::Topology,
+    };
+    use linuxfp_ebpf_common::filter::{CONF_GLOBAL, FilterConf, PATH_PUNT, PATH_RULES, RULES_MAP};
+
+    use super::*;
+
+    fn state(nft: &str) -> KernelState {
+        let path = format!(
+            "{}/../linuxfp/tests/data/nft_{nft}.bin",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut nft = Ruleset::from_messages(&std::fs::read(&path).expect("recorded ruleset"));
+        nft.chains
+            .retain(|c| c.base.as_ref().is_none_or(|b| b.chain_type == "filter"));
+        let mut st = KernelState {
+            nft,
+            ..Default::default()
+        };
+        for (i, name) in [(1u32, "lo"), (2, "eth0"), (3, "docker0")] {
+            st.links.insert(
+                i,
+                Link {
+                    ifindex: i,
+                    name: name.into(),
+                    ..Default::default()
+                },
+            );
+        }
+        st
+    }
+
+    fn conf(cfg: &FpmConfig) -> FilterConf {
+        let b = &cfg.globals[CONF_GLOBAL].0;
+        let u = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        FilterConf {
+            generation: u(0),
+            reserved: u(4),
+            v4: filter::PathConf {
+                state: u(8),
+                start: u(12),
+            },
+            v6: filter::PathConf {
+                state: u(16),
+                start: u(20),
+            },
+        }
+    }
+
+    #[test]
+    fn declaration_names_the_filter_function_hooks_and_reasons() {
+        let f = FilterFpm::new();
+        let d = f.declaration();
+        assert_eq!(d.role, FpmRole::Accelerates(NetworkFunction::Filter));
+        assert_eq!(d.hooks().collect::<Vec<_>>(), [Hook::Xdp, Hook::Tc]);
+        assert_eq!(
+            d.counter_name(filter::PUNT_RULE_REJECT),
+            Some("rule_reject")
+        );
+        assert!(!f.bytecode().is_empty());
+    }
+
+    #[test]
+    fn parameterize_compiles_the_state_and_bumps_generations_on_change() {
+        let f = FilterFpm::new();
+        let (topology, decisions) = (Topology::default(), Decisions::default());
+        let docker = state("docker");
+        let input = |st| ParamInput {
+            topology: &topology,
+            decisions: &decisions,
+            state: Some(st),
+        };
+        let cfg = f.parameterize(&input(&docker)).expect("parameterize");
+        let c = conf(&cfg);
+        assert_eq!(c.generation, 1);
+        assert_eq!(c.v4.state, PATH_RULES);
+        assert!(!cfg.maps[RULES_MAP].is_empty());
+        // Same state, same configuration (nothing to redeploy).
+        assert_eq!(f.parameterize(&input(&docker)).expect("again"), cfg);
+        assert_eq!(f.generation(), Some(1));
+        // A new interface changes what `-o docker0` and friends resolve
+        // to: a new generation.
+        let mut more = docker.clone();
+        more.links.insert(
+            9,
+            Link {
+                ifindex: 9,
+                name: "veth9".into(),
+                ..Default::default()
+            },
+        );
+        let cfg2 = f.parameterize(&input(&more)).expect("parameterize");
+        assert_eq!(conf(&cfg2).generation, 2);
+        // iptables-legacy: everything punts.
+        let mut legacy = more.clone();
+        legacy.legacy_tables = vec!["filter".into()];
+        let c3 = conf(&f.parameterize(&input(&legacy)).expect("parameterize"));
+        assert_eq!((c3.v4.state, c3.v6.state), (PATH_PUNT, PATH_PUNT));
+        // No kernel state at all: everything punts too.
+        let none = ParamInput {
+            topology: &topology,
+            decisions: &decisions,
+            state: None,
+        };
+        let c4 = conf(&f.parameterize(&none).expect("parameterize"));
+        assert_eq!(c4.v4.state, PATH_PUNT);
+        assert_eq!(
+            HexBytes::of(&c4),
+            f.parameterize(&none).expect("again").globals[CONF_GLOBAL]
+        );
+    }
+}

@@ -1,0 +1,594 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The filter's parameterizer: compiled paths → the `FILTER_CONF` global
+//! and the contents of `FILTER_RULES` and `FILTER_SETS`.
+//!
+//! # Layout
+//!
+//! Rules of one generation are numbered from 0: the IPv4 program, then the
+//! IPv6 one. In each, the base chains come first in evaluation order, each
+//! followed by a synthetic end rule ([`ACT_END_BASE`]: its policy, and
+//! where the next base chain starts); then the regular chains, each
+//! followed by a synthetic [`ACT_RETURN`]. Set 0 holds the interfaces known
+//! at compile time; the compiled sets follow.
+//!
+//! # Atomic updates
+//!
+//! Rules sit in the half of the rule array of their generation's parity,
+//! stamped with the generation; set keys carry the generation; and the
+//! generation is a global: a new ruleset is written next to the old one,
+//! and the deployer swaps in the programs that read it only after all maps
+//! are written. The
+//! [`Generations`] keeper keeps the previous generation's entries in the
+//! desired contents, so the old programs find their rules until they are
+//! replaced; entries two generations old are removed.
+
+use std::sync::Mutex;
+
+use linuxfp::fpm::{FpmConfig, HexBytes, Hook, MapContents, ParamInput};
+use linuxfp_ebpf_common::filter::*;
+
+use crate::compile::{Action, Compiled, Field, L3, PathPlan, Pred, Program};
+
+/// Why a compiled ruleset cannot be laid out in the maps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// More rules than [`MAX_RULES`].
+    #[error("{rules} rules (with chain ends) exceed the map's {max} per generation")]
+    TooManyRules {
+        /// Rules needed.
+        rules: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// More set elements than the map holds for two generations.
+    #[error("{elements} set elements exceed half the map's {max}")]
+    TooManyElements {
+        /// Elements needed.
+        elements: usize,
+        /// The map's capacity.
+        max: u32,
+    },
+}
+
+/// One generation's map contents, without the generation in the keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// The IPv4 path.
+    pub v4: PathConf,
+    /// The IPv6 path.
+    pub v6: PathConf,
+    /// Rules by index.
+    pub rules: Vec<FilterRule>,
+    /// Set elements: (set id, value bytes zero padded, prefix bits on the
+    /// value).
+    pub sets: Vec<(u32, [u8; 16], u32)>,
+}
+
+fn field_code(f: Field) -> u8 {
+    match f {
+        Field::Iif => field::IIF,
+        Field::Oif => field::OIF,
+        Field::Saddr => field::SADDR,
+        Field::Daddr => field::DADDR,
+        Field::L4Proto => field::L4PROTO,
+        Field::Sport => field::SPORT,
+        Field::Dport => field::DPORT,
+    }
+}
+
+fn pad16(b: &[u8]) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    let n = b.len().min(16);
+    v[..n].copy_from_slice(&b[..n]);
+    v
+}
+
+/// A prefix length as a byte mask of `len` bytes.
+fn mask16(bits: u32) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    for (i, b) in m.iter_mut().enumerate() {
+        let lo = 8 * i as u32;
+        *b = if bits >= lo + 8 {
+            0xff
+        } else if bits > lo {
+            0xffu8 << (8 - (bits - lo))
+        } else {
+            0
+        };
+    }
+    m
+}
+
+/// Lays a compiled ruleset out as map contents.
+pub fn layout(c: &Compiled) -> Result<Layout, LayoutError> {
+    let mut out = Layout::default();
+    out.sets.extend(
+        c.known_ifaces
+            .iter()
+            .map(|i| (SET_KNOWN_IFACES, pad16(&i.to_ne_bytes()), 32)),
+    );
+    let mut next_set = SET_KNOWN_IFACES + 1;
+    for l3 in [L3::V4, L3::V6] {
+        let conf = match c.path(l3) {
+            PathPlan::Open => PathConf {
+                state: PATH_NONE,
+                start: 0,
+            },
+            PathPlan::Punt { .. } => PathConf {
+                state: PATH_PUNT,
+                start: 0,
+            },
+            PathPlan::Rules(p) => {
+                let start = out.rules.len() as u32;
+                lay_program(p, &mut out, &mut next_set);
+                PathConf {
+                    state: PATH_RULES,
+                    start,
+                }
+            }
+        };
+        match l3 {
+            L3::V4 => out.v4 = conf,
+            L3::V6 => out.v6 = conf,
+        }
+    }
+    if out.rules.len() > MAX_RULES as usize {
+        return Err(LayoutError::TooManyRules {
+            rules: out.rules.len(),
+            max: MAX_RULES,
+        });
+    }
+    if out.sets.len() > (SETS_ENTRIES / 2) as usize {
+        return Err(LayoutError::TooManyElements {
+            elements: out.sets.len(),
+            max: SETS_ENTRIES,
+        });
+    }
+    Ok(out)
+}
+
+fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
+    let base = out.rules.len() as u32;
+    let set_base = *next_set;
+    for (i, s) in p.sets.iter().enumerate() {
+        let id = set_base + i as u32;
+        for (v, bits) in &s.elements {
+            out.sets.push((id, pad16(v), *bits));
+        }
+    }
+    *next_set += p.sets.len() as u32;
+    // Chain start indexes: each chain is its rules plus one end rule.
+    let mut starts = Vec::with_capacity(p.chains.len());
+    let mut at = base;
+    for c in &p.chains {
+        starts.push(at);
+        at += c.rules.len() as u32 + 1;
+    }
+    let nbase = p.chains.iter().filter(|c| c.base.is_some()).count();
+    for (ci, c) in p.chains.iter().enumerate() {
+        let end = starts[ci] + c.rules.len() as u32;
+        let base_end = if c.base.is_some() { end } else { NO_NEXT };
+        for r in &c.rules {
+            let mut fr = FilterRule {
+                base_end,
+                next_base: NO_NEXT,
+                ..Default::default()
+            };
+            let mut nset = 0;
+            for m in &r.matches {
+                let bit = match &m.pred {
+                    Pred::Iif(i) => {
+                        fr.iif = *i;
+                        m::IIF
+                    }
+                    Pred::Oif(i) => {
+                        fr.oif = *i;
+                        m::OIF
+                    }
+                    Pred::Saddr(px) => {
+                        fr.saddr = pad16(&px.addr);
+                        fr.smask = mask16(px.len);
+                        m::SADDR
+                    }
+                    Pred::Daddr(px) => {
+                        fr.daddr = pad16(&px.addr);
+                        fr.dmask = mask16(px.len);
+                        m::DADDR
+                    }
+                    Pred::L4Proto(v) => {
+                        fr.l4proto = *v;
+                        m::L4PROTO
+                    }
+                    Pred::Sport(lo, hi) => {
+                        fr.sport = [*lo, *hi];
+                        m::SPORT
+                    }
+                    Pred::Dport(lo, hi) => {
+                        fr.dport = [*lo, *hi];
+                        m::DPORT
+                    }
+                    Pred::IcmpType(lo, hi) => {
+                        fr.icmp_type = [*lo, *hi];
+                        m::ICMP_TYPE
+                    }
+                    Pred::IcmpCode(lo, hi) => {
+                        fr.icmp_code = [*lo, *hi];
+                        m::ICMP_CODE
+                    }
+                    Pred::TcpFlags { mask, cmp } => {
+                        fr.tcp_mask = *mask;
+                        fr.tcp_cmp = *cmp;
+                        m::TCP_FLAGS
+                    }
+                    Pred::InSet { field, set } => {
+                        // The compiler allows two lookups per rule.
+                        let slot = nset.min(1);
+                        nset += 1;
+                        fr.set_field[slot] = field_code(*field);
+                        fr.set_id[slot] = set_base + *set as u32;
+                        if slot == 0 { m::SET0 } else { m::SET1 }
+                    }
+                };
+                fr.matches |= bit;
+                if m.negate {
+                    fr.negate |= bit;
+                }
+            }
+            let (action, arg) = match &r.action {
+                Action::Continue => (ACT_CONTINUE, 0),
+                Action::Accept => (ACT_ACCEPT, 0),
+                Action::Drop => (ACT_DROP, 0),
+                Action::Jump(t) => (ACT_JUMP, starts[*t]),
+                Action::Goto(t) => (ACT_GOTO, starts[*t]),
+                Action::Return => (ACT_RETURN, 0),
+                Action::Punt(why) => (ACT_PUNT, why.counter()),
+            };
+            fr.action = action;
+            fr.arg = arg;
+            out.rules.push(fr);
+        }
+        // The chain's end.
+        let end_rule = match &c.base {
+            Some(b) => FilterRule {
+                action: ACT_END_BASE,
+                arg: u32::from(if b.accept { ACT_ACCEPT } else { ACT_DROP }),
+                next_base: if ci + 1 < nbase {
+                    starts[ci + 1]
+                } else {
+                    NO_NEXT
+                },
+                base_end: end,
+                ..Default::default()
+            },
+            None => FilterRule {
+                action: ACT_RETURN,
+                base_end: NO_NEXT,
+                next_base: NO_NEXT,
+                ..Default::default()
+            },
+        };
+        out.rules.push(end_rule);
+    }
+}
+
+/// `FILTER_IFACES`: the MAC of every interface the decisions attach `fpm`
+/// to at XDP (the XDP program's test for frames addressed to this host).
+pub fn xdp_ifaces(fpm: &str, input: &ParamInput<'_>) -> MapContents {
+    input
+        .decisions
+        .interfaces_of(fpm)
+        .filter(|(i, hook)| *hook == Hook::Xdp && *i < linuxfp_ebpf_common::abi::MAX_IFINDEX)
+        .filter_map(|(i, _)| {
+            let mac = input.topology.interfaces.get(&i)?.mac?;
+            Some((
+                HexBytes(i.to_ne_bytes().to_vec()),
+                HexBytes::of(&FilterIface {
+                    mac,
+                    flags: IFACE_XDP,
+                }),
+            ))
+        })
+        .collect()
+}
+
+/// The map key of a set element: `bpf_lpm_trie_key` (prefix length, then
+/// the data), the data being a [`SetKey`].
+pub fn set_key_bytes(generation: u32, set: u32, value: &[u8; 16], bits: u32) -> Vec<u8> {
+    let mut k = (64 + bits).to_ne_bytes().to_vec();
+    k.extend_from_slice(
+        &HexBytes::of(&SetKey {
+            generation,
+            set,
+            value: *value,
+        })
+        .0,
+    );
+    k
+}
+
+/// Adds one generation's entries to the map contents.
+fn write(layout: &Layout, generation: u32, rules: &mut MapContents, sets: &mut MapContents) {
+    for (i, r) in layout.rules.iter().enumerate() {
+        // `layout` refused more than MAX_RULES.
+        let Some(slot) = rule_slot(generation, i as u32) else {
+            break;
+        };
+        let r = FilterRule { generation, ..*r };
+        rules.insert(HexBytes(slot.to_ne_bytes().to_vec()), HexBytes::of(&r));
+    }
+    for (set, value, bits) in &layout.sets {
+        sets.insert(
+            HexBytes(set_key_bytes(generation, *set, value, *bits)),
+            HexBytes(vec![1]),
+        );
+    }
+}
+
+/// The current and previous generation the parameterizer produced.
+#[derive(Debug, Default)]
+pub struct Generations {
+    state: Mutex<GenState>,
+}
+
+#[derive(Debug, Default)]
+struct GenState {
+    current: Option<(u32, Layout)>,
+    previous: Option<(u32, Layout)>,
+}
+
+impl Generations {
+    /// The configuration for `layout`: a new generation if it differs from
+    /// the last one, with the previous generation's entries kept.
+    pub fn config(&self, layout: Layout) -> FpmConfig {
+        let mut st = match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let same = st.current.as_ref().is_some_and(|(_, l)| *l == layout);
+        if !same {
+            // Consecutive generations differ in parity (they use the two
+            // halves of the rule array); 0 is never one.
+            let next = match &st.current {
+                Some((u32::MAX, _)) => 2,
+                Some((g, _)) => g + 1,
+                None => 1,
+            };
+            st.previous = st.current.take();
+            st.current = Some((next, layout));
+        }
+        let mut cfg = FpmConfig::default();
+        let mut rules = MapContents::new();
+        let mut sets = MapContents::new();
+        let mut conf = FilterConf::default();
+        if let Some((g, l)) = &st.current {
+            write(l, *g, &mut rules, &mut sets);
+            conf = FilterConf {
+                generation: *g,
+                reserved: 0,
+                v4: l.v4,
+                v6: l.v6,
+            };
+        }
+        if let Some((g, l)) = &st.previous {
+            write(l, *g, &mut rules, &mut sets);
+        }
+        cfg.globals
+            .insert(CONF_GLOBAL.to_string(), HexBytes::of(&conf));
+        cfg.maps.insert(RULES_MAP.to_string(), rules);
+        cfg.maps.insert(SETS_MAP.to_string(), sets);
+        cfg
+    }
+
+    /// The generation of the last configuration.
+    pub fn current(&self) -> Option<u32> {
+        let st = match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        st.current.as_ref().map(|(g, _)| *g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::compile::{IrBase, IrChain, IrRule, IrSet, Match, Prefix, PuntWhy};
+
+    fn program() -> Program {
+        Program {
+            l3: L3::V4,
+            chains: vec![
+                IrChain {
+                    name: "ip filter FORWARD".into(),
+                    base: Some(IrBase {
+                        hook: "forward".into(),
+                        priority: 0,
+                        accept: false,
+                    }),
+                    rules: vec![
+                        IrRule {
+                            handle: 1,
+                            matches: vec![Match {
+                                pred: Pred::Daddr(Prefix {
+                                    addr: vec![10, 0, 0, 0],
+                                    len: 8,
+                                }),
+                                negate: true,
+                            }],
+                            action: Action::Jump(1),
+                        },
+                        IrRule {
+                            handle: 2,
+                            matches: vec![Match {
+                                pred: Pred::InSet {
+                                    field: Field::Dport,
+                                    set: 0,
+                                },
+                                negate: false,
+                            }],
+                            action: Action::Accept,
+                        },
+                    ],
+                },
+                IrChain {
+                    name: "ip filter USER".into(),
+                    base: None,
+                    rules: vec![IrRule {
+                        handle: 3,
+                        matches: vec![],
+                        action: Action::Punt(PuntWhy::Reject),
+                    }],
+                },
+            ],
+            sets: vec![IrSet {
+                name: "s".into(),
+                field: Field::Dport,
+                elements: vec![(80u16.to_be_bytes().to_vec(), 16)],
+            }],
+        }
+    }
+
+    #[test]
+    fn chains_are_laid_out_with_their_ends_and_targets() {
+        let c = Compiled {
+            v4: PathPlan::Rules(program()),
+            v6: PathPlan::Punt {
+                reason: "nat".into(),
+            },
+            known_ifaces: BTreeSet::from([2, 3]),
+        };
+        let l = layout(&c).expect("fits");
+        assert_eq!(
+            l.v4,
+            PathConf {
+                state: PATH_RULES,
+                start: 0
+            }
+        );
+        assert_eq!(l.v6.state, PATH_PUNT);
+        // FORWARD: 2 rules + end; USER: 1 rule + return.
+        assert_eq!(l.rules.len(), 5);
+        assert_eq!(l.rules[0].action, ACT_JUMP);
+        assert_eq!(l.rules[0].arg, 3);
+        assert_eq!(l.rules[0].matches, m::DADDR);
+        assert_eq!(l.rules[0].negate, m::DADDR);
+        assert_eq!(&l.rules[0].dmask[..4], &[0xff, 0, 0, 0]);
+        assert_eq!(l.rules[0].base_end, 2);
+        assert_eq!(l.rules[1].set_id[0], 1);
+        assert_eq!(l.rules[1].set_field[0], field::DPORT);
+        assert_eq!(l.rules[2].action, ACT_END_BASE);
+        assert_eq!(l.rules[2].arg, u32::from(ACT_DROP));
+        assert_eq!(l.rules[2].next_base, NO_NEXT);
+        assert_eq!(l.rules[3].action, ACT_PUNT);
+        assert_eq!(l.rules[3].arg, PUNT_RULE_REJECT);
+        assert_eq!(l.rules[3].base_end, NO_NEXT);
+        assert_eq!(l.rules[4].action, ACT_RETURN);
+        // Two known interfaces, one port.
+        assert_eq!(l.sets.len(), 3);
+        assert!(l.sets.contains(&(1, pad16(&[0, 80]), 16)));
+    }
+
+    #[test]
+    fn generations_keep_the_previous_one_and_bump_on_change() {
+        let g = Generations::default();
+        let c1 = Compiled {
+            v4: PathPlan::Rules(program()),
+            v6: PathPlan::Open,
+            known_ifaces: BTreeSet::new(),
+        };
+        let cfg1 = g.config(layout(&c1).expect("fits"));
+        assert_eq!(g.current(), Some(1));
+        let n1 = cfg1.maps[RULES_MAP].len();
+        assert_eq!(n1, 5);
+        // Same input: same generation, same contents.
+        assert_eq!(g.config(layout(&c1).expect("fits")), cfg1);
+        let mut p = program();
+        p.chains[0].rules.pop();
+        let c2 = Compiled {
+            v4: PathPlan::Rules(p),
+            ..c1.clone()
+        };
+        let cfg2 = g.config(layout(&c2).expect("fits"));
+        assert_eq!(g.current(), Some(2));
+        assert_eq!(cfg2.maps[RULES_MAP].len(), 5 + 4);
+        // Generation 2 sits in the even half, stamped with its generation.
+        let slot = rule_slot(2, 0).expect("slot");
+        assert_eq!(slot, 0);
+        let v = &cfg2.maps[RULES_MAP][&HexBytes(slot.to_ne_bytes().to_vec())];
+        let stamp = u32::from_ne_bytes([v.0[48], v.0[49], v.0[50], v.0[51]]);
+        assert_eq!(stamp, 2);
+        assert!(
+            cfg2.maps[RULES_MAP].contains_key(&HexBytes(MAX_RULES.to_ne_bytes().to_vec())),
+            "generation 1 kept in the odd half"
+        );
+        let c3 = Compiled {
+            v4: PathPlan::Open,
+            ..c1
+        };
+        let cfg3 = g.config(layout(&c3).expect("fits"));
+        // Generation 1 is gone, 2 is kept for the programs still running.
+        assert_eq!(cfg3.maps[RULES_MAP].len(), 4);
+        assert_ne!(cfg3.globals[CONF_GLOBAL], cfg2.globals[CONF_GLOBAL]);
+    }
+
+    #[test]
+    fn xdp_interfaces_get_their_mac() {
+        use linuxfp::{
+            compat::{Decisions, InterfaceDecision},
+            topology::{Interface, Topology},
+        };
+        let mut topology = Topology::default();
+        for i in [2u32, 3] {
+            topology.interfaces.insert(
+                i,
+                Interface {
+                    ifindex: i,
+                    name: format!("r{i}"),
+                    mac: Some([2, 0, 0, 0, 0, i as u8]),
+                    ..Default::default()
+                },
+            );
+        }
+        let decisions = Decisions {
+            interfaces: [(2, Hook::Xdp), (3, Hook::Tc)]
+                .into_iter()
+                .map(|(i, hook)| {
+                    (
+                        i,
+                        InterfaceDecision {
+                            name: format!("r{i}"),
+                            hook: Some(hook),
+                            stages: vec!["filter".into(), "router".into()],
+                            reasons: vec![],
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let m = xdp_ifaces(
+            "filter",
+            &ParamInput {
+                topology: &topology,
+                decisions: &decisions,
+                state: None,
+            },
+        );
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            m[&HexBytes(2u32.to_ne_bytes().to_vec())],
+            HexBytes::of(&FilterIface {
+                mac: [2, 0, 0, 0, 0, 2],
+                flags: IFACE_XDP
+            })
+        );
+    }
+
+    #[test]
+    fn masks_from_prefix_lengths() {
+        assert_eq!(mask16(0), [0; 16]);
+        assert_eq!(&mask16(12)[..3], &[0xff, 0xf0, 0]);
+        assert_eq!(mask16(128), [0xff; 16]);
+    }
+}

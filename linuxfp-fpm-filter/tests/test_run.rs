@@ -1,0 +1,820 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `filter_tc` and `filter_xdp` through `BPF_PROG_TEST_RUN`, in the router
+//! namespace of the virtual router: a real nft ruleset is loaded there
+//! with `nft -f`, read
+//! back over nfnetlink, compiled and laid out exactly as the FPM does, and
+//! every row's verdict and counter is checked: accept → continue, drop
+//! only on compiled drops and drop policies, punts under their reasons,
+//! sets, jumps/gotos/returns, several base chains, and the per-flow cache
+//! giving the same answer as the evaluation.
+//!
+//! Root only; skips loudly otherwise.
+
+// The router's test helpers: crafted frames and the counter reader.
+#[path = "../../linuxfp-fpm-router/tests/common/mod.rs"]
+mod common;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, LpmTrie, lpm_trie::Key},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+};
+use linuxfp::{inspector::nftables, netns::NetnsRef};
+use linuxfp_ebpf_common::{
+    abi::{COUNTERS_PER_IF, STAGE_CONF_GLOBAL, StageConf, counter},
+    filter::*,
+};
+use linuxfp_fpm_filter::{
+    TC_PROGRAM, XDP_PROGRAM,
+    bytecode::FILTER_OBJ,
+    compile::{Interfaces, compile},
+    params::{Layout, layout},
+};
+use linuxfp_testkit::{VirtualRouter, require_root, route};
+
+use common::{counters, load_program, packet::*};
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const SKB_SIZE: usize = 192;
+const SKB_INGRESS_IFINDEX: usize = 36;
+const SKB_IFINDEX: usize = 40;
+
+const RULESET: &str = r#"
+table inet t {
+    set blocked {
+        type ipv4_addr
+        flags interval
+        elements = { 10.2.0.128/25 }
+    }
+    chain pre {
+        type filter hook prerouting priority -10; policy accept;
+        tcp dport 25 drop
+    }
+    chain filt {
+        type filter hook forward priority 0; policy accept;
+        udp dport 5001 counter drop
+        tcp dport 22 reject with tcp reset
+        ip daddr @blocked drop
+        iifname "r0" oifname "r1" tcp dport 80 jump web
+        tcp dport 443 goto tls
+        udp dport 6000-6010 log accept
+        udp dport 7000 ct state new accept
+        udp dport { 7100, 7200 } drop
+        ip6 daddr fd02::2 udp dport 5002 drop
+        icmp type echo-request accept
+        udp dport 8000 accept
+        ip daddr 10.2.0.3 drop
+    }
+    chain web {
+        ip saddr 10.1.0.2 return
+        drop
+    }
+    chain tls {
+        ip saddr 10.1.0.3 drop
+    }
+}
+table ip late {
+    chain post {
+        type filter hook postrouting priority 100; policy accept;
+        udp dport 8000 drop
+    }
+}
+"#;
+
+const POLICY_DROP: &str = r#"
+table ip t {
+    chain filt {
+        type filter hook forward priority 0; policy drop;
+        udp dport 53 accept
+    }
+}
+"#;
+
+enum Expect {
+    Continue,
+    Drop,
+    Punt(u32),
+}
+
+/// A table row: name, frame, what must happen.
+type Row = (&'static str, Vec<u8>, Expect);
+
+struct Lab {
+    tb: VirtualRouter,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let tb = VirtualRouter::new(tag).expect("virtual router");
+        tb.set_static_neighbours().expect("neighbours");
+        route(&tb.rtr, "blackhole 10.9.1.0/24").expect("route");
+        Lab { tb }
+    }
+
+    /// Loads `ruleset` in the router namespace and returns it compiled and
+    /// laid out, as the FPM would (generation `1`).
+    fn compile(&self, ruleset: &str) -> Layout {
+        self.compile_enslaving(ruleset, &[])
+    }
+
+    /// As `compile`, with the `enslaved` interfaces marked as having a
+    /// master (a bridge port, say).
+    fn compile_enslaving(&self, ruleset: &str, enslaved: &[u32]) -> Layout {
+        self.tb
+            .rtr
+            .sh(&format!(
+                "nft flush ruleset; nft -f - <<'EOF'\n{ruleset}\nEOF\n"
+            ))
+            .expect("nft -f");
+        let bytes = nftables::record(&NetnsRef::Named(self.tb.rtr.name().into())).expect("record");
+        let rs = nftables::Ruleset::from_messages(&bytes);
+        let mut ifaces = Interfaces::new([
+            ("lo".to_string(), 1),
+            ("r0".to_string(), self.tb.rtr_src_if.ifindex),
+            ("r1".to_string(), self.tb.rtr_dst_if.ifindex),
+        ]);
+        for i in enslaved {
+            ifaces.enslave(*i);
+        }
+        layout(&compile(&rs, &ifaces)).expect("fits")
+    }
+
+    fn v4(&self, proto: u8, src: &str, dst: &str, l4: &[u8]) -> Vec<u8> {
+        frame(
+            self.tb.rtr_src_if.mac,
+            self.tb.src_if.mac,
+            ETH_P_IP,
+            &V4::new(proto, src, dst).bytes(l4),
+        )
+    }
+
+    fn v6(&self, proto: u8, src: &str, dst: &str, l4: &[u8]) -> Vec<u8> {
+        frame(
+            self.tb.rtr_src_if.mac,
+            self.tb.src_if.mac,
+            ETH_P_IPV6,
+            &V6::new(proto, src, dst).bytes(l4),
+        )
+    }
+}
+
+/// Loads the object with `layout` at generation `generation` in its maps.
+/// Loads both programs with `l` at `generation` in the maps, and the lab's
+/// router interfaces as XDP interfaces (their MACs).
+fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
+    let conf = FilterConf {
+        generation,
+        reserved: 0,
+        v4: l.v4,
+        v6: l.v6,
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global(CONF_GLOBAL, &conf, true)
+        .override_global(
+            STAGE_CONF_GLOBAL,
+            &StageConf {
+                position: 0,
+                has_next: 0,
+            },
+            true,
+        )
+        .load(FILTER_OBJ)
+        .expect("load the filter object");
+    {
+        let mut rules: Array<_, FilterRule> =
+            Array::try_from(ebpf.map_mut(RULES_MAP).expect(RULES_MAP)).expect("array");
+        for (i, r) in l.rules.iter().enumerate() {
+            let slot = rule_slot(generation, i as u32).expect("within MAX_RULES");
+            let r = FilterRule { generation, ..*r };
+            rules.set(slot, r, 0).expect("set rule");
+        }
+    }
+    {
+        let mut sets: LpmTrie<_, SetKey, u8> =
+            LpmTrie::try_from(ebpf.map_mut(SETS_MAP).expect(SETS_MAP)).expect("lpm");
+        for (set, value, bits) in &l.sets {
+            let k = Key::new(
+                64 + bits,
+                SetKey {
+                    generation,
+                    set: *set,
+                    value: *value,
+                },
+            );
+            sets.insert(&k, 1, 0).expect("insert set element");
+        }
+    }
+    {
+        let mut ifaces: Array<_, FilterIface> =
+            Array::try_from(ebpf.map_mut(IFACES_MAP).expect(IFACES_MAP)).expect("array");
+        for e in [&lab.tb.rtr_src_if, &lab.tb.rtr_dst_if] {
+            let v = FilterIface {
+                mac: e.mac,
+                flags: IFACE_XDP,
+            };
+            ifaces.set(e.ifindex, v, 0).expect("set iface");
+        }
+    }
+    load_program(&mut ebpf, TC_PROGRAM, SchedClassifier::load);
+    load_program(&mut ebpf, XDP_PROGRAM, Xdp::load);
+    ebpf
+}
+
+fn name(c: u32) -> String {
+    if c < counter::FIRST_FPM_REASON {
+        counter::GENERIC_NAMES[c as usize].to_string()
+    } else {
+        PUNT_NAMES
+            .get((c - counter::FIRST_FPM_REASON) as usize)
+            .map_or_else(|| format!("#{c}"), |n| n.to_string())
+    }
+}
+
+/// The hooks a table runs on.
+#[derive(Clone, Copy, Debug)]
+enum On {
+    Tc,
+    Xdp,
+}
+
+/// Runs every row on both hooks (each with freshly loaded programs and an
+/// empty cache), twice each (evaluation, then the cache), and reports every
+/// failure at once.
+fn check(lab: &Lab, l: &Layout, generation: u32, ingress: u32, rows: &[Row]) {
+    for on in [On::Tc, On::Xdp] {
+        check_on(&load(lab, l, generation), on, ingress, rows);
+    }
+}
+
+fn check_on(ebpf: &Ebpf, on: On, ingress: u32, rows: &[Row]) {
+    let run = |frame: &[u8], out: &mut [u8]| match on {
+        On::Tc => {
+            let prog: &SchedClassifier = ebpf
+                .program(TC_PROGRAM)
+                .expect("filter_tc")
+                .try_into()
+                .expect("classifier");
+            prog.test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(out),
+                ctx_in: Some(&skb_ctx(ingress)),
+                ..TestRunOptions::default()
+            })
+        }
+        On::Xdp => {
+            let prog: &Xdp = ebpf
+                .program(XDP_PROGRAM)
+                .expect("filter_xdp")
+                .try_into()
+                .expect("XDP");
+            // struct xdp_md: data, data_end, data_meta, ingress_ifindex, ...
+            let mut ctx = [0u8; 24];
+            ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+            ctx[12..16].copy_from_slice(&ingress.to_ne_bytes());
+            prog.test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+        }
+    };
+    let (pass_rc, drop_rc) = match on {
+        On::Tc => (TC_ACT_OK, TC_ACT_SHOT),
+        On::Xdp => (XDP_PASS, XDP_DROP),
+    };
+    let mut failures = Vec::new();
+    for pass in ["evaluated", "cached"] {
+        for (row_name, frame, expect) in rows {
+            let mut out = vec![0u8; frame.len() + 256];
+            let before = counters(ebpf, ingress);
+            let res =
+                run(frame, &mut out).unwrap_or_else(|e| panic!("{on:?} {row_name}: test_run: {e}"));
+            let after = counters(ebpf, ingress);
+            let moved: Vec<(String, u64)> = (0..COUNTERS_PER_IF)
+                .filter(|&c| after[c as usize] != before[c as usize])
+                .map(|c| (name(c), after[c as usize] - before[c as usize]))
+                .collect();
+            let (want_rc, want): (u32, Vec<(String, u64)>) = match expect {
+                // No next stage in this test: continue, then chain miss.
+                Expect::Continue => (
+                    pass_rc,
+                    vec![(name(counter::CONTINUE), 1), (name(counter::CHAIN_MISS), 1)],
+                ),
+                Expect::Drop => (drop_rc, vec![(name(counter::DROP), 1)]),
+                Expect::Punt(r) => (pass_rc, vec![(name(*r), 1)]),
+            };
+            let mut want = want;
+            want.sort();
+            let mut moved = moved;
+            moved.sort();
+            if res.return_value != want_rc || moved != want {
+                failures.push(format!(
+                    "{on:?} {pass} {}: rc {} counters {moved:?}, want rc {want_rc} counters {want:?}",
+                    row_name, res.return_value
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Runs `body` in a new lab's router namespace (BPF_PROG_TEST_RUN resolves
+/// the ingress ifindex and runs the FIB lookup in the caller's namespace),
+/// after adding `routes` there. Skips loudly without root.
+fn in_lab(test: &str, tag: &str, routes: &[&str], body: fn(&Lab)) {
+    if !require_root(test) {
+        return;
+    }
+    let lab = Lab::new(tag);
+    for r in routes {
+        route(&lab.tb.rtr, r).expect("route");
+    }
+    lab.tb
+        .rtr
+        .run_in(|| body(&lab))
+        .expect("run in the router namespace");
+}
+
+/// The `__sk_buff` of a packet arriving on `ingress`.
+fn skb_ctx(ingress: u32) -> Vec<u8> {
+    let mut ctx = vec![0u8; SKB_SIZE];
+    ctx[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
+    ctx[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ingress.to_ne_bytes());
+    ctx
+}
+
+#[test]
+fn filter_table() {
+    in_lab("filter_table", "fltr", &[], table);
+}
+
+fn table(lab: &Lab) {
+    let l = lab.compile(RULESET);
+    let (s, d) = ("10.1.0.2", "10.2.0.2");
+    let rows = vec![
+        (
+            "udp to an open port continues",
+            lab.v4(UDP, s, d, &udp(1000, 9000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "udp 5001 dropped in forward",
+            lab.v4(UDP, s, d, &udp(1000, 5001, 8)),
+            Expect::Drop,
+        ),
+        (
+            "tcp 25 dropped in prerouting",
+            lab.v4(TCP, s, d, &tcp(1000, 25, 0)),
+            Expect::Drop,
+        ),
+        (
+            "tcp 22 rejected by the kernel",
+            lab.v4(TCP, s, d, &tcp(1000, 22, 0)),
+            Expect::Punt(PUNT_RULE_REJECT),
+        ),
+        (
+            "destination in an interval set",
+            lab.v4(UDP, s, "10.2.0.200", &udp(1000, 9000, 8)),
+            Expect::Drop,
+        ),
+        (
+            "jump to web, return, continue to accept",
+            lab.v4(TCP, s, d, &tcp(1000, 80, 0)),
+            Expect::Continue,
+        ),
+        (
+            "jump to web from another source: drop",
+            lab.v4(TCP, "10.1.0.3", d, &tcp(1000, 80, 0)),
+            Expect::Drop,
+        ),
+        (
+            "goto tls, end of chain: base policy accept",
+            lab.v4(TCP, s, d, &tcp(1000, 443, 0)),
+            Expect::Continue,
+        ),
+        (
+            "goto tls, dropped there",
+            lab.v4(TCP, "10.1.0.3", d, &tcp(1000, 443, 0)),
+            Expect::Drop,
+        ),
+        (
+            "log rule punts",
+            lab.v4(UDP, s, d, &udp(1000, 6005, 8)),
+            Expect::Punt(PUNT_RULE_STATEFUL),
+        ),
+        (
+            "ct state rule punts",
+            lab.v4(UDP, s, d, &udp(1000, 7000, 8)),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "anonymous port set",
+            lab.v4(UDP, s, d, &udp(1000, 7200, 8)),
+            Expect::Drop,
+        ),
+        (
+            "icmp echo accepted",
+            lab.v4(ICMP, s, d, &echo(8)),
+            Expect::Continue,
+        ),
+        (
+            "accept in forward, drop in postrouting",
+            lab.v4(UDP, s, d, &udp(1000, 8000, 8)),
+            Expect::Drop,
+        ),
+        (
+            "a later rule in forward drops",
+            lab.v4(UDP, s, "10.2.0.3", &udp(1000, 9000, 8)),
+            Expect::Drop,
+        ),
+        (
+            "blackhole route: not forwarded",
+            lab.v4(UDP, s, "10.9.1.1", &udp(1000, 5001, 8)),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
+            "frame for another MAC (a macvlan's, say): not for this stack",
+            frame(
+                [0x02, 0, 0, 0, 0, 0x99],
+                lab.tb.src_if.mac,
+                ETH_P_IP,
+                &V4::new(UDP, s, d).bytes(&udp(1000, 5001, 8)),
+            ),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
+            "loopback source: not forwarded",
+            lab.v4(UDP, "127.0.0.1", d, &udp(1000, 5001, 8)),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
+            "ipv6 link-local source: the kernel answers with ICMPv6",
+            lab.v6(UDP, "fe80::2", "fd02::2", &udp(1000, 5001, 8)),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
+            "to the router itself: not forwarded",
+            lab.v4(UDP, s, "10.2.0.1", &udp(1000, 5001, 8)),
+            Expect::Punt(PUNT_NOT_FORWARDED),
+        ),
+        (
+            "ipv6 udp 5002 dropped",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 5002, 8)),
+            Expect::Drop,
+        ),
+        (
+            "ipv6 udp 5001 dropped (inet)",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 5001, 8)),
+            Expect::Drop,
+        ),
+        (
+            "ipv6 udp 8000 continues (ip postrouting is IPv4 only)",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 8000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "arp is not ip",
+            frame(
+                lab.tb.rtr_src_if.mac,
+                lab.tb.src_if.mac,
+                ETH_P_ARP,
+                &[0u8; 28],
+            ),
+            Expect::Punt(PUNT_NOT_IP),
+        ),
+        (
+            "ipv4 fragment",
+            {
+                let mut f = lab.v4(UDP, s, d, &udp(1000, 5001, 8));
+                // MF set; fix the header checksum is not needed by the filter.
+                f[14 + 6] = 0x20;
+                f
+            },
+            Expect::Punt(PUNT_FRAGMENT),
+        ),
+        (
+            "truncated tcp",
+            lab.v4(TCP, s, d, &tcp(1000, 80, 0))[..14 + 20 + 10].to_vec(),
+            Expect::Punt(PUNT_MALFORMED),
+        ),
+    ];
+    check(lab, &l, 1, lab.tb.rtr_src_if.ifindex, &rows);
+
+    // Drop policy.
+    let l = lab.compile(POLICY_DROP);
+    check(
+        lab,
+        &l,
+        2,
+        lab.tb.rtr_src_if.ifindex,
+        &[
+            (
+                "accepted port",
+                lab.v4(UDP, s, d, &udp(1000, 53, 8)),
+                Expect::Continue,
+            ),
+            (
+                "policy drop",
+                lab.v4(UDP, s, d, &udp(1000, 54, 8)),
+                Expect::Drop,
+            ),
+            (
+                "ipv6 has no chain: continues",
+                lab.v6(UDP, "fd01::2", "fd02::2", &udp(1000, 54, 8)),
+                Expect::Continue,
+            ),
+        ],
+    );
+
+    // A nat chain: every IPv4 packet punts.
+    let l = lab.compile(
+        "table ip n {\n chain p {\n type nat hook postrouting priority 100; policy accept;\n masquerade\n }\n}",
+    );
+    check(
+        lab,
+        &l,
+        3,
+        lab.tb.rtr_src_if.ifindex,
+        &[(
+            "nat on the path",
+            lab.v4(UDP, s, d, &udp(1000, 53, 8)),
+            Expect::Punt(PUNT_PATH),
+        )],
+    );
+
+    // An ingress interface with a master: netfilter would see the packet
+    // on another device.
+    let l = lab.compile_enslaving(POLICY_DROP, &[lab.tb.rtr_src_if.ifindex]);
+    check(
+        lab,
+        &l,
+        4,
+        lab.tb.rtr_src_if.ifindex,
+        &[(
+            "enslaved ingress",
+            lab.v4(UDP, s, d, &udp(1000, 54, 8)),
+            Expect::Punt(PUNT_UNKNOWN_IF),
+        )],
+    );
+}
+
+/// The cost of one packet by the number of rules it traverses: on a cache
+/// miss (the chain interpreter walks every rule: linear in this phase) and
+/// on a hit (one LRU lookup: flat). Printed, with loose bounds only.
+#[test]
+fn evaluation_cost_by_rule_count() {
+    in_lab("evaluation_cost_by_rule_count", "fltcost", &[], cost_table);
+}
+
+fn cost_table(lab: &Lab) {
+    let ingress = lab.tb.rtr_src_if.ifindex;
+    let skb = |frame: &[u8]| (frame.to_vec(), skb_ctx(ingress));
+    let mut hit_costs = Vec::new();
+    for n in [1usize, 10, 100, 1000] {
+        let rules: String = (0..n)
+            .map(|i| format!("        udp dport {} drop\n", 10000 + i))
+            .collect();
+        let ruleset = format!(
+            "table ip t {{\n    chain filt {{\n        type filter hook forward priority 0; policy accept;\n{rules}    }}\n}}\n"
+        );
+        let l = lab.compile(&ruleset);
+        let ebpf = load(lab, &l, 1);
+        let prog: &SchedClassifier = ebpf
+            .program(TC_PROGRAM)
+            .expect("filter_tc")
+            .try_into()
+            .expect("classifier");
+        let run = |frame: &[u8], ctx: &[u8], repeat: u32| {
+            let res = prog
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    ctx_in: Some(ctx),
+                    repeat,
+                    ..TestRunOptions::default()
+                })
+                .expect("test_run");
+            assert_eq!(res.return_value, TC_ACT_OK, "passes all {n} rules");
+            res.duration
+        };
+        // Misses: a new flow (source port) each time.
+        let flows = 200u16;
+        let mut miss = std::time::Duration::ZERO;
+        for sport in 0..flows {
+            let (f, c) = skb(&lab.v4(UDP, "10.1.0.2", "10.2.0.2", &udp(20000 + sport, 9000, 8)));
+            miss += run(&f, &c, 1);
+        }
+        let miss_ns = miss.as_nanos() / u128::from(flows);
+        // Hits: the same flow again and again.
+        let (f, c) = skb(&lab.v4(UDP, "10.1.0.2", "10.2.0.2", &udp(20000, 9000, 8)));
+        let hit_ns = run(&f, &c, 20000).as_nanos();
+        eprintln!("{n:>5} rules: miss {miss_ns:>7} ns/packet, hit {hit_ns:>4} ns/packet");
+        hit_costs.push(hit_ns);
+    }
+    // The cached path does not grow with the rules (loose: 5x for noise).
+    let (first, last) = (hit_costs[0].max(1), hit_costs[hit_costs.len() - 1]);
+    assert!(last < first * 5 + 200, "hit cost grew: {hit_costs:?}");
+}
+
+/// Differential: the recorded Docker, Flannel, mixed and native rulesets
+/// (their nat chains left out so that their filter rules are exercised),
+/// with their interface names mapped onto the lab's, and a few hundred
+/// packets per family built from the addresses and ports the rules name:
+/// `filter_tc` must decide exactly what the reference evaluator decides
+/// from the IR (continue, drop, or the same punt reason).
+#[test]
+fn stage_agrees_with_the_reference_evaluator() {
+    in_lab(
+        "stage_agrees_with_the_reference_evaluator",
+        "fltdiff",
+        &["default via 10.2.0.2", "default via fd02::2"],
+        differential,
+    );
+}
+
+/// xorshift64: deterministic packets.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+fn differential(lab: &Lab) {
+    use linuxfp_fpm_filter::compile::{
+        Action, L3, PathPlan,
+        eval::{Fields, Outcome, evaluate},
+    };
+    let (r0, r1) = (lab.tb.rtr_src_if.ifindex, lab.tb.rtr_dst_if.ifindex);
+    let ifaces = Interfaces::new(
+        [
+            ("lo", 1),
+            ("r0", r0),
+            ("r1", r1),
+            // Reversed, so `-i veth0 -o veth1` (accept) does not take
+            // every packet of the lab (r0 → r1).
+            ("eth0", r1),
+            ("eth1", r0),
+            ("veth0", r1),
+            ("veth1", r0),
+            ("docker0", r1),
+        ]
+        .map(|(n, i)| (n.to_string(), i)),
+    );
+    let v4_src = [
+        "10.0.0.5",
+        "10.1.1.10",
+        "10.66.0.9",
+        "172.16.5.5",
+        "172.17.0.9",
+        "1.2.3.4",
+        "10.244.1.2",
+        "192.0.2.9",
+        "198.51.100.7",
+        "8.8.8.8",
+        "203.0.113.5",
+    ];
+    let v4_dst = [
+        "10.2.0.2",
+        "172.17.0.2",
+        "10.66.0.1",
+        "192.168.1.20",
+        "10.9.9.9",
+        "10.244.0.7",
+        "9.9.9.9",
+        "10.2.0.200",
+    ];
+    let v6_src = ["fd01::2", "fd66::1", "2001:db8::1"];
+    let v6_dst = ["fd02::2", "2001:db8:1::5", "fd09::9"];
+    let ports = [
+        22u16, 53, 80, 443, 1000, 1500, 2000, 2001, 5000, 5001, 7000, 8000, 8080, 8081, 40000,
+    ];
+    let flags = [0x02u8, 0x10, 0x12, 0x04, 0x11, 0x06];
+    let mut generation = 10;
+    // Each ruleset as compiled, and without its catch-all punts (e.g. a
+    // leading `ct state` rule), so that the rules behind them run too.
+    let variants = ["docker", "flannel", "mixed", "native"]
+        .into_iter()
+        .flat_map(|n| [(n, false), (n, true)]);
+    for (name, strip) in variants {
+        let path = format!(
+            "{}/../linuxfp/tests/data/nft_{name}.bin",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut rs = nftables::Ruleset::from_messages(&std::fs::read(&path).expect(name));
+        rs.chains
+            .retain(|c| c.base.as_ref().is_none_or(|b| b.chain_type == "filter"));
+        let mut compiled = compile(&rs, &ifaces);
+        if strip {
+            for p in [&mut compiled.v4, &mut compiled.v6] {
+                if let PathPlan::Rules(p) = p {
+                    for c in &mut p.chains {
+                        c.rules.retain(|r| {
+                            !(r.matches.is_empty() && matches!(r.action, Action::Punt(_)))
+                        });
+                    }
+                }
+            }
+        }
+        let l = layout(&compiled).expect("fits");
+        generation += 1;
+
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ generation as u64);
+        let mut rows: Vec<Row> = Vec::new();
+        for l3 in [L3::V4, L3::V6] {
+            for _ in 0..150 {
+                let v6 = l3 == L3::V6;
+                let protos: &[u8] = if v6 {
+                    &[TCP, UDP, ICMPV6]
+                } else {
+                    &[TCP, UDP, ICMP, 47]
+                };
+                let proto = *rng.pick(protos);
+                let (s, d) = if v6 {
+                    (*rng.pick(&v6_src), *rng.pick(&v6_dst))
+                } else {
+                    (*rng.pick(&v4_src), *rng.pick(&v4_dst))
+                };
+                let (sport, dport) = (*rng.pick(&ports), *rng.pick(&ports));
+                let tcp_flags = *rng.pick(&flags);
+                let icmp_type = *rng.pick(&[8u8, 0, 3, 128, 129]);
+                let l4 = match proto {
+                    TCP => {
+                        let mut t = tcp(sport, dport, 0);
+                        t[13] = tcp_flags;
+                        t
+                    }
+                    UDP => udp(sport, dport, 8),
+                    ICMP | ICMPV6 => {
+                        let mut e = echo(icmp_type);
+                        e[0] = icmp_type;
+                        e
+                    }
+                    _ => vec![0u8; 8],
+                };
+                let frame = if v6 {
+                    lab.v6(proto, s, d, &l4)
+                } else {
+                    lab.v4(proto, s, d, &l4)
+                };
+                let addr = |a: &str| -> Vec<u8> {
+                    match a.parse::<std::net::IpAddr>().expect("address") {
+                        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+                    }
+                };
+                let (fs, fd) = match proto {
+                    TCP | UDP => (sport, dport),
+                    ICMP | ICMPV6 => (u16::from(icmp_type), 0),
+                    _ => (0, 0),
+                };
+                let fields = Fields {
+                    iif: r0,
+                    oif: r1,
+                    l4proto: proto,
+                    saddr: addr(s),
+                    daddr: addr(d),
+                    sport: fs,
+                    dport: fd,
+                    tcp_flags: if proto == TCP { tcp_flags } else { 0 },
+                };
+                let expect = match compiled.path(l3) {
+                    PathPlan::Open => Expect::Continue,
+                    PathPlan::Punt { .. } => Expect::Punt(PUNT_PATH),
+                    PathPlan::Rules(p) => match evaluate(p, &fields) {
+                        Outcome::Continue => Expect::Continue,
+                        Outcome::Drop => Expect::Drop,
+                        Outcome::Punt(w) => Expect::Punt(w.counter()),
+                        Outcome::TooDeep => Expect::Punt(PUNT_TOO_LONG),
+                    },
+                };
+                rows.push(("random packet", frame, expect));
+            }
+        }
+        let tally = |f: &dyn Fn(&Expect) -> bool| rows.iter().filter(|r| f(&r.2)).count();
+        eprintln!(
+            "{name}{}: {} packets: {} continue, {} drop, {} punt",
+            if strip {
+                " (catch-all punts removed)"
+            } else {
+                ""
+            },
+            rows.len(),
+            tally(&|e| matches!(e, Expect::Continue)),
+            tally(&|e| matches!(e, Expect::Drop)),
+            tally(&|e| matches!(e, Expect::Punt(_))),
+        );
+        check(lab, &l, generation, r0, &rows);
+    }
+}

@@ -40,7 +40,7 @@ struct Target {
 #[derive(Debug, clap::Args)]
 struct Planning {
     /// FPMs to register, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "router,bridge")]
+    #[arg(long, value_delimiter = ',', default_value = "router,bridge,filter")]
     fpm: Vec<String>,
     /// Hook preference.
     #[arg(long, value_enum, default_value = "auto")]
@@ -205,11 +205,14 @@ impl Planning {
             let fpm: Arc<dyn Fpm> = match name.as_str() {
                 "router" => Arc::new(linuxfp_fpm_router::RouterFpm::new()),
                 "bridge" => Arc::new(linuxfp_fpm_bridge::BridgeFpm::new()),
+                "filter" => Arc::new(linuxfp_fpm_filter::FilterFpm::new()),
                 "ifcounter" => Arc::new(linuxfp_fpm_ifcounter::IfCounterFpm::new()),
                 other => {
                     return Err(fail(
                         2,
-                        format!("unknown FPM `{other}` (available: router, bridge, ifcounter)"),
+                        format!(
+                            "unknown FPM `{other}` (available: router, bridge, filter, ifcounter)"
+                        ),
                     ));
                 }
             };

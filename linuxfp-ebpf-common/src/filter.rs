@@ -88,7 +88,7 @@ pub const CACHE_MAP: &str = "FILTER_CACHE";
 /// Capacity of [`RULES_MAP`]: two generations of [`MAX_RULES`].
 pub const RULES_ENTRIES: u32 = 2 * MAX_RULES;
 /// Most rules (including the synthetic chain ends) of one generation.
-pub const MAX_RULES: u32 = 4096;
+pub const MAX_RULES: u32 = 16384;
 /// Capacity of [`SETS_MAP`].
 pub const SETS_ENTRIES: u32 = 65536;
 /// Capacity of [`CACHE_MAP`].

@@ -23,7 +23,7 @@
 //!   (only on a compiled `drop` verdict or drop policy), the rest punt
 //!   under a named reason ([`linuxfp_ebpf_common::filter::PUNT_NAMES`]).
 //!
-//! Limits (each punts, never guesses): 4096 rules per generation including
+//! Limits (each punts, never guesses): 16384 rules per generation including
 //! one synthetic end rule per chain (a larger ruleset punts whole,
 //! `path`), 8192 rules evaluated for one packet (`too_long`), 16 nested
 //! jumps (`too_long`), 16384 prefixes per set (that rule punts), 32768

@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Firewall benchmark: packets/s through the virtual router against the
+//! number of nf_tables rules in its forward chain, Linux alone vs LinuxFP
+//! (router + filter FPMs, XDP and TC), in the same run, as ratios.
+//!
+//! The forward chain holds N-1 rules that do not match the measured flow
+//! (`ip daddr <other> udp dport 9 drop`, which netfilter evaluates one by
+//! one) and a final accept. One UDP flow, `BPF_PROG_TEST_RUN` live frames
+//! from the source namespace, XDP sink in the destination namespace. With
+//! one flow LinuxFP's per-flow verdict cache hits after the first packet:
+//! this measures the steady state of an established flow, not new-flow
+//! classification.
+//!
+//! `cargo bench -p linuxfp-benches --bench filter` (root); writes
+//! `bench-results/filter.{md,json}`. `LINUXFP_BENCH_QUICK=1` for a short run.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use linuxfp::{
+    compat::{HookPolicy, KernelCaps, Policy},
+    controller::plan_once,
+    deploy::worker::DeployWorker,
+    fpm::{FpmRegistry, Hook},
+    netns::NetnsRef,
+};
+use linuxfp_benches::{Spread, spread};
+use linuxfp_fpm_filter::FilterFpm;
+use linuxfp_fpm_router::RouterFpm;
+use linuxfp_testkit::{VirtualRouter, require_root};
+use linuxfp_trafficgen::{Generator, Sink, frame};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    Linux,
+    LinuxfpXdp,
+    LinuxfpTc,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Linux => "Linux",
+            Mode::LinuxfpXdp => "LinuxFP XDP",
+            Mode::LinuxfpTc => "LinuxFP TC",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+struct Cell {
+    mpps: Spread,
+    /// Share of the filter stage's packets it decided itself (LinuxFP).
+    filter_fast_share: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    kernel: String,
+    cpus: usize,
+    method: &'static str,
+    frame_bytes: usize,
+    /// Rules → mode → result.
+    rules: BTreeMap<usize, BTreeMap<Mode, Cell>>,
+}
+
+/// The ruleset: `n - 1` non-matching rules, then accept.
+fn ruleset(n: usize) -> String {
+    let mut s = String::from(
+        "table inet lfpbench {\n  chain forward {\n    type filter hook forward priority 0; policy drop;\n",
+    );
+    for i in 0..n.saturating_sub(1) {
+        s.push_str(&format!(
+            "    ip daddr 198.18.{}.{} udp dport 9 drop\n",
+            i / 250,
+            i % 250 + 1
+        ));
+    }
+    s.push_str("    accept\n  }\n}\n");
+    s
+}
+
+fn load_ruleset(tb: &VirtualRouter, n: usize) {
+    let path = std::env::temp_dir().join(format!("lfp-bench-filter-{}.nft", std::process::id()));
+    let mut f = std::fs::File::create(&path).expect("ruleset file");
+    f.write_all(ruleset(n).as_bytes()).expect("write ruleset");
+    drop(f);
+    let p = path.to_string_lossy().to_string();
+    tb.rtr
+        .exec_timeout(&["nft", "-f", &p], Duration::from_secs(120))
+        .expect("nft -f");
+    let _ = std::fs::remove_file(&path);
+}
+
+fn deploy(tb: &VirtualRouter, hook: Hook) -> DeployWorker {
+    let netns = NetnsRef::Named(tb.rtr.name().to_string());
+    let mut registry = FpmRegistry::new();
+    registry
+        .register(Arc::new(FilterFpm::new()))
+        .expect("register filter");
+    registry
+        .register(Arc::new(RouterFpm::new()))
+        .expect("register router");
+    let policy = Policy {
+        hook: match hook {
+            Hook::Xdp => HookPolicy::Xdp,
+            Hook::Tc => HookPolicy::Tc,
+        },
+        ..Default::default()
+    };
+    let snap = plan_once(&netns, &registry, &policy, &KernelCaps::probe()).expect("plan");
+    for (ifindex, p) in &snap.plan.interfaces {
+        eprintln!("   {ifindex} {}: {:?}", p.name, p.stages);
+    }
+    let worker = DeployWorker::spawn(netns, registry).expect("deploy worker");
+    let report = futures::executor::block_on(worker.apply(snap.plan)).expect("deploy");
+    assert!(report.failed.is_empty(), "deploy: {:?}", report.failed);
+    worker
+}
+
+fn filter_share(worker: &DeployWorker) -> f64 {
+    let stats = futures::executor::block_on(worker.stats()).expect("stats");
+    let totals = stats.totals("filter");
+    let decided: u64 = ["continue", "drop"]
+        .iter()
+        .map(|k| totals.get(*k).copied().unwrap_or(0))
+        .sum();
+    let all: u64 = totals.values().sum();
+    if all == 0 {
+        0.0
+    } else {
+        decided as f64 / all as f64
+    }
+}
+
+fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32) -> f64 {
+    let f = frame::udp4(
+        tb.rtr_src_if.mac,
+        tb.src_if.mac,
+        tb.src_if.ipv4,
+        tb.dst_if.ipv4,
+        1000,
+        2000,
+        size,
+    );
+    let ifindex = tb.src_if.ifindex;
+    let (before, _) = sink.counts().expect("sink");
+    let started = Instant::now();
+    tb.src
+        .run_in(move || {
+            let mut g = Generator::new(&f, frame::UDP4_HEADERS).expect("generator");
+            g.send(ifindex, frames).expect("send");
+        })
+        .expect("netns");
+    std::thread::sleep(Duration::from_millis(50));
+    let elapsed = started.elapsed().as_secs_f64() - 0.05;
+    let (after, _) = sink.counts().expect("sink");
+    (after - before) as f64 / elapsed / 1e6
+}
+
+fn run(mode: Mode, rules: usize, repeats: usize, frames: u32, size: usize) -> Cell {
+    let tb = VirtualRouter::new("bf").expect("testbed");
+    tb.set_static_neighbours().expect("neighbours");
+    tb.rtr
+        .exec(&["ethtool", "-K", "r0", "gro", "on"])
+        .expect("gro on r0");
+    load_ruleset(&tb, rules);
+    let d0 = tb.dst_if.ifindex;
+    let sink = tb
+        .dst
+        .run_in(move || Sink::attach(d0))
+        .expect("netns")
+        .expect("sink");
+    let worker = match mode {
+        Mode::Linux => None,
+        Mode::LinuxfpXdp => Some(deploy(&tb, Hook::Xdp)),
+        Mode::LinuxfpTc => Some(deploy(&tb, Hook::Tc)),
+    };
+    let runs = (0..repeats)
+        .map(|_| measure_pps(&tb, &sink, size, frames))
+        .collect();
+    Cell {
+        mpps: spread(runs),
+        filter_fast_share: worker.as_ref().map(filter_share),
+    }
+}
+
+fn main() {
+    if !require_root("filter benchmark") {
+        return;
+    }
+    let quick = std::env::var_os("LINUXFP_BENCH_QUICK").is_some();
+    let (counts, repeats, frames): (&[usize], usize, u32) = if quick {
+        (&[10, 1000, 10_000], 1, 1_000_000)
+    } else {
+        (&[10, 100, 1000, 10_000], 3, 3_000_000)
+    };
+    let size = 64;
+    let mut report = Report {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        method: "BPF_PROG_TEST_RUN live frames through the virtual router, XDP sink; one UDP flow; forward chain of N rules, the last one accepting",
+        frame_bytes: size,
+        ..Default::default()
+    };
+    for &n in counts {
+        let mut modes = BTreeMap::new();
+        for mode in [Mode::Linux, Mode::LinuxfpXdp, Mode::LinuxfpTc] {
+            eprintln!("== {n} rules: {}", mode.label());
+            modes.insert(mode, run(mode, n, repeats, frames, size));
+        }
+        report.rules.insert(n, modes);
+    }
+    let md = markdown(&report);
+    linuxfp_benches::write_results("filter", &md, &report);
+}
+
+fn markdown(r: &Report) -> String {
+    let mut s = format!(
+        "## Firewall: packets/s vs rules, LinuxFP vs Linux (same run)\n\nKernel {}, {} CPUs, {} B frames. {}.\n\n\
+         | rules | Linux Mpps | LinuxFP XDP Mpps (ratio) | LinuxFP TC Mpps (ratio) | filter decided (XDP / TC) |\n|---|---|---|---|---|\n",
+        r.kernel, r.cpus, r.frame_bytes, r.method
+    );
+    for (n, modes) in &r.rules {
+        let base = modes.get(&Mode::Linux).map_or(0.0, |c| c.mpps.median);
+        let cell = |m: Mode| {
+            modes.get(&m).map_or("-".to_string(), |c| {
+                let ratio = if base > 0.0 {
+                    c.mpps.median / base
+                } else {
+                    0.0
+                };
+                format!("{:.2} ({ratio:.2}x)", c.mpps.median)
+            })
+        };
+        let share = |m: Mode| {
+            modes
+                .get(&m)
+                .and_then(|c| c.filter_fast_share)
+                .map_or("-".to_string(), |f| format!("{:.0}%", f * 100.0))
+        };
+        s.push_str(&format!(
+            "| {n} | {base:.2} | {} | {} | {} / {} |\n",
+            cell(Mode::LinuxfpXdp),
+            cell(Mode::LinuxfpTc),
+            share(Mode::LinuxfpXdp),
+            share(Mode::LinuxfpTc),
+        ));
+    }
+    s
+}

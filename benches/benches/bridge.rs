@@ -204,6 +204,32 @@ fn main() {
         report.modes.insert(mode, run_mode(mode, &cfg));
     }
     let md = markdown(&report);
+    let sizes: Vec<usize> = report
+        .modes
+        .get(&Mode::Linux)
+        .map(|l| l.mpps.keys().copied().collect())
+        .unwrap_or_default();
+    let series = report
+        .modes
+        .iter()
+        .map(|(m, r)| linuxfp_benches::plot::Series {
+            name: m.label().to_string(),
+            values: sizes
+                .iter()
+                .map(|s| r.mpps.get(s).map_or(0.0, |x| x.median))
+                .collect(),
+        })
+        .collect::<Vec<_>>();
+    let cats: Vec<String> = sizes.iter().map(|s| format!("{s} B")).collect();
+    linuxfp_benches::write_chart(
+        "bridge",
+        &linuxfp_benches::plot::bar_chart(
+            "Bridge: L2 forwarding, one flow (Mpps, median)",
+            "Mpps",
+            &cats,
+            &series,
+        ),
+    );
     linuxfp_benches::write_results("bridge", &md, &report);
 }
 

@@ -221,6 +221,27 @@ fn main() {
         report.rules.insert(n, modes);
     }
     let md = markdown(&report);
+    let cats: Vec<String> = report.rules.keys().map(|n| format!("{n} rules")).collect();
+    let series = [Mode::Linux, Mode::LinuxfpXdp, Mode::LinuxfpTc]
+        .into_iter()
+        .map(|m| linuxfp_benches::plot::Series {
+            name: m.label().to_string(),
+            values: report
+                .rules
+                .values()
+                .map(|modes| modes.get(&m).map_or(0.0, |c| c.mpps.median))
+                .collect(),
+        })
+        .collect::<Vec<_>>();
+    linuxfp_benches::write_chart(
+        "filter",
+        &linuxfp_benches::plot::bar_chart(
+            "Firewall: packets/s vs forward-chain rules (Mpps, 64 B)",
+            "Mpps",
+            &cats,
+            &series,
+        ),
+    );
     linuxfp_benches::write_results("filter", &md, &report);
 }
 

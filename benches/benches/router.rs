@@ -293,6 +293,32 @@ fn main() {
         report.families.insert(family, modes);
     }
     let md = markdown(&report);
+    for (family, modes) in &report.families {
+        let sizes: Vec<usize> = modes
+            .get(&Mode::Linux)
+            .map(|l| l.mpps.keys().copied().collect())
+            .unwrap_or_default();
+        let series = modes
+            .iter()
+            .map(|(m, r)| linuxfp_benches::plot::Series {
+                name: m.label().to_string(),
+                values: sizes
+                    .iter()
+                    .map(|s| r.mpps.get(s).map_or(0.0, |x| x.median))
+                    .collect(),
+            })
+            .collect::<Vec<_>>();
+        let cats: Vec<String> = sizes.iter().map(|s| format!("{s} B")).collect();
+        linuxfp_benches::write_chart(
+            &format!("router-{family}"),
+            &linuxfp_benches::plot::bar_chart(
+                &format!("Virtual router, {family}: packets/s by frame size (Mpps, median)"),
+                "Mpps",
+                &cats,
+                &series,
+            ),
+        );
+    }
     linuxfp_benches::write_results("router", &md, &report);
 }
 

@@ -8,6 +8,8 @@
 //! This library holds the synthetic inputs the control-plane benches share
 //! and the summary statistics the data-plane benches report.
 
+pub mod plot;
+
 use linuxfp::state::{Address, KernelState, Link, NetEvent, Netconf};
 
 /// `RTM_NEWROUTE`.
@@ -141,4 +143,11 @@ pub fn write_results(name: &str, md: &str, report: &impl serde::Serialize) {
     if let Ok(json) = serde_json::to_string_pretty(report) {
         let _ = std::fs::write(dir.join(format!("{name}.json")), json);
     }
+}
+
+/// Writes an SVG chart to `bench-results/<name>.svg` at the workspace root.
+pub fn write_chart(name: &str, svg: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.svg")), svg);
 }

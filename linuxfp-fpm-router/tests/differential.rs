@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The differential test of the router (issue 9): the router corpus (normal
+//! traffic, edge cases, seeded fuzz) through the virtual router, once with
+//! Linux alone and once with the controller deploying the router FPM; what
+//! leaves `r0` and `r1` (captured at `s0` and `d0`: forwarded frames, ICMP
+//! errors, replies) must be the same, and the fast path must have run.
+//!
+//! TC is the hook the Compatibility Manager picks on veth; XDP runs too,
+//! with GRO on the receiving peers (an XDP redirect into a veth needs NAPI
+//! there), the same in both runs.
+//!
+//! Root only; skips loudly otherwise.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use linuxfp::{
+    compat::HookPolicy,
+    controller::{Controller, ControllerEvent},
+    deploy::Stats,
+    netns::NetnsRef,
+};
+use linuxfp_fpm_router::RouterFpm;
+use linuxfp_testkit::{
+    VirtualRouter, attached_programs,
+    diff::{self, Corpus, Normaliser, Options, Run, Wire, bed},
+    require_root,
+};
+
+/// Mutated packets in the corpus, and the seed they come from.
+const FUZZ: usize = 400;
+const SEED: u64 = 0x5EED_0009;
+
+fn corpus() -> Corpus {
+    diff::corpus::router(&bed::ROUTER, FUZZ, SEED)
+}
+
+fn wires(vr: &VirtualRouter) -> [Wire<'_>; 2] {
+    [
+        Wire {
+            label: "s0",
+            ns: &vr.src,
+            ifname: "s0",
+        },
+        Wire {
+            label: "d0",
+            ns: &vr.dst,
+            ifname: "d0",
+        },
+    ]
+}
+
+/// The corpus through Linux alone.
+fn linux(tag: &str, napi: bool, corpus: &Corpus) -> Run {
+    let vr = bed::router(tag, napi).expect("testbed");
+    diff::run(&wires(&vr), corpus, &Options::default()).expect("run with Linux alone")
+}
+
+/// The corpus through LinuxFP's router on `hook`; the run and the router
+/// counters it moved.
+async fn linuxfp(tag: &str, hook: HookPolicy, corpus: &Corpus) -> (Run, Stats, Stats) {
+    let vr = bed::router(tag, hook == HookPolicy::Xdp).expect("testbed");
+    let (handle, run) = Controller::builder()
+        .netns(NetnsRef::Named(vr.rtr.name().to_string()))
+        .fpm(Arc::new(RouterFpm::new()))
+        .hook_policy(hook)
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let mut events = handle.events();
+    let task = tokio::spawn(run);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.next().await {
+                Some(ControllerEvent::Deployed { failed, .. }) => {
+                    assert!(failed.is_empty(), "{failed:?}");
+                    return;
+                }
+                Some(ControllerEvent::Error { message }) => panic!("controller: {message}"),
+                Some(_) => {}
+                None => panic!("controller stopped"),
+            }
+        }
+    })
+    .await
+    .expect("deployed in time");
+    for ifname in ["r0", "r1"] {
+        let att = attached_programs(&vr.rtr, ifname).expect("query");
+        let on_hook = if hook == HookPolicy::Xdp {
+            &att.xdp
+        } else {
+            &att.tc_ingress
+        };
+        assert!(!on_hook.is_empty(), "{ifname}: {att:?}");
+    }
+    let before = handle.stats().await.expect("stats");
+    let out = tokio::task::block_in_place(|| diff::run(&wires(&vr), corpus, &Options::default()))
+        .expect("run with LinuxFP");
+    let after = handle.stats().await.expect("stats");
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops in time")
+        .expect("join")
+        .expect("run");
+    (out, before, after)
+}
+
+async fn differential(hook: HookPolicy, tag: &str) {
+    let started = std::time::Instant::now();
+    let corpus = corpus();
+    let napi = hook == HookPolicy::Xdp;
+    let base = tokio::task::block_in_place(|| linux(&format!("{tag}l"), napi, &corpus));
+    let (fast, before, after) = linuxfp(&format!("{tag}f"), hook, &corpus).await;
+    for run in [&base, &fast] {
+        assert!(
+            run.stopped.values().all(|s| *s == diff::Stopped::Quiet),
+            "a capture hit its bound: {:?}",
+            run.stopped
+        );
+    }
+    let moved = |c: &str| after.total("router", c) - before.total("router", c);
+    let totals = after.totals("router");
+    eprintln!(
+        "{hook:?}: {} packets, linux {} frames out in {:?}, linuxfp {} in {:?}; \
+         fast {}; counters {totals:?}; total {:?}",
+        corpus.len(),
+        base.total(),
+        base.elapsed,
+        fast.total(),
+        fast.elapsed,
+        moved("fast"),
+        started.elapsed()
+    );
+    assert!(base.total() > corpus.len() / 4, "Linux sent out too little");
+    let l = bed::ROUTER;
+    let norm = Normaliser {
+        own_ipv4: vec![l.r0_4, l.r1_4],
+    };
+    let report = diff::compare(&base, &fast, &corpus, &norm);
+    eprintln!("{report}");
+    assert!(report.is_empty(), "LinuxFP differs from Linux:\n{report}");
+    assert!(moved("fast") > 50, "the fast path ran: {totals:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tc_router_sends_out_what_linux_sends() {
+    if require_root("tc_router_sends_out_what_linux_sends") {
+        differential(HookPolicy::Auto, "dft").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xdp_router_sends_out_what_linux_sends() {
+    if require_root("xdp_router_sends_out_what_linux_sends") {
+        differential(HookPolicy::Xdp, "dfx").await;
+    }
+}

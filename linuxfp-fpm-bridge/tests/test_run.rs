@@ -548,6 +548,75 @@ fn vlan_cases() -> Vec<Case> {
     ]
 }
 
+/// With br_netfilter on (found by the differential harness): only plain,
+/// valid IP packets that fill their frame are forwarded; the rest of that
+/// family goes to the kernel, which validates, trims or drops.
+fn br_netfilter_cases() -> Vec<Case> {
+    use linuxfp_testkit::diff::frame::{
+        ETH_P_IP, ETH_P_IPV6, HOPOPTS, Ipv4, Ipv6, UDP, ether, ext6, tagged, udp as segment,
+    };
+    let (a4, b4) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+    let (a6, b6) = (
+        std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+        std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+    );
+    let ip4 = |h: &Ipv4| h.packet(&segment(h.src.into(), h.dst.into(), 1, 2, &[7; 30]));
+    let plain4 = ip4(&Ipv4::new(UDP, a4, b4));
+    let mut options = Ipv4::new(UDP, a4, b4);
+    options.options = vec![1, 1, 1, 0];
+    let mut bad_sum = Ipv4::new(UDP, a4, b4);
+    bad_sum.check_delta = 1;
+    let plain6 = Ipv6::new(UDP, a6, b6).packet(&segment(a6.into(), b6.into(), 1, 2, &[7; 30]));
+    let mut hbh = ext6(UDP, &[1, 2, 0, 0]);
+    hbh.extend(segment(a6.into(), b6.into(), 1, 2, &[7; 30]));
+    let hbh = Ipv6::new(HOPOPTS, a6, b6).packet(&hbh);
+    let trailer = |mut f: Vec<u8>| {
+        f.extend_from_slice(&[0; 6]);
+        f
+    };
+    let both = BASE | PORT_BR_NF_IPV4 | PORT_BR_NF_IPV6;
+    let punt = Out::Punt(PUNT_BR_NETFILTER);
+    let row = |name, frame, out, flags| {
+        let mut c = case(name, frame, out);
+        c.flags = Some(flags);
+        c
+    };
+    let v4 = |ip: &[u8]| ether(H2, H1, ETH_P_IP, ip);
+    let v6 = |ip: &[u8]| ether(H2, H1, ETH_P_IPV6, ip);
+    vec![
+        row("br_nf: valid ipv4", v4(&plain4), Out::Same, both),
+        row(
+            "br_nf: ipv4 trailing bytes",
+            trailer(v4(&plain4)),
+            punt,
+            both,
+        ),
+        row("br_nf: ipv4 options", v4(&ip4(&options)), punt, both),
+        row("br_nf: ipv4 bad checksum", v4(&ip4(&bad_sum)), punt, both),
+        row("br_nf: ipv4 garbage", udp(H2, H1), punt, both),
+        row(
+            "br_nf: tagged ipv4",
+            tagged(H2, H1, &[(0x8100, 7)], ETH_P_IP, &plain4),
+            punt,
+            both,
+        ),
+        row("br_nf: valid ipv6", v6(&plain6), Out::Same, both),
+        row(
+            "br_nf: ipv6 trailing bytes",
+            trailer(v6(&plain6)),
+            punt,
+            both,
+        ),
+        row("br_nf: ipv6 hop-by-hop", v6(&hbh), punt, both),
+        row(
+            "br_nf for ipv4 only: ipv6 garbage forwarded",
+            frame(H2, H1, &[], 0x86DD, 100),
+            Out::Same,
+            BASE | PORT_BR_NF_IPV4,
+        ),
+    ]
+}
+
 #[test]
 fn bridge_test_run_tables() {
     if !require_root("bridge_test_run_tables") {
@@ -558,6 +627,8 @@ fn bridge_test_run_tables() {
         b.ns.run_in(|| {
             let mut f = run_table(&b, Hook::Xdp, false, &plain_cases());
             f.extend(run_table(&b, Hook::Tc, false, &plain_cases()));
+            f.extend(run_table(&b, Hook::Xdp, false, &br_netfilter_cases()));
+            f.extend(run_table(&b, Hook::Tc, false, &br_netfilter_cases()));
             f.extend(run_table(&b, Hook::Xdp, true, &vlan_cases()));
             f
         })

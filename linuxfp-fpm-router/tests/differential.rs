@@ -11,24 +11,23 @@
 //!
 //! Root only; skips loudly otherwise.
 
-use std::{sync::Arc, time::Duration};
+mod support {
+    pub mod linuxfp;
+}
 
-use futures::StreamExt;
-use linuxfp::{
-    compat::HookPolicy,
-    controller::{Controller, ControllerEvent},
-    deploy::Stats,
-    netns::NetnsRef,
-};
+use std::sync::Arc;
+
+use linuxfp::{compat::HookPolicy, deploy::Stats, fpm::Fpm};
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{
     VirtualRouter, attached_programs,
     diff::{self, Corpus, Normaliser, Options, Run, Wire, bed},
     require_root,
 };
+use support::linuxfp::with_linuxfp;
 
 /// Mutated packets in the corpus, and the seed they come from.
-const FUZZ: usize = 400;
+const FUZZ: usize = 800;
 const SEED: u64 = 0x5EED_0009;
 
 fn corpus() -> Corpus {
@@ -57,54 +56,24 @@ fn linux(tag: &str, napi: bool, corpus: &Corpus) -> Run {
 }
 
 /// The corpus through LinuxFP's router on `hook`; the run and the router
-/// counters it moved.
+/// counters before and after it.
 async fn linuxfp(tag: &str, hook: HookPolicy, corpus: &Corpus) -> (Run, Stats, Stats) {
     let vr = bed::router(tag, hook == HookPolicy::Xdp).expect("testbed");
-    let (handle, run) = Controller::builder()
-        .netns(NetnsRef::Named(vr.rtr.name().to_string()))
-        .fpm(Arc::new(RouterFpm::new()))
-        .hook_policy(hook)
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
-    let mut events = handle.events();
-    let task = tokio::spawn(run);
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match events.next().await {
-                Some(ControllerEvent::Deployed { failed, .. }) => {
-                    assert!(failed.is_empty(), "{failed:?}");
-                    return;
-                }
-                Some(ControllerEvent::Error { message }) => panic!("controller: {message}"),
-                Some(_) => {}
-                None => panic!("controller stopped"),
-            }
+    let fpms: Vec<Arc<dyn Fpm>> = vec![Arc::new(RouterFpm::new())];
+    let (out, before, after) = with_linuxfp(&vr.rtr, fpms, hook, || {
+        for ifname in ["r0", "r1"] {
+            let att = attached_programs(&vr.rtr, ifname).expect("query");
+            let on_hook = if hook == HookPolicy::Xdp {
+                &att.xdp
+            } else {
+                &att.tc_ingress
+            };
+            assert!(!on_hook.is_empty(), "{ifname}: {att:?}");
         }
+        diff::run(&wires(&vr), corpus, &Options::default())
     })
-    .await
-    .expect("deployed in time");
-    for ifname in ["r0", "r1"] {
-        let att = attached_programs(&vr.rtr, ifname).expect("query");
-        let on_hook = if hook == HookPolicy::Xdp {
-            &att.xdp
-        } else {
-            &att.tc_ingress
-        };
-        assert!(!on_hook.is_empty(), "{ifname}: {att:?}");
-    }
-    let before = handle.stats().await.expect("stats");
-    let out = tokio::task::block_in_place(|| diff::run(&wires(&vr), corpus, &Options::default()))
-        .expect("run with LinuxFP");
-    let after = handle.stats().await.expect("stats");
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops in time")
-        .expect("join")
-        .expect("run");
-    (out, before, after)
+    .await;
+    (out.expect("run with LinuxFP"), before, after)
 }
 
 async fn differential(hook: HookPolicy, tag: &str) {
@@ -113,33 +82,19 @@ async fn differential(hook: HookPolicy, tag: &str) {
     let napi = hook == HookPolicy::Xdp;
     let base = tokio::task::block_in_place(|| linux(&format!("{tag}l"), napi, &corpus));
     let (fast, before, after) = linuxfp(&format!("{tag}f"), hook, &corpus).await;
-    for run in [&base, &fast] {
-        assert!(
-            run.stopped.values().all(|s| *s == diff::Stopped::Quiet),
-            "a capture hit its bound: {:?}",
-            run.stopped
-        );
-    }
     let moved = |c: &str| after.total("router", c) - before.total("router", c);
-    let totals = after.totals("router");
-    eprintln!(
-        "{hook:?}: {} packets, linux {} frames out in {:?}, linuxfp {} in {:?}; \
-         fast {}; counters {totals:?}; total {:?}",
-        corpus.len(),
-        base.total(),
-        base.elapsed,
-        fast.total(),
-        fast.elapsed,
-        moved("fast"),
-        started.elapsed()
-    );
     assert!(base.total() > corpus.len() / 4, "Linux sent out too little");
     let l = bed::ROUTER;
     let norm = Normaliser {
         own_ipv4: vec![l.r0_4, l.r1_4],
     };
     let report = diff::compare(&base, &fast, &corpus, &norm);
-    eprintln!("{report}");
+    let totals = after.totals("router");
+    eprintln!(
+        "{hook:?}: {report}\nfast path: {} fast; counters {totals:?}; test took {:?}",
+        moved("fast"),
+        started.elapsed()
+    );
     assert!(report.is_empty(), "LinuxFP differs from Linux:\n{report}");
     assert!(moved("fast") > 50, "the fast path ran: {totals:?}");
 }

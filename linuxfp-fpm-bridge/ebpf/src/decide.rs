@@ -9,7 +9,7 @@
 
 use linuxfp_ebpf_common::{
     bridge::*,
-    net::ETH_P_ARP,
+    net::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
 };
 
 use crate::{BRIDGE_FDB, BRIDGE_PORTS, BRIDGE_SEEN, BRIDGE_VLANS};
@@ -32,6 +32,10 @@ pub struct Frame {
     pub proto: u16,
     /// IPv6 neighbour discovery (or a frame too short to tell).
     pub nd: bool,
+    /// The frame is untagged and carries a plain IP packet that fills it
+    /// exactly, as `br_netfilter`'s validation leaves it unchanged (see
+    /// [`crate::parse`]).
+    pub plain_ip: bool,
     /// Length as the kernel's `is_skb_forwardable` counts it: without the
     /// outer tag; 0 for GSO skbs, which are always forwardable.
     pub len: u32,
@@ -87,6 +91,17 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
     }
     if f.proto == ETH_P_ARP || f.proto == ETH_P_RARP || f.nd {
         return Err(PUNT_NEIGH);
+    }
+    // br_netfilter validates IP headers (behind a VLAN tag too, with
+    // bridge-nf-filter-vlan-tagged, which the maps do not mirror).
+    let br_nf = match f.proto {
+        ETH_P_IP => port.flags & PORT_BR_NF_IPV4,
+        ETH_P_IPV6 => port.flags & PORT_BR_NF_IPV6,
+        ETH_P_8021Q | ETH_P_8021AD => port.flags & (PORT_BR_NF_IPV4 | PORT_BR_NF_IPV6),
+        _ => 0,
+    };
+    if br_nf != 0 && !f.plain_ip {
+        return Err(PUNT_BR_NETFILTER);
     }
 
     let filtering = port.flags & PORT_VLAN_FILTERING != 0;

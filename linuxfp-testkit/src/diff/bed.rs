@@ -15,6 +15,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::{Injector, frame};
 use crate::{
     error::Result,
     links::{format_mac, neighbour, route, sysctl, wait_up},
@@ -196,6 +197,8 @@ pub fn unlimited_icmp(ns: &Netns) -> Result<()> {
 pub fn router(tag: &str, napi_peers: bool) -> Result<VirtualRouter> {
     let l = ROUTER;
     let mut vr = VirtualRouter::new(tag)?;
+    silence(&vr.src)?;
+    silence(&vr.dst)?;
     for (ns, ifname, mac, mtu) in [
         (&vr.src, "s0", l.src_mac, l.src_mtu),
         (&vr.rtr, "r0", l.r0_mac, l.src_mtu),
@@ -229,8 +232,6 @@ pub fn router(tag: &str, napi_peers: bool) -> Result<VirtualRouter> {
     route(rtr, &format!("{} via {}", net24(l.same_if.0), l.stranger4))?;
     route(rtr, &format!("{} via {}", net64(l.same_if.1), l.stranger6))?;
     unlimited_icmp(rtr)?;
-    silence(&vr.src)?;
-    silence(&vr.dst)?;
     if napi_peers {
         vr.src.exec(&["ethtool", "-K", "s0", "gro", "on"])?;
         vr.dst.exec(&["ethtool", "-K", "d0", "gro", "on"])?;
@@ -274,7 +275,11 @@ pub const SWITCH: SwitchLayout = SwitchLayout {
     mtu: 1500,
 };
 
-/// Builds the bridge testbed ([`SWITCH`]).
+/// The unicast MAC nobody has, that hosts announce themselves to.
+pub const ANNOUNCE_TO: [u8; 6] = [0x02, 0, 0, 0x5E, 0xEE, 0xEE];
+
+/// Builds the bridge testbed ([`SWITCH`]); every host has sent one frame,
+/// so the bridge knows where they are.
 pub fn switch(tag: &str) -> Result<Switch> {
     let l = SWITCH;
     let mut s = Switch::new(tag, 3)?;
@@ -285,18 +290,26 @@ pub fn switch(tag: &str) -> Result<Switch> {
     }
     set_mac(&s.sw, "br0", l.bridge_mac)?;
     for (i, h) in s.hosts.iter_mut().enumerate() {
+        // Silent first, so the new link-local address is not announced.
+        silence(&h.ns)?;
         set_mac(&s.sw, &h.port, l.port_macs[i])?;
         set_mac(&h.ns, "e0", l.host_macs[i])?;
         h.mac = l.host_macs[i];
         let mtu = if i == 0 { l.h1_mtu } else { l.mtu };
         set_mtu(&s.sw, &h.port, mtu)?;
         set_mtu(&h.ns, "e0", mtu)?;
-        silence(&h.ns)?;
     }
     // Entries the kernel learnt from the old random MACs stay until they
     // age out; no probe is addressed to them.
     for h in &s.hosts {
         wait_up(&h.ns, "e0", std::time::Duration::from_secs(5))?;
+    }
+    // Each host announces itself, so the bridge has learnt every host before
+    // a controller starts (its first dump then mirrors them; FDB entries
+    // learnt later reach the mirror only with the next topology change).
+    for h in &s.hosts {
+        let hello = frame::ether(ANNOUNCE_TO, h.mac, frame::ETH_P_EXPERIMENTAL, b"hello");
+        Injector::open(&h.ns, "e0")?.send(&hello)?;
     }
     Ok(s)
 }

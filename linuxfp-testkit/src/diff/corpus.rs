@@ -32,6 +32,14 @@ fn udp6(h: &Ipv6, data: &[u8]) -> Vec<u8> {
     h.packet(&udp(h.src.into(), h.dst.into(), 40000, 5001, data))
 }
 
+/// UDP in IPv6 behind header `h` and the extension headers `chain` (whose
+/// first next header is `h.nexthdr`, last UDP).
+fn udp6_behind(h: &Ipv6, chain: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut p = chain.to_vec();
+    p.extend(udp(h.src.into(), h.dst.into(), 40000, 5001, data));
+    h.packet(&p)
+}
+
 /// A UDP datagram of `total` IP bytes (header included) behind `h`.
 fn sized4(h: &Ipv4, tag: &[u8], total: usize) -> Vec<u8> {
     udp4(h, &payload(tag, total.saturating_sub(20 + 8 + tag.len())))
@@ -490,16 +498,7 @@ fn router_ipv6_edges(c: &mut Corpus, l: &RouterLayout, s: Side) {
     ];
     for (name, first, chain) in chains {
         c.add(w, format!("ipv6 {name}"), |t| {
-            let h = s.h6(first);
-            let mut p = chain.clone();
-            p.extend(udp(
-                h.src.into(),
-                h.dst.into(),
-                40000,
-                5001,
-                &payload(t, 16),
-            ));
-            s.v6(&h.packet(&p))
+            s.v6(&udp6_behind(&s.h6(first), &chain, &payload(t, 16)))
         });
     }
     c.add(w, "ipv6 no next header", |t| {
@@ -712,7 +711,7 @@ fn mutate(f: &mut Vec<u8>, v6: bool, r: &mut Rng) {
 pub fn bridge(l: &SwitchLayout, fuzz: usize, seed: u64) -> Corpus {
     let mut c = Corpus::default();
     let [m1, m2, m3] = l.host_macs;
-    let unknown = [0x02, 0, 0, 0x5E, 0xEE, 0xEE];
+    let unknown = super::bed::ANNOUNCE_TO;
     for (wire, mac) in [("h1", m1), ("h2", m2), ("h3", m3)] {
         c.add_in(
             Phase::Warmup,
@@ -721,10 +720,7 @@ pub fn bridge(l: &SwitchLayout, fuzz: usize, seed: u64) -> Corpus {
             |t| ether(unknown, mac, ETH_P_EXPERIMENTAL, &payload(t, 40)),
         );
     }
-    let ip4 = |t: &[u8], len: usize| {
-        let (a, b) = (Ipv4Addr::new(10, 50, 0, 1), Ipv4Addr::new(10, 50, 0, 2));
-        udp4(&Ipv4::new(UDP, a, b), &payload(t, len))
-    };
+    let ip4 = |t: &[u8], len: usize| udp4(&Ipv4::new(UDP, host4(1), host4(2)), &payload(t, len));
     let ip6 = |t: &[u8]| {
         let (a, b) = (host6(1), host6(2));
         udp6(&Ipv6::new(UDP, a, b), &payload(t, 24))
@@ -759,6 +755,33 @@ pub fn bridge(l: &SwitchLayout, fuzz: usize, seed: u64) -> Corpus {
         f[24] ^= 0xFF;
         f
     });
+    // What br_netfilter (if loaded) validates, trims or fragments.
+    c.add("h1", "known unicast ipv4 with trailing bytes", |t| {
+        let mut f = ether(m2, m1, ETH_P_IP, &ip4(t, 24));
+        f.extend_from_slice(&[0x5A; 10]);
+        f
+    });
+    c.add("h1", "known unicast ipv4 options", |t| {
+        let mut h = Ipv4::new(UDP, host4(1), host4(2));
+        h.options = vec![1, 1, 1, 0];
+        ether(m2, m1, ETH_P_IP, &udp4(&h, &payload(t, 24)))
+    });
+    c.add("h1", "known unicast ipv6 hop-by-hop", |t| {
+        let h = Ipv6::new(HOPOPTS, host6(1), host6(2));
+        let hbh = ext6(UDP, &[1, 2, 0, 0]);
+        ether(m2, m1, ETH_P_IPV6, &udp6_behind(&h, &hbh, &payload(t, 16)))
+    });
+    for (what, df) in [("", 0), (" df", 0x4000)] {
+        c.add(
+            "h1",
+            format!("known unicast ipv4 1600 B{what} (h2 mtu 1500)"),
+            |t| {
+                let mut h = Ipv4::new(UDP, host4(1), host4(2));
+                h.frag = df;
+                ether(m2, m1, ETH_P_IP, &sized4(&h, t, 1600))
+            },
+        );
+    }
     c.add("h1", "known unicast arp reply", |_| {
         let a = arp(
             2,
@@ -880,6 +903,11 @@ pub fn bridge(l: &SwitchLayout, fuzz: usize, seed: u64) -> Corpus {
     c
 }
 
+/// The IPv4 address of switch host `i`.
+fn host4(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 50, 0, i)
+}
+
 /// The IPv6 address of switch host `i`.
 fn host6(i: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd50, 0, 0, 0, 0, 0, 0, i)
@@ -929,16 +957,24 @@ fn bridge_fuzz(c: &mut Corpus, l: &SwitchLayout, n: usize, seed: u64) {
             _ => Vec::new(),
         };
         let mtu = if from == 0 { l.h1_mtu } else { l.mtu };
-        let max = mtu - 8 - 4 * tags.len();
+        let max = mtu - 8 - 48 - 4 * tags.len();
         let len = match rng.below(4) {
             0 => rng.below(8),
             1 => rng.below(max),
             _ => 20 + rng.below(200),
         };
         let body: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
+        // Half the IP frames carry a valid packet (what a fast path may
+        // forward), the rest random bytes.
+        let valid = rng.chance(1, 2);
         c.add(wire, format!("fuzz {i} (seed {seed})"), |t| {
             let mut p = t.to_vec();
             p.extend_from_slice(&body);
+            let p = match ethertype {
+                ETH_P_IP if valid => udp4(&Ipv4::new(UDP, host4(1), host4(2)), &p),
+                ETH_P_IPV6 if valid => udp6(&Ipv6::new(UDP, host6(1), host6(2)), &p),
+                _ => p,
+            };
             tagged(dst, src, &tags, ethertype, &p)
         });
     }

@@ -336,14 +336,25 @@ pub struct Report {
     pub compared: BTreeMap<String, (usize, usize)>,
     /// Frames left out by the normaliser, both runs together.
     pub left_out: usize,
+    /// Wires whose capture ended on its frame or time bound instead of
+    /// going quiet, with the run (`"linux h2"`): what they sent may be
+    /// incomplete, so the comparison does not hold.
+    pub bounded: Vec<String>,
+    /// Packets in the corpus.
+    pub packets: usize,
+    /// Frames captured (before normalisation): (Linux, LinuxFP).
+    pub frames: (usize, usize),
+    /// How long each run took: (Linux, LinuxFP).
+    pub elapsed: (Duration, Duration),
     /// Names of the corpus packets, by id, for the report.
     names: BTreeMap<u32, String>,
 }
 
 impl Report {
-    /// True if both runs sent exactly the same frames out of every wire.
+    /// True if both runs sent exactly the same frames out of every wire
+    /// and every capture ended quiet.
     pub fn is_empty(&self) -> bool {
-        self.diffs.is_empty()
+        self.diffs.is_empty() && self.bounded.is_empty()
     }
 
     /// The ids of the corpus packets involved in a difference (by the tag
@@ -365,8 +376,18 @@ impl Report {
 pub fn compare(linux: &Run, fast: &Run, corpus: &Corpus, norm: &Normaliser) -> Report {
     let mut report = Report {
         names: corpus.all().map(|p| (p.id, p.name.clone())).collect(),
+        packets: corpus.len(),
+        frames: (linux.total(), fast.total()),
+        elapsed: (linux.elapsed, fast.elapsed),
         ..Report::default()
     };
+    for (run, which) in [(linux, "linux"), (fast, "linuxfp")] {
+        for (wire, why) in &run.stopped {
+            if *why != Stopped::Quiet {
+                report.bounded.push(format!("{which} {wire} ({why:?})"));
+            }
+        }
+    }
     let empty = Vec::new();
     let wires: std::collections::BTreeSet<&String> =
         linux.frames.keys().chain(fast.frames.keys()).collect();
@@ -460,6 +481,14 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} packets; captured {} frames with Linux alone (run {:?}), {} with LinuxFP ({:?})",
+            self.packets, self.frames.0, self.elapsed.0, self.frames.1, self.elapsed.1
+        )?;
+        if !self.bounded.is_empty() {
+            writeln!(f, "captures that hit a bound: {}", self.bounded.join(", "))?;
+        }
         if self.diffs.is_empty() {
             write!(f, "no differences;")?;
         } else {

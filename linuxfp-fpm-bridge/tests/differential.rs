@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The differential test of the bridge (issue 9): the bridge corpus (known
+//! and unknown unicast, group and link-local destinations, bad and new
+//! sources, ARP and neighbour discovery, VLAN tags, sizes around the MTU,
+//! seeded fuzz) through a three-port switch, once with Linux alone and once
+//! with the controller deploying the bridge FPM (TC, as the Compatibility
+//! Manager picks on veth); what reaches each host must be the same, and the
+//! fast path must have run.
+//!
+//! Root only; skips loudly otherwise.
+
+#[path = "../../linuxfp-fpm-router/tests/support/linuxfp.rs"]
+mod linuxfp_run;
+
+use std::sync::Arc;
+
+use linuxfp::{compat::HookPolicy, deploy::Stats, fpm::Fpm};
+use linuxfp_fpm_bridge::BridgeFpm;
+use linuxfp_run::with_linuxfp;
+use linuxfp_testkit::{
+    Switch, attached_programs,
+    diff::{self, Corpus, Normaliser, Options, Run, Wire, bed},
+    require_root,
+};
+
+/// Random frames in the corpus, and the seed they come from.
+const FUZZ: usize = 800;
+const SEED: u64 = 0x5EED_0B09;
+
+fn wires(s: &Switch) -> Vec<Wire<'_>> {
+    ["h1", "h2", "h3"]
+        .iter()
+        .zip(&s.hosts)
+        .map(|(label, h)| Wire {
+            label,
+            ns: &h.ns,
+            ifname: "e0",
+        })
+        .collect()
+}
+
+/// The corpus through LinuxFP's bridge (TC, as chosen on veth); the run
+/// and the counters before and after it.
+async fn linuxfp(corpus: &Corpus) -> (Run, Stats, Stats) {
+    let s = bed::switch("dbf").expect("testbed");
+    let fpms: Vec<Arc<dyn Fpm>> = vec![Arc::new(BridgeFpm::new())];
+    let (out, before, after) = with_linuxfp(&s.sw, fpms, HookPolicy::Auto, || {
+        for h in &s.hosts {
+            let att = attached_programs(&s.sw, &h.port).expect("query");
+            assert_eq!(att.tc_ingress.len(), 1, "{}: {att:?}", h.port);
+        }
+        diff::run(&wires(&s), corpus, &Options::default())
+    })
+    .await;
+    (out.expect("run with LinuxFP"), before, after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_sends_out_what_linux_sends() {
+    if !require_root("bridge_sends_out_what_linux_sends") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let corpus = diff::corpus::bridge(&bed::SWITCH, FUZZ, SEED);
+    let base = tokio::task::block_in_place(|| {
+        let s = bed::switch("dbl").expect("testbed");
+        diff::run(&wires(&s), &corpus, &Options::default())
+    })
+    .expect("run with Linux alone");
+    let (fast, before, after) = linuxfp(&corpus).await;
+    let moved = |c: &str| after.total("bridge", c) - before.total("bridge", c);
+    assert!(base.total() > corpus.len() / 2, "Linux sent out too little");
+    let report = diff::compare(&base, &fast, &corpus, &Normaliser::default());
+    let totals = after.totals("bridge");
+    eprintln!(
+        "{report}\nfast path: {} fast; counters {totals:?}; test took {:?}",
+        moved("fast"),
+        started.elapsed()
+    );
+    assert!(report.is_empty(), "LinuxFP differs from Linux:\n{report}");
+    assert!(moved("fast") > 50, "the fast path ran: {totals:?}");
+}

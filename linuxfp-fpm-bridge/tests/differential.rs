@@ -18,26 +18,14 @@ use linuxfp::{compat::HookPolicy, deploy::Stats, fpm::Fpm};
 use linuxfp_fpm_bridge::BridgeFpm;
 use linuxfp_run::with_linuxfp;
 use linuxfp_testkit::{
-    Switch, attached_programs,
-    diff::{self, Corpus, Normaliser, Options, Run, Wire, bed},
+    attached_programs,
+    diff::{self, Corpus, Normaliser, Options, Run, bed},
     require_root,
 };
 
 /// Random frames in the corpus, and the seed they come from.
 const FUZZ: usize = 800;
 const SEED: u64 = 0x5EED_0B09;
-
-fn wires(s: &Switch) -> Vec<Wire<'_>> {
-    ["h1", "h2", "h3"]
-        .iter()
-        .zip(&s.hosts)
-        .map(|(label, h)| Wire {
-            label,
-            ns: &h.ns,
-            ifname: "e0",
-        })
-        .collect()
-}
 
 /// The corpus through LinuxFP's bridge (TC, as chosen on veth); the run
 /// and the counters before and after it.
@@ -49,7 +37,7 @@ async fn linuxfp(corpus: &Corpus) -> (Run, Stats, Stats) {
             let att = attached_programs(&s.sw, &h.port).expect("query");
             assert_eq!(att.tc_ingress.len(), 1, "{}: {att:?}", h.port);
         }
-        diff::run(&wires(&s), corpus, &Options::default())
+        diff::run(&bed::switch_wires(&s), corpus, &Options::default())
     })
     .await;
     (out.expect("run with LinuxFP"), before, after)
@@ -64,7 +52,7 @@ async fn bridge_sends_out_what_linux_sends() {
     let corpus = diff::corpus::bridge(&bed::SWITCH, FUZZ, SEED);
     let base = tokio::task::block_in_place(|| {
         let s = bed::switch("dbl").expect("testbed");
-        diff::run(&wires(&s), &corpus, &Options::default())
+        diff::run(&bed::switch_wires(&s), &corpus, &Options::default())
     })
     .expect("run with Linux alone");
     let (fast, before, after) = linuxfp(&corpus).await;

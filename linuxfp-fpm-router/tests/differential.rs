@@ -20,8 +20,8 @@ use std::sync::Arc;
 use linuxfp::{compat::HookPolicy, deploy::Stats, fpm::Fpm};
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{
-    VirtualRouter, attached_programs,
-    diff::{self, Corpus, Normaliser, Options, Run, Wire, bed},
+    attached_programs,
+    diff::{self, Corpus, Normaliser, Options, Run, bed},
     require_root,
 };
 use support::linuxfp::with_linuxfp;
@@ -34,25 +34,10 @@ fn corpus() -> Corpus {
     diff::corpus::router(&bed::ROUTER, FUZZ, SEED)
 }
 
-fn wires(vr: &VirtualRouter) -> [Wire<'_>; 2] {
-    [
-        Wire {
-            label: "s0",
-            ns: &vr.src,
-            ifname: "s0",
-        },
-        Wire {
-            label: "d0",
-            ns: &vr.dst,
-            ifname: "d0",
-        },
-    ]
-}
-
 /// The corpus through Linux alone.
 fn linux(tag: &str, napi: bool, corpus: &Corpus) -> Run {
     let vr = bed::router(tag, napi).expect("testbed");
-    diff::run(&wires(&vr), corpus, &Options::default()).expect("run with Linux alone")
+    diff::run(&bed::router_wires(&vr), corpus, &Options::default()).expect("run with Linux alone")
 }
 
 /// The corpus through LinuxFP's router on `hook`; the run and the router
@@ -70,7 +55,7 @@ async fn linuxfp(tag: &str, hook: HookPolicy, corpus: &Corpus) -> (Run, Stats, S
             };
             assert!(!on_hook.is_empty(), "{ifname}: {att:?}");
         }
-        diff::run(&wires(&vr), corpus, &Options::default())
+        diff::run(&bed::router_wires(&vr), corpus, &Options::default())
     })
     .await;
     (out.expect("run with LinuxFP"), before, after)

@@ -15,7 +15,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{Injector, frame};
+use super::{Injector, Wire, frame};
 use crate::{
     error::Result,
     links::{format_mac, neighbour, route, sysctl, wait_up},
@@ -312,4 +312,37 @@ pub fn switch(tag: &str) -> Result<Switch> {
         Injector::open(&h.ns, "e0")?.send(&hello)?;
     }
     Ok(s)
+}
+
+/// The router testbed's receiving interfaces: `s0` and `d0` (what leaves
+/// `r0` and `r1`), labelled with their names; the router corpus injects on
+/// them too.
+pub fn router_wires(vr: &VirtualRouter) -> [Wire<'_>; 2] {
+    [
+        Wire {
+            label: "s0",
+            ns: &vr.src,
+            ifname: "s0",
+        },
+        Wire {
+            label: "d0",
+            ns: &vr.dst,
+            ifname: "d0",
+        },
+    ]
+}
+
+/// The bridge testbed's hosts' interfaces (what leaves each port),
+/// labelled `h1`, `h2`, `h3`.
+pub fn switch_wires(s: &Switch) -> Vec<Wire<'_>> {
+    const LABELS: [&str; 3] = ["h1", "h2", "h3"];
+    LABELS
+        .iter()
+        .zip(&s.hosts)
+        .map(|(label, h)| Wire {
+            label,
+            ns: &h.ns,
+            ifname: "e0",
+        })
+        .collect()
 }

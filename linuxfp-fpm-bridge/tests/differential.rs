@@ -27,15 +27,20 @@ use linuxfp_testkit::{
 const FUZZ: usize = 800;
 const SEED: u64 = 0x5EED_0B09;
 
-/// The corpus through LinuxFP's bridge (TC, as chosen on veth); the run
-/// and the counters before and after it.
-async fn linuxfp(corpus: &Corpus) -> (Run, Stats, Stats) {
-    let s = bed::switch("dbf").expect("testbed");
+/// The corpus through LinuxFP's bridge on `hook`; the run and the
+/// counters before and after it.
+async fn linuxfp(tag: &str, hook: HookPolicy, corpus: &Corpus) -> (Run, Stats, Stats) {
+    let s = bed::switch(tag, hook == HookPolicy::Xdp).expect("testbed");
     let fpms: Vec<Arc<dyn Fpm>> = vec![Arc::new(BridgeFpm::new())];
-    let (out, before, after) = with_linuxfp(&s.sw, fpms, HookPolicy::Auto, || {
+    let (out, before, after) = with_linuxfp(&s.sw, fpms, hook, || {
         for h in &s.hosts {
             let att = attached_programs(&s.sw, &h.port).expect("query");
-            assert_eq!(att.tc_ingress.len(), 1, "{}: {att:?}", h.port);
+            let on_hook = if hook == HookPolicy::Xdp {
+                &att.xdp
+            } else {
+                &att.tc_ingress
+            };
+            assert!(!on_hook.is_empty(), "{}: {att:?}", h.port);
         }
         diff::run(&bed::switch_wires(&s), corpus, &Options::default())
     })
@@ -43,28 +48,38 @@ async fn linuxfp(corpus: &Corpus) -> (Run, Stats, Stats) {
     (out.expect("run with LinuxFP"), before, after)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bridge_sends_out_what_linux_sends() {
-    if !require_root("bridge_sends_out_what_linux_sends") {
-        return;
-    }
+async fn differential(hook: HookPolicy, tag: &str) {
     let started = std::time::Instant::now();
     let corpus = diff::corpus::bridge(&bed::SWITCH, FUZZ, SEED);
     let base = tokio::task::block_in_place(|| {
-        let s = bed::switch("dbl").expect("testbed");
+        let s = bed::switch(&format!("{tag}l"), hook == HookPolicy::Xdp).expect("testbed");
         diff::run(&bed::switch_wires(&s), &corpus, &Options::default())
     })
     .expect("run with Linux alone");
-    let (fast, before, after) = linuxfp(&corpus).await;
+    let (fast, before, after) = linuxfp(&format!("{tag}f"), hook, &corpus).await;
     let moved = |c: &str| after.total("bridge", c) - before.total("bridge", c);
     assert!(base.total() > corpus.len() / 2, "Linux sent out too little");
     let report = diff::compare(&base, &fast, &corpus, &Normaliser::default());
     let totals = after.totals("bridge");
     eprintln!(
-        "{report}\nfast path: {} fast; counters {totals:?}; test took {:?}",
+        "{hook:?}: {report}\nfast path: {} fast; counters {totals:?}; test took {:?}",
         moved("fast"),
         started.elapsed()
     );
     assert!(report.is_empty(), "LinuxFP differs from Linux:\n{report}");
     assert!(moved("fast") > 50, "the fast path ran: {totals:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tc_bridge_sends_out_what_linux_sends() {
+    if require_root("tc_bridge_sends_out_what_linux_sends") {
+        differential(HookPolicy::Auto, "dbt").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xdp_bridge_sends_out_what_linux_sends() {
+    if require_root("xdp_bridge_sends_out_what_linux_sends") {
+        differential(HookPolicy::Xdp, "dbx").await;
+    }
 }

@@ -405,6 +405,13 @@ fn plain_cases() -> Vec<Case> {
             Out::Same,
         ),
         case("largest frame the egress takes", big_ok, Out::Same),
+        // An XDP redirect sends the tag inline, and the egress driver takes
+        // at most MTU + 18 bytes in all (found by the differential harness).
+        case(
+            "tagged frame over mtu + 18 in all",
+            frame(H2, H1, &[(0x8100, 7)], 0x0800, 1518),
+            Out::Punt(PUNT_TOO_BIG),
+        ),
         case(
             "one byte over the egress mtu",
             too_big,

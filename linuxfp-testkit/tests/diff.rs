@@ -39,7 +39,7 @@ fn linux_against_linux_bridge() {
     }
     let corpus = diff::corpus::bridge(&bed::SWITCH, 300, 42);
     let run = |tag: &str| {
-        let s = bed::switch(tag).expect("testbed");
+        let s = bed::switch(tag, false).expect("testbed");
         let wires = bed::switch_wires(&s);
         diff::run(&wires, &corpus, &Options::default()).expect("run")
     };

@@ -279,8 +279,9 @@ pub const SWITCH: SwitchLayout = SwitchLayout {
 pub const ANNOUNCE_TO: [u8; 6] = [0x02, 0, 0, 0x5E, 0xEE, 0xEE];
 
 /// Builds the bridge testbed ([`SWITCH`]); every host has sent one frame,
-/// so the bridge knows where they are.
-pub fn switch(tag: &str) -> Result<Switch> {
+/// so the bridge knows where they are. With `napi_peers`, GRO is on at the
+/// hosts' interfaces (the NAPI an XDP redirect into a veth needs).
+pub fn switch(tag: &str, napi_peers: bool) -> Result<Switch> {
     let l = SWITCH;
     let mut s = Switch::new(tag, 3)?;
     // No IPv6 on the bridge and its ports: no router solicitations or
@@ -302,6 +303,9 @@ pub fn switch(tag: &str) -> Result<Switch> {
     // Entries the kernel learnt from the old random MACs stay until they
     // age out; no probe is addressed to them.
     for h in &s.hosts {
+        if napi_peers {
+            h.ns.exec(&["ethtool", "-K", "e0", "gro", "on"])?;
+        }
         wait_up(&h.ns, "e0", std::time::Duration::from_secs(5))?;
     }
     // Each host announces itself, so the bridge has learnt every host before

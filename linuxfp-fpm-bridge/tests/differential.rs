@@ -12,7 +12,7 @@
 #[path = "../../linuxfp-fpm-router/tests/support/linuxfp.rs"]
 mod linuxfp_run;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use linuxfp::{compat::HookPolicy, deploy::Stats, fpm::Fpm};
 use linuxfp_fpm_bridge::BridgeFpm;
@@ -82,4 +82,39 @@ async fn xdp_bridge_sends_out_what_linux_sends() {
     if require_root("xdp_bridge_sends_out_what_linux_sends") {
         differential(HookPolicy::Xdp, "dbx").await;
     }
+}
+
+/// MACs that move to another port with no link event: once the kernel
+/// moved them, the fast path must send to the new ports too (regressions:
+/// the FDB mirror followed only topology changes, and the kernel state kept
+/// a moved MAC at its old port as well, so after the move grace the fast
+/// path sent to the old port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_mac_is_followed_like_linux() {
+    if !require_root("a_moved_mac_is_followed_like_linux") {
+        return;
+    }
+    let corpus = diff::corpus::bridge_move(&bed::SWITCH);
+    // Longer than MOVE_GRACE_NS, so the fast path decides by the mirror.
+    let opts = Options {
+        settle: Duration::from_secs(3),
+        ..Options::default()
+    };
+    let base = tokio::task::block_in_place(|| {
+        let s = bed::switch("dml", false).expect("testbed");
+        diff::run(&bed::switch_wires(&s), &corpus, &opts)
+    })
+    .expect("run with Linux alone");
+    let s = bed::switch("dmf", false).expect("testbed");
+    let fpms: Vec<Arc<dyn Fpm>> = vec![Arc::new(BridgeFpm::new())];
+    let (fast, before, after) = with_linuxfp(&s.sw, fpms, HookPolicy::Auto, || {
+        diff::run(&bed::switch_wires(&s), &corpus, &opts)
+    })
+    .await;
+    let fast = fast.expect("run with LinuxFP");
+    let report = diff::compare(&base, &fast, &corpus, &Normaliser::default());
+    let moved = after.total("bridge", "fast") - before.total("bridge", "fast");
+    eprintln!("{report}\nfast path: {moved} fast");
+    assert!(report.is_empty(), "LinuxFP differs from Linux:\n{report}");
+    assert!(moved >= 15, "the fast path followed the move: {moved} fast");
 }

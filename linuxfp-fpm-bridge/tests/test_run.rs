@@ -35,6 +35,8 @@ const H4: [u8; 6] = [2, 0xaa, 0, 0, 0, 4];
 const H1B: [u8; 6] = [2, 0xaa, 0, 0, 0, 0x1b];
 /// Known on p2 but sending from p1 (it moved).
 const MOVED: [u8; 6] = [2, 0xaa, 0, 0, 0, 0x22];
+/// On p2 in the mirror; announces itself on p1 with a broadcast.
+const MOVED_BCAST: [u8; 6] = [2, 0xaa, 0, 0, 0, 0x23];
 const UNKNOWN: [u8; 6] = [2, 0xaa, 0, 0, 0, 0x99];
 
 /// How the forwarded frame must look.
@@ -182,6 +184,7 @@ fn fill(ebpf: &mut Ebpf, b: &Bed, vlan_filtering: bool) {
             (H1B, p1, 0),
             (H2, p2, 0),
             (MOVED, p2, 0),
+            (MOVED_BCAST, p2, 0),
             (H3, p3, 0),
             (H4, p4, 0),
             (BR_MAC, b.br, FDB_LOCAL),
@@ -394,6 +397,13 @@ fn plain_cases() -> Vec<Case> {
         Out::Punt(PUNT_MOVING),
     );
     moving_back.port = 1;
+    // From p3, which may send to p2: without the mark this would go to p2.
+    let mut moving_after_broadcast = case(
+        "to a source that moved with a broadcast",
+        udp(MOVED_BCAST, H3),
+        Out::Punt(PUNT_MOVING),
+    );
+    moving_after_broadcast.port = 2;
     let mut from_p2 = case("p2 to p1 (isolation needs both)", udp(H1, H2), Out::Same);
     from_p2.port = 1;
     vec![
@@ -447,6 +457,14 @@ fn plain_cases() -> Vec<Case> {
         // The kernel is moving MOVED to p1 now: nothing goes to p2 for it
         // until the mirror says where it is (the case right after this).
         moving_back,
+        // A move announced by a broadcast (a gratuitous ARP, say) is learnt
+        // by the kernel too (found by the differential harness).
+        case(
+            "broadcast from a source known on p2",
+            udp([0xff; 6], MOVED_BCAST),
+            Out::Punt(PUNT_MULTICAST),
+        ),
+        moving_after_broadcast,
         case(
             "multicast source",
             udp(H2, [3, 0, 0, 0, 0, 1]),

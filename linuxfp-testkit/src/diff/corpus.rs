@@ -903,6 +903,45 @@ pub fn bridge(l: &SwitchLayout, fuzz: usize, seed: u64) -> Corpus {
     c
 }
 
+/// Hosts' MACs that move to another port without any link changing: the
+/// warm-up has `h3` send from `h2`'s MAC and `h2` from `h3`'s, so the
+/// bridge swaps them (one move to a higher port index, one to a lower);
+/// the probes (after the settle time, which should outlast the fast
+/// path's `MOVE_GRACE_NS`) go to both MACs from `h1`, and Linux sends them
+/// where the MACs are now.
+pub fn bridge_move(l: &SwitchLayout) -> Corpus {
+    let [m1, m2, m3] = l.host_macs;
+    let mut c = Corpus::default();
+    for (wire, mac) in [("h3", m2), ("h2", m3)] {
+        c.add_in(
+            Phase::Warmup,
+            wire,
+            format!("{wire} sends from another host's mac"),
+            |t| {
+                ether(
+                    super::bed::ANNOUNCE_TO,
+                    mac,
+                    ETH_P_EXPERIMENTAL,
+                    &payload(t, 40),
+                )
+            },
+        );
+    }
+    for i in 0..10 {
+        for (to, mac) in [("h2", m2), ("h3", m3)] {
+            c.add("h1", format!("h1 to {to}'s moved mac {i}"), |t| {
+                ether(
+                    mac,
+                    m1,
+                    ETH_P_IP,
+                    &udp4(&Ipv4::new(UDP, host4(1), host4(2)), &payload(t, 24)),
+                )
+            });
+        }
+    }
+    c
+}
+
 /// The IPv4 address of switch host `i`.
 fn host4(i: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 50, 0, i)

@@ -58,7 +58,7 @@ pub use crate::state::NetEvent;
 use crate::{
     controller::TopologyUpdate,
     netns::{NetnsError, NetnsRef},
-    state::KernelState,
+    state::{FdbEntry, KernelState},
     topology,
 };
 
@@ -227,24 +227,38 @@ impl InspectorBuilder {
     }
 }
 
+/// The FDB entries of the topology's bridges: a learnt, moved or aged-out
+/// MAC must reach the bridge FPM's mirror at once, or the fast path would
+/// keep forwarding to where the kernel no longer does.
+fn bridges_fdb(state: &KernelState, topo: &topology::Topology) -> Vec<FdbEntry> {
+    topo.bridges
+        .keys()
+        .flat_map(|&b| state.fdb_of_bridge(b))
+        .cloned()
+        .collect()
+}
+
 /// Reads the namespace's state once (`Inspector::new(netns).dump()`).
 pub fn dump(netns: &NetnsRef) -> Result<KernelState, InspectError> {
     Inspector::new(netns.clone()).dump()
 }
 
 /// Follows the namespace as topologies: the current one first, then one
-/// per change of the derived topology (state-only changes, such as a new
-/// neighbour, are folded into the next topology change's state).
+/// per change of the derived topology or of its bridges' FDB, which the
+/// bridge FPM mirrors entry by entry (other state-only changes, such as a
+/// new neighbour, are folded into the next update's state).
 pub fn topology_updates(
     netns: NetnsRef,
 ) -> Result<impl Stream<Item = TopologyUpdate> + Send + Unpin + 'static, InspectError> {
     let events = Inspector::new(netns).watch()?;
-    let mut last: Option<topology::Topology> = None;
+    let mut last: Option<(topology::Topology, Vec<FdbEntry>)> = None;
     Ok(events.filter_map(move |ev| {
         let state = ev.state().clone();
         let topo = topology::derive(&state);
-        let out = (last.as_ref() != Some(&topo)).then(|| {
-            last = Some(topo.clone());
+        let fdb = bridges_fdb(&state, &topo);
+        let fresh = last.as_ref().is_none_or(|(t, f)| *t != topo || *f != fdb);
+        let out = fresh.then(|| {
+            last = Some((topo.clone(), fdb));
             TopologyUpdate {
                 topology: topo,
                 state: Some(state),

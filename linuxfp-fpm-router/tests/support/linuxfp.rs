@@ -12,7 +12,7 @@ use linuxfp::{
     fpm::Fpm,
     netns::NetnsRef,
 };
-use linuxfp_testkit::Netns;
+use linuxfp_testkit::{Netns, diff::Report};
 
 /// Starts a controller on `ns` with `fpms` and `hook`, waits (5 s at most)
 /// for its first deployment, which must accelerate every interface it
@@ -59,4 +59,25 @@ pub async fn with_linuxfp<R>(
         .expect("join")
         .expect("run");
     (out, before, after)
+}
+
+/// Prints the comparison and the counters `fpm` moved (`label` says which
+/// run), and fails unless both runs sent the same frames and the fast path
+/// forwarded more than `min_fast` packets.
+pub fn assert_same(
+    label: &str,
+    report: &Report,
+    fpm: &str,
+    before: &Stats,
+    after: &Stats,
+    min_fast: u64,
+) {
+    let fast = after.total(fpm, "fast") - before.total(fpm, "fast");
+    let totals = after.totals(fpm);
+    eprintln!("{label}: {report}\nfast path: {fast} fast; counters {totals:?}");
+    assert!(
+        report.is_empty(),
+        "{label}: LinuxFP differs from Linux:\n{report}"
+    );
+    assert!(fast > min_fast, "{label}: the fast path ran: {totals:?}");
 }

@@ -50,18 +50,10 @@ async fn linuxfp(tag: &str, hook: HookPolicy, corpus: &Corpus) -> (Run, Stats, S
 
 async fn differential(hook: HookPolicy, tag: &str) {
     let started = std::time::Instant::now();
-    let mut corpus = diff::corpus::bridge(&bed::SWITCH, FUZZ, SEED);
-    // Known divergence (reported, not fixed; timing-dependent): MAC
-    // 02:00:00:5e:bb:9d is learnt on p1 (fuzz 208), moved to p3 by a
-    // broadcast ARP from h3 (fuzz 586, ~140 ms later), and fuzz 642 (~20 ms
-    // after that) goes to it from h3. Linux drops it (same port). On XDP
-    // the fast path sometimes sends it to p1, with no `moving` punt counted:
-    // the FDB mirror follows the kernel with a delay (inspector and
-    // controller debouncing, up to ~200 ms), so when the broadcast passed
-    // the mirror did not hold the MAC yet, nothing was marked moving, and
-    // the MAC then arrived in the mirror at its old port.
-    let excluded = corpus.exclude(|p| p.name == format!("fuzz 642 (seed {SEED})"));
-    assert_eq!(excluded, 1, "the excluded packet is in the corpus");
+    // The fuzz never moves a MAC between ports: a move within the FDB
+    // mirror's delay after the MAC was learnt is a known divergence (see
+    // docs/guarantees.md); moves are tested below, with a settle time.
+    let corpus = diff::corpus::bridge(&bed::SWITCH, FUZZ, SEED);
     let base = tokio::task::block_in_place(|| {
         let s = bed::switch(&format!("{tag}l"), hook == HookPolicy::Xdp).expect("testbed");
         diff::run(&bed::switch_wires(&s), &corpus, &Options::default())

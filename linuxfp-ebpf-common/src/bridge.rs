@@ -57,9 +57,15 @@ pub const PUNT_REDIRECT_FAILED: u32 = FIRST_FPM_REASON + 18;
 /// The destination was just seen arriving on another port: the kernel is
 /// moving its FDB entry and the mirror has not caught up yet.
 pub const PUNT_MOVING: u32 = FIRST_FPM_REASON + 19;
+/// `br_netfilter` passes bridged IP traffic of this family through the IP
+/// hooks, and first validates the header (`br_validate_ipv4` / `_ipv6`):
+/// it drops bad headers, trims trailing bytes and parses IPv4 options and
+/// IPv6 hop-by-hop options. A frame that is not a plain, valid IP packet
+/// filling the frame (or is VLAN-tagged) goes to the kernel.
+pub const PUNT_BR_NETFILTER: u32 = FIRST_FPM_REASON + 20;
 
 /// Names of the bridge's punt reasons, indexed from `FIRST_FPM_REASON`.
-pub const PUNT_NAMES: [&str; 20] = [
+pub const PUNT_NAMES: [&str; 21] = [
     "not_port",
     "port_state",
     "locked",
@@ -80,6 +86,7 @@ pub const PUNT_NAMES: [&str; 20] = [
     "tag_failed",
     "redirect_failed",
     "moving",
+    "br_netfilter",
 ];
 
 /// Map: the bridge ports (`Array<PortConf>` indexed by ifindex, below
@@ -123,6 +130,11 @@ pub const PORT_LOCKED: u32 = 32;
 pub const PORT_VLAN_FILTERING: u32 = 64;
 /// `PortConf::flags`: the port is in [`XDP_PORTS_MAP`].
 pub const PORT_XDP_EGRESS: u32 = 128;
+/// `PortConf::flags`: `br_netfilter` validates bridged IPv4 headers here
+/// (`net.bridge.bridge-nf-call-iptables`).
+pub const PORT_BR_NF_IPV4: u32 = 256;
+/// `PortConf::flags`: likewise for IPv6 (`bridge-nf-call-ip6tables`).
+pub const PORT_BR_NF_IPV6: u32 = 512;
 
 /// Value of [`PORTS_MAP`]: one bridge port.
 #[repr(C)]

@@ -44,14 +44,18 @@ pub const PUNT_IPV6_HOPOPTS: u32 = FIRST_FPM_REASON + 17;
 pub const PUNT_FAMILY_OFF: u32 = FIRST_FPM_REASON + 18;
 /// The redirect helper refused the packet.
 pub const PUNT_REDIRECT_FAILED: u32 = FIRST_FPM_REASON + 19;
+/// The frame is longer than the IP packet it carries (Ethernet padding or
+/// trailing bytes): `ip_rcv` / `ipv6_rcv` trim it to the IP length before
+/// forwarding, which the fast path leaves to the kernel.
+pub const PUNT_TRAILER: u32 = FIRST_FPM_REASON + 20;
 
 /// IPv4 packet longer than the smallest route MTU metric configured: the
 /// kernel applies route MTUs when forwarding that `bpf_fib_lookup` ignores
 /// unless they are locked, so such packets go to the kernel.
-pub const PUNT_ROUTE_MTU: u32 = FIRST_FPM_REASON + 20;
+pub const PUNT_ROUTE_MTU: u32 = FIRST_FPM_REASON + 21;
 
 /// Names of the router's punt reasons, indexed from `FIRST_FPM_REASON`.
-pub const PUNT_NAMES: [&str; 21] = [
+pub const PUNT_NAMES: [&str; 22] = [
     "not_ip",
     "vlan",
     "ip_options",
@@ -72,6 +76,7 @@ pub const PUNT_NAMES: [&str; 21] = [
     "ipv6_hopopts",
     "family_off",
     "redirect_failed",
+    "trailer",
     "route_mtu",
 ];
 

@@ -10,7 +10,9 @@
 //! (flooding), new or moved sources (learning), broadcast and multicast,
 //! link-local control frames, ARP and neighbour discovery, locked ports,
 //! ports not forwarding, frames for the bridge itself (which reach the
-//! router stage on the bridge device through the kernel).
+//! router stage on the bridge device through the kernel), and, while
+//! `br_netfilter` passes bridged IP traffic to the IP hooks, IP frames its
+//! header validation would drop or change.
 //!
 //! The kernel never sees the frames the fast path forwards, so it would age
 //! their sources out of its FDB and start flooding. The fast path records

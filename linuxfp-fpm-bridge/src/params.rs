@@ -53,6 +53,10 @@ pub fn bridge_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
             .map(|b| b.vlan_protocol)
             .filter(|p| *p != 0)
             .unwrap_or(ETH_P_8021Q);
+        // br_netfilter validates the IP headers of bridged frames.
+        let br_nf = input.state.map_or((false, false), |s| {
+            (s.br_netfilter_ipv4(), s.br_netfilter_ipv6())
+        });
         for (&ifindex, port) in &bridge.ports {
             // BRIDGE_PORTS is an array indexed by ifindex: ports above its
             // range are unknown to the fast path (frames to them punt).
@@ -84,6 +88,8 @@ pub fn bridge_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
                 (PORT_ISOLATED, port.isolated),
                 (PORT_LOCKED, port.locked),
                 (PORT_VLAN_FILTERING, bridge.vlan_filtering),
+                (PORT_BR_NF_IPV4, br_nf.0),
+                (PORT_BR_NF_IPV6, br_nf.1),
             ] {
                 if on {
                     flags |= bit;

@@ -147,7 +147,7 @@ impl Lab {
             self.tb.rtr_src_if.mac,
             self.tb.src_if.mac,
             ETH_P_IP,
-            &V4::new(proto, src, dst).bytes(l4),
+            &hdr4(proto, src, dst).packet(l4),
         )
     }
 
@@ -156,7 +156,7 @@ impl Lab {
             self.tb.rtr_src_if.mac,
             self.tb.src_if.mac,
             ETH_P_IPV6,
-            &V6::new(proto, src, dst).bytes(l4),
+            &hdr6(proto, src, dst).packet(l4),
         )
     }
 }
@@ -442,7 +442,7 @@ fn table(lab: &Lab) {
                 [0x02, 0, 0, 0, 0, 0x99],
                 lab.tb.src_if.mac,
                 ETH_P_IP,
-                &V4::new(UDP, s, d).bytes(&udp(1000, 5001, 8)),
+                &hdr4(UDP, s, d).packet(&udp(1000, 5001, 8)),
             ),
             Expect::Punt(PUNT_NOT_FORWARDED),
         ),

@@ -122,12 +122,12 @@ fn tc_rows(lab: &Lab) -> Vec<Row> {
     let tcp4 = to_r0(
         lab,
         ETH_P_IP,
-        &V4::new(TCP, "10.1.0.2", "10.2.0.2").bytes(&tcp(40000, 80, 1400 - 40)),
+        &hdr4(TCP, "10.1.0.2", "10.2.0.2").packet(&tcp(40000, 80, 1400 - 40)),
     );
     let tcp6 = to_r0(
         lab,
         ETH_P_IPV6,
-        &V6::new(TCP, "fd01::2", "fd02::2").bytes(&tcp(40000, 80, 1400 - 60)),
+        &hdr6(TCP, "fd01::2", "fd02::2").packet(&tcp(40000, 80, 1400 - 60)),
     );
     for (fam, f) in [("ipv4", tcp4), ("ipv6", tcp6)] {
         let out = forwarded(&f, to_dst);
@@ -153,14 +153,14 @@ fn tc_rows(lab: &Lab) -> Vec<Row> {
     // Segments of 1040 fit r1 (1280) but not the route's locked MTU
     // (1000): ip_forward checks the route's, and so does the FIB helper
     // when it is given the segment length.
-    let mut df = V4::new(TCP, "10.1.0.2", "10.9.6.2");
+    let mut df = hdr4(TCP, "10.1.0.2", "10.9.6.2");
     df.frag = 0x4000;
     rows.push(Row {
         gso_size: 1000,
         ..Row::punt(
             "ipv4 tcp gso, segments over the route's locked mtu",
             lab.r0,
-            to_r0(lab, ETH_P_IP, &df.bytes(&tcp(40000, 80, 1400 - 40))),
+            to_r0(lab, ETH_P_IP, &df.packet(&tcp(40000, 80, 1400 - 40))),
             PUNT_FRAG_NEEDED,
         )
     });
@@ -230,9 +230,9 @@ fn tc_sets_priority_like_ip_forward() {
         ]
         .into_iter()
         .map(|(tos, prio)| {
-            let mut h = V4::new(UDP, "10.1.0.2", "10.2.0.2");
+            let mut h = hdr4(UDP, "10.1.0.2", "10.2.0.2");
             h.tos = tos;
-            let f = to_r0(lab, ETH_P_IP, &h.bytes(&udp(1, 2, 10)));
+            let f = to_r0(lab, ETH_P_IP, &h.packet(&udp(1, 2, 10)));
             let out = forwarded(&f, to_dst);
             (
                 Row::forward(&format!("ipv4 tos {tos:#04x}"), lab.r0, f, out),
@@ -243,10 +243,10 @@ fn tc_sets_priority_like_ip_forward() {
         let v6 = udp6(lab, "fd02::2");
         let v6_out = forwarded(&v6, to_dst);
         cases.push((Row::forward("ipv6", lab.r0, v6, v6_out), 5));
-        let mut ttl1 = V4::new(UDP, "10.1.0.2", "10.2.0.2");
+        let mut ttl1 = hdr4(UDP, "10.1.0.2", "10.2.0.2");
         ttl1.tos = 0x10;
         ttl1.ttl = 1;
-        let f = to_r0(lab, ETH_P_IP, &ttl1.bytes(&udp(1, 2, 10)));
+        let f = to_r0(lab, ETH_P_IP, &ttl1.packet(&udp(1, 2, 10)));
         cases.push((Row::punt("ipv4 tos 0x10, ttl 1 (punted)", lab.r0, f, 0), 5));
         for (row, want) in cases {
             let (out, prio) = run_with_priority(&ebpf, &row, 5);

@@ -91,6 +91,19 @@ pub enum Error {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
+    /// A socket call on an AF_PACKET socket (injection or capture) failed.
+    #[error("{netns}: {call} on {ifname} failed")]
+    Socket {
+        /// Where the interface lives.
+        netns: String,
+        /// The interface.
+        ifname: String,
+        /// The call that failed.
+        call: &'static str,
+        /// The errno.
+        #[source]
+        source: io::Error,
+    },
     /// A command printed something this kit does not understand.
     #[error("{netns}: unexpected output of `{command}`: {detail}")]
     Parse {

@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod command;
+pub mod diff;
 mod error;
 mod links;
 mod netns;

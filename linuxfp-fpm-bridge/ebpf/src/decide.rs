@@ -9,7 +9,7 @@
 
 use linuxfp_ebpf_common::{
     bridge::*,
-    net::ETH_P_ARP,
+    net::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
 };
 
 use crate::{BRIDGE_FDB, BRIDGE_PORTS, BRIDGE_SEEN, BRIDGE_VLANS};
@@ -32,6 +32,10 @@ pub struct Frame {
     pub proto: u16,
     /// IPv6 neighbour discovery (or a frame too short to tell).
     pub nd: bool,
+    /// The frame is untagged and carries a plain IP packet that fills it
+    /// exactly, as `br_netfilter`'s validation leaves it unchanged (see
+    /// [`crate::parse`]).
+    pub plain_ip: bool,
     /// Length as the kernel's `is_skb_forwardable` counts it: without the
     /// outer tag; 0 for GSO skbs, which are always forwardable.
     pub len: u32,
@@ -76,8 +80,15 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
     if port.flags & PORT_FORWARDING == 0 {
         return Err(PUNT_PORT_STATE);
     }
-    if f.src[0] & 1 != 0 || f.src == [0; 6] {
-        return Err(PUNT_BAD_SRC);
+    if let Err(reason) = not_unicast_forwarding(&port, f) {
+        // The kernel learns (and moves) the source of nearly every frame,
+        // whatever its destination: a host that moved and announced itself
+        // with a broadcast must not be sent to at its old port until the
+        // mirror has it at the new one.
+        if port.flags & PORT_LEARNING != 0 {
+            note_move(ingress, &port, f);
+        }
+        return Err(reason);
     }
 
     let filtering = port.flags & PORT_VLAN_FILTERING != 0;
@@ -102,18 +113,15 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
         return Err(PUNT_VLAN_OTHER);
     }
 
-    // Learning, before any other punt: the kernel learns from every frame
-    // it gets (broadcasts and ARP too), so a source that shows up on a new
-    // port is marked moving whatever happens to this frame; only a source
-    // the kernel already has on this port may skip the kernel (its ageing
-    // is refreshed from BRIDGE_SEEN by the controller).
+    // Learning: the kernel refreshes or learns the source; only a source it
+    // already has on this port may skip it (its ageing is refreshed from
+    // BRIDGE_SEEN by the controller).
     let src_key = FdbKey {
         bridge: port.bridge,
         vlan: vid,
         mac: f.src,
     };
     let learning = port.flags & PORT_LEARNING != 0;
-    let mut must_learn = false;
     if learning {
         // SAFETY: plain lookup, value copied out.
         let known = unsafe { BRIDGE_FDB.get(&src_key) }.copied();
@@ -121,23 +129,10 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
             Some(v) if v.port == ingress && v.flags & FDB_LOCAL == 0 => {}
             Some(v) if v.flags & (FDB_LOCAL | FDB_STICKY) == 0 => {
                 mark_moving(&src_key);
-                must_learn = true;
+                return Err(PUNT_LEARN);
             }
-            _ => must_learn = true,
+            _ => return Err(PUNT_LEARN),
         }
-    }
-
-    if f.dst[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && f.dst[5] & 0xf0 == 0 {
-        return Err(PUNT_LINK_LOCAL);
-    }
-    if f.dst[0] & 1 != 0 {
-        return Err(PUNT_MULTICAST);
-    }
-    if f.proto == ETH_P_ARP || f.proto == ETH_P_RARP || f.nd {
-        return Err(PUNT_NEIGH);
-    }
-    if must_learn {
-        return Err(PUNT_LEARN);
     }
 
     let dst_key = FdbKey {
@@ -194,6 +189,71 @@ pub fn decide(ingress: u32, f: &Frame) -> Result<Forward, u32> {
         tag,
         vlan_proto_be: port.vlan_proto.to_be(),
     })
+}
+
+/// The punts before learning: frames the kernel floods, consumes, drops
+/// for their source, may suppress (ARP, neighbour discovery) or, with
+/// `br_netfilter`, validates.
+#[inline(always)]
+fn not_unicast_forwarding(port: &PortConf, f: &Frame) -> Result<(), u32> {
+    if f.dst[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && f.dst[5] & 0xf0 == 0 {
+        return Err(PUNT_LINK_LOCAL);
+    }
+    if f.dst[0] & 1 != 0 {
+        return Err(PUNT_MULTICAST);
+    }
+    if f.src[0] & 1 != 0 || f.src == [0; 6] {
+        return Err(PUNT_BAD_SRC);
+    }
+    if f.proto == ETH_P_ARP || f.proto == ETH_P_RARP || f.nd {
+        return Err(PUNT_NEIGH);
+    }
+    // br_netfilter validates IP headers (behind a VLAN tag too, with
+    // bridge-nf-filter-vlan-tagged, which the maps do not mirror).
+    let br_nf = match f.proto {
+        ETH_P_IP => port.flags & PORT_BR_NF_IPV4,
+        ETH_P_IPV6 => port.flags & PORT_BR_NF_IPV6,
+        ETH_P_8021Q | ETH_P_8021AD => port.flags & (PORT_BR_NF_IPV4 | PORT_BR_NF_IPV6),
+        _ => 0,
+    };
+    if br_nf != 0 && !f.plain_ip {
+        return Err(PUNT_BR_NETFILTER);
+    }
+    Ok(())
+}
+
+/// For a frame punted before learning: if its (valid) source is in the
+/// mirror on another port, the kernel is about to move it, so mark it
+/// moving as the learning path does. Frames the kernel would not accept
+/// on this VLAN mark nothing.
+#[inline(always)]
+fn note_move(ingress: u32, port: &PortConf, f: &Frame) {
+    if f.src[0] & 1 != 0 || f.src == [0; 6] {
+        return;
+    }
+    let vlan = if port.flags & PORT_VLAN_FILTERING == 0 {
+        0
+    } else if f.tagged {
+        if f.tag_proto != port.vlan_proto || f.tag_vid == 0 {
+            return;
+        }
+        f.tag_vid
+    } else {
+        port.pvid
+    };
+    let key = FdbKey {
+        bridge: port.bridge,
+        vlan,
+        mac: f.src,
+    };
+    // SAFETY: plain lookup, value copied out.
+    let known = unsafe { BRIDGE_FDB.get(&key) }.copied();
+    if let Some(v) = known
+        && v.port != ingress
+        && v.flags & (FDB_LOCAL | FDB_STICKY) == 0
+    {
+        mark_moving(&key);
+    }
 }
 
 /// Marks the mirror entry of a source that just arrived on another port

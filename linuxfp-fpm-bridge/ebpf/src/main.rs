@@ -66,11 +66,23 @@ pub fn bridge_xdp(ctx: XdpContext) -> u32 {
 fn xdp_bridge(ctx: &XdpContext, ingress: u32) -> Result<u32, u32> {
     let frame = parse::xdp(ctx.data(), ctx.data_end())?;
     let fwd = decide(ingress, &frame)?;
-    let xdp_ok = BRIDGE_PORTS
-        .get(fwd.egress)
-        .is_some_and(|p| p.flags & PORT_XDP_EGRESS != 0);
-    if !xdp_ok {
+    let eport = BRIDGE_PORTS.get(fwd.egress).ok_or(PUNT_EGRESS)?;
+    if eport.flags & PORT_XDP_EGRESS == 0 {
         return Err(PUNT_EGRESS);
+    }
+    // An XDP redirect transmits the frame as it is, tags inline, and a
+    // driver drops a frame longer than MTU + 18 silently (veth_xdp_xmit:
+    // mtu + ETH_HLEN + VLAN_HLEN). The kernel's path carries the outer tag
+    // in metadata and forwards up to MTU + 18 without it (what `decide`
+    // checked), so a tagged frame at that limit must take it.
+    let len = (ctx.data_end() - ctx.data()) as u32;
+    let out_len = match fwd.tag {
+        Tag::Keep => len,
+        Tag::Strip => len - 4,
+        Tag::Push(_) => len + 4,
+    };
+    if out_len > eport.mtu + 18 {
+        return Err(PUNT_TOO_BIG);
     }
     // The devmap lookup happens here; the frame is only changed once the
     // redirect is certain, so a punt always hands over the original frame.

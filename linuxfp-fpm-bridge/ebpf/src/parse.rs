@@ -8,7 +8,10 @@ use aya_ebpf::programs::TcContext;
 use linuxfp_ebpf_common::{
     bridge::PUNT_MALFORMED,
     ebpf::ptr_at,
-    net::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, EthHdr, IPPROTO_ICMPV6, VLAN_HLEN},
+    net::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, EthHdr, IPPROTO_HOPOPTS,
+        IPPROTO_ICMPV6, IPV4_HLEN, IPV6_HLEN, VLAN_HLEN,
+    },
 };
 
 use crate::decide::Frame;
@@ -28,6 +31,44 @@ fn is_nd(start: usize, end: usize, l3: usize) -> bool {
     // SAFETY: bounds checked by ptr_at.
     let h = unsafe { &*h };
     h[6] == IPPROTO_ICMPV6 && (133..=137).contains(&h[40])
+}
+
+/// Is the untagged frame of `len` bytes a plain IP packet, one that
+/// `br_validate_ipv4` / `br_validate_ipv6` pass without a change: IPv4
+/// with a 20-byte header whose checksum verifies, or IPv6 whose first
+/// header is not hop-by-hop; either with an IP length that is exactly the
+/// rest of the frame (nothing to trim).
+#[inline(always)]
+fn plain_ip(start: usize, end: usize, proto: u16, len: usize) -> bool {
+    match proto {
+        ETH_P_IP => {
+            let Some(h) = ptr_at::<[u8; IPV4_HLEN]>(start, end, ETH_HLEN) else {
+                return false;
+            };
+            // SAFETY: bounds checked by ptr_at.
+            let h = unsafe { core::ptr::read_unaligned(h) };
+            let tot_len = u16::from_be_bytes([h[2], h[3]]) as usize;
+            let mut sum = 0u32;
+            let mut i = 0;
+            while i < IPV4_HLEN {
+                sum += u16::from_be_bytes([h[i], h[i + 1]]) as u32;
+                i += 2;
+            }
+            sum = (sum & 0xFFFF) + (sum >> 16);
+            sum = (sum & 0xFFFF) + (sum >> 16);
+            h[0] == 0x45 && sum == 0xFFFF && ETH_HLEN + tot_len == len
+        }
+        ETH_P_IPV6 => {
+            let Some(h) = ptr_at::<[u8; 8]>(start, end, ETH_HLEN) else {
+                return false;
+            };
+            // SAFETY: bounds checked by ptr_at.
+            let h = unsafe { &*h };
+            let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
+            h[0] >> 4 == 6 && h[6] != IPPROTO_HOPOPTS && ETH_HLEN + IPV6_HLEN + payload == len
+        }
+        _ => false,
+    }
 }
 
 /// Parses an XDP frame.
@@ -50,6 +91,7 @@ pub fn xdp(start: usize, end: usize) -> Result<Frame, u32> {
     };
     let len = (end - start) as u32 - if tagged { VLAN_HLEN as u32 } else { 0 };
     Ok(Frame {
+        plain_ip: !tagged && plain_ip(start, end, proto, end - start),
         dst: eth.dst,
         src: eth.src,
         tagged,
@@ -87,6 +129,7 @@ pub fn tc(ctx: &TcContext) -> Result<Frame, u32> {
     let proto = u16::from_be(eth.proto_be);
     let gso = gso_segs > 1 || gso_size != 0;
     Ok(Frame {
+        plain_ip: vlan_present == 0 && plain_ip(start, end, proto, len as usize),
         dst: eth.dst,
         src: eth.src,
         tagged: vlan_present != 0,

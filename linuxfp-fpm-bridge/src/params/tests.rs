@@ -257,3 +257,24 @@ fn without_vlan_filtering_there_is_no_pvid_and_no_vlan_table() {
     assert_eq!((p1.pvid, p1.flags & PORT_VLAN_FILTERING), (0, 0));
     assert!(cfg.maps[VLANS_MAP].is_empty());
 }
+
+#[test]
+fn br_netfilter_is_marked_per_family() {
+    let (t, mut s) = host();
+    let flags = |s: &KernelState| {
+        let cfg = config(&t, s, &[(3, Hook::Tc)]);
+        port_conf(&cfg, 3).expect("p1").flags & (PORT_BR_NF_IPV4 | PORT_BR_NF_IPV6)
+    };
+    assert_eq!(flags(&s), 0, "br_netfilter not loaded");
+    s.sysctls
+        .global
+        .insert("net.bridge.bridge-nf-call-iptables".into(), 1);
+    s.sysctls
+        .global
+        .insert("net.bridge.bridge-nf-call-ip6tables".into(), 0);
+    assert_eq!(flags(&s), PORT_BR_NF_IPV4);
+    s.sysctls
+        .global
+        .insert("net.bridge.bridge-nf-call-ip6tables".into(), 1);
+    assert_eq!(flags(&s), PORT_BR_NF_IPV4 | PORT_BR_NF_IPV6);
+}

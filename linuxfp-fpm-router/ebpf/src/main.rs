@@ -98,6 +98,9 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
             if p.ifindex == ingress {
                 return Decision::Punt(PUNT_SAME_IF);
             }
+            if !pkt.v6 && !ipv4_source_is_unicast(ctx, pkt, ingress) {
+                return Decision::Punt(PUNT_MARTIAN);
+            }
             return Decision::NoNeigh(p);
         }
         8 => Some(PUNT_FRAG_NEEDED),
@@ -109,7 +112,40 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
     if p.ifindex == ingress {
         return Decision::Punt(PUNT_SAME_IF);
     }
+    if !pkt.v6 && !ipv4_source_is_unicast(ctx, pkt, ingress) {
+        return Decision::Punt(PUNT_MARTIAN);
+    }
     Decision::Forward(p)
+}
+
+/// `ip_route_input` drops an IPv4 packet whose source is one of this host's
+/// own addresses (`fib_validate_source`: a martian source), and with custom
+/// local routes or policy rules any source the FIB calls local, broadcast
+/// or multicast; `bpf_fib_lookup` checks neither. So the FIB is asked about
+/// the source as well: unless it answers with a unicast route (or one whose
+/// neighbour is unresolved), the kernel decides. A source without any route
+/// back goes to the kernel too, which forwards it: a punt, never a
+/// difference. IPv6 forwarding has no such check.
+#[inline(always)]
+fn ipv4_source_is_unicast<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32) -> bool {
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    p.family = AF_INET;
+    p.ifindex = ingress;
+    p.l4_protocol = pkt.l4_proto;
+    p.__bindgen_anon_2.tos = pkt.tos;
+    p.__bindgen_anon_3.ipv4_src = pkt.dst4_be;
+    p.__bindgen_anon_4.ipv4_dst = pkt.src4_be;
+    // SAFETY: `p` is a valid, initialised lookup structure of the size given.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            &mut p,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    // 4: BPF_FIB_LKUP_RET_NOT_FWDED (local, broadcast, multicast, no route).
+    rc >= 0 && rc != 4
 }
 
 /// The network length of one segment of a GSO skb, as

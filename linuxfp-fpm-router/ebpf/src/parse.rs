@@ -145,6 +145,11 @@ fn parse_v4(start: usize, end: usize, pkt_len: usize) -> Result<Packet, u32> {
     if (tot_len as usize) < ihl * 4 || ETH_HLEN + tot_len as usize > pkt_len {
         return Err(PUNT_MALFORMED);
     }
+    // ip_rcv trims the frame to tot_len; forwarding it whole would send
+    // the trailing bytes on.
+    if ETH_HLEN + (tot_len as usize) < pkt_len {
+        return Err(PUNT_TRAILER);
+    }
     if ihl != 5 {
         return Err(PUNT_IP_OPTIONS);
     }
@@ -218,6 +223,10 @@ fn parse_v6(start: usize, end: usize, pkt_len: usize) -> Result<Packet, u32> {
     let payload = u16::from_be(ip.payload_len_be) as usize;
     if ETH_HLEN + IPV6_HLEN + payload > pkt_len {
         return Err(PUNT_MALFORMED);
+    }
+    // As ipv6_rcv trims to the payload length.
+    if ETH_HLEN + IPV6_HLEN + payload < pkt_len {
+        return Err(PUNT_TRAILER);
     }
     match ip.nexthdr {
         IPPROTO_HOPOPTS => return Err(PUNT_IPV6_HOPOPTS),

@@ -373,9 +373,9 @@ pub fn to_r0(lab: &Lab, ethertype: u16, l3: &[u8]) -> Vec<u8> {
 pub fn udp_between(lab: &Lab, src: &str, dst: &str) -> Vec<u8> {
     let payload = udp(1234, 5678, 18);
     if src.contains(':') {
-        to_r0(lab, ETH_P_IPV6, &V6::new(UDP, src, dst).bytes(&payload))
+        to_r0(lab, ETH_P_IPV6, &hdr6(UDP, src, dst).packet(&payload))
     } else {
-        to_r0(lab, ETH_P_IP, &V4::new(UDP, src, dst).bytes(&payload))
+        to_r0(lab, ETH_P_IP, &hdr4(UDP, src, dst).packet(&payload))
     }
 }
 
@@ -441,7 +441,7 @@ pub fn with_lab(test: &str, tag: &str, body: impl FnOnce(&Lab) + Send) {
 pub fn forward_rows(lab: &Lab) -> Vec<Row> {
     let to_dst = Some((lab.dst_mac, lab.r1.mac));
     let h4 = |proto: u8, edit: fn(&mut V4)| {
-        let mut h = V4::new(proto, "10.1.0.2", "10.2.0.2");
+        let mut h = hdr4(proto, "10.1.0.2", "10.2.0.2");
         edit(&mut h);
         h
     };
@@ -464,14 +464,14 @@ pub fn forward_rows(lab: &Lab) -> Vec<Row> {
             udp(1, 2, 0),
         ),
     ]
-    .map(|(name, h, l4)| (name, to_r0(lab, ETH_P_IP, &h.bytes(&l4))));
+    .map(|(name, h, l4)| (name, to_r0(lab, ETH_P_IP, &h.packet(&l4))));
     let v6 = [
         ("ipv6 udp", UDP, udp(1234, 5678, 18)),
         ("ipv6 tcp", TCP, tcp(40000, 443, 64)),
         ("ipv6 icmpv6 echo", ICMPV6, echo(128)),
     ]
     .map(|(name, proto, l4)| {
-        let l3 = V6::new(proto, "fd01::2", "fd02::2").bytes(&l4);
+        let l3 = hdr6(proto, "fd01::2", "fd02::2").packet(&l4);
         (name, to_r0(lab, ETH_P_IPV6, &l3))
     });
     let mut rows: Vec<Row> = v4
@@ -486,7 +486,7 @@ pub fn forward_rows(lab: &Lab) -> Vec<Row> {
         lab.r1.mac,
         lab.dst_mac,
         ETH_P_IP,
-        &V4::new(UDP, "10.2.0.2", "10.1.0.2").bytes(&udp(5678, 1234, 30)),
+        &hdr4(UDP, "10.2.0.2", "10.1.0.2").packet(&udp(5678, 1234, 30)),
     );
     let out = forwarded(&back, Some((lab.src_mac, lab.r0.mac)));
     rows.push(Row::forward(
@@ -508,14 +508,14 @@ pub fn punt_rows(lab: &Lab) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut punt = |name: &str, f: Vec<u8>, reason: u32| rows.push(Row::punt(name, r0, f, reason));
     let v4 = |f: &dyn Fn(&mut V4)| {
-        let mut h = V4::new(UDP, "10.1.0.2", "10.2.0.2");
+        let mut h = hdr4(UDP, "10.1.0.2", "10.2.0.2");
         f(&mut h);
-        to_r0(lab, ETH_P_IP, &h.bytes(&udp(1234, 5678, 18)))
+        to_r0(lab, ETH_P_IP, &h.packet(&udp(1234, 5678, 18)))
     };
     let v6 = |f: &dyn Fn(&mut V6)| {
-        let mut h = V6::new(UDP, "fd01::2", "fd02::2");
+        let mut h = hdr6(UDP, "fd01::2", "fd02::2");
         f(&mut h);
-        to_r0(lab, ETH_P_IPV6, &h.bytes(&udp(1234, 5678, 18)))
+        to_r0(lab, ETH_P_IPV6, &h.packet(&udp(1234, 5678, 18)))
     };
 
     // L2.
@@ -526,14 +526,14 @@ pub fn punt_rows(lab: &Lab) -> Vec<Row> {
         a
     };
     punt("arp", to_r0(lab, ETH_P_ARP, &arp), PUNT_NOT_IP);
-    let inner = V4::new(UDP, "10.1.0.2", "10.2.0.2").bytes(&udp(1, 2, 4));
+    let inner = hdr4(UDP, "10.1.0.2", "10.2.0.2").packet(&udp(1, 2, 4));
     for (name, tpid) in [("802.1q tag", ETH_P_8021Q), ("802.1ad tag", ETH_P_8021AD)] {
         let mut tagged = vec![0x00, 0x05];
         tagged.extend_from_slice(&ETH_P_IP.to_be_bytes());
         tagged.extend_from_slice(&inner);
         punt(name, to_r0(lab, tpid, &tagged), PUNT_VLAN);
     }
-    let ip = V4::new(UDP, "10.1.0.2", "10.2.0.2").bytes(&udp(1, 2, 4));
+    let ip = hdr4(UDP, "10.1.0.2", "10.2.0.2").packet(&udp(1, 2, 4));
     punt(
         "broadcast mac",
         frame([0xFF; 6], lab.src_mac, ETH_P_IP, &ip),
@@ -582,6 +582,18 @@ pub fn punt_rows(lab: &Lab) -> Vec<Row> {
     for (name, edit, reason) in v4_edits {
         punt(name, v4(&edit), reason);
     }
+    // ip_rcv / ipv6_rcv trim frames longer than the IP length (Ethernet
+    // padding, trailing bytes): found by the differential harness.
+    punt(
+        "ipv4 frame longer than the total length",
+        edited(udp4(lab, "10.2.0.2"), |f| f.extend_from_slice(&[0x5A; 16])),
+        PUNT_TRAILER,
+    );
+    punt(
+        "ipv6 frame longer than the payload length",
+        edited(udp6(lab, "fd02::2"), |f| f.extend_from_slice(&[0; 6])),
+        PUNT_TRAILER,
+    );
     punt(
         "ipv4 truncated header",
         edited(udp4(lab, "10.2.0.2"), |f| f.truncate(14 + 12)),
@@ -592,7 +604,7 @@ pub fn punt_rows(lab: &Lab) -> Vec<Row> {
         to_r0(
             lab,
             ETH_P_IP,
-            &V4::new(TCP, "10.1.0.2", "10.2.0.2").bytes(&tcp(1, 2, 0)[..12]),
+            &hdr4(TCP, "10.1.0.2", "10.2.0.2").packet(&tcp(1, 2, 0)[..12]),
         ),
         PUNT_MALFORMED,
     );
@@ -627,6 +639,14 @@ pub fn punt_rows(lab: &Lab) -> Vec<Row> {
         ("ipv4 src 0/8", "0.0.0.0", "10.2.0.2"),
         ("ipv4 src multicast", "224.0.0.9", "10.2.0.2"),
         ("ipv4 src class e", "240.0.0.1", "10.2.0.2"),
+        // fib_validate_source: a local address as source is martian (found
+        // by the differential harness).
+        ("ipv4 src the ingress's own address", "10.1.0.1", "10.2.0.2"),
+        (
+            "ipv4 src another interface's address",
+            "10.2.0.1",
+            "10.2.0.2",
+        ),
         ("ipv4 dst 127/8", "10.1.0.2", "127.0.0.1"),
         ("ipv4 dst 0/8", "10.1.0.2", "0.1.2.3"),
         ("ipv4 dst multicast", "10.1.0.2", "239.1.1.1"),
@@ -676,20 +696,20 @@ pub fn punt_rows(lab: &Lab) -> Vec<Row> {
     let big4 = to_r0(
         lab,
         ETH_P_IP,
-        &V4::new(UDP, "10.1.0.2", "10.2.0.2").bytes(&udp(1, 2, 1400 - 28)),
+        &hdr4(UDP, "10.1.0.2", "10.2.0.2").packet(&udp(1, 2, 1400 - 28)),
     );
     punt("ipv4 1400 B over a 1280 MTU", big4, PUNT_FRAG_NEEDED);
     let big6 = to_r0(
         lab,
         ETH_P_IPV6,
-        &V6::new(UDP, "fd01::2", "fd02::2").bytes(&udp(1, 2, 1400 - 48)),
+        &hdr6(UDP, "fd01::2", "fd02::2").packet(&udp(1, 2, 1400 - 48)),
     );
     punt("ipv6 1400 B over a 1280 MTU", big6, PUNT_FRAG_NEEDED);
-    let mut df = V4::new(UDP, "10.1.0.2", "10.9.6.2");
+    let mut df = hdr4(UDP, "10.1.0.2", "10.9.6.2");
     df.frag = 0x4000;
     punt(
         "ipv4 1100 B DF over a route's locked 1000 MTU",
-        to_r0(lab, ETH_P_IP, &df.bytes(&udp(1, 2, 1100 - 28))),
+        to_r0(lab, ETH_P_IP, &df.packet(&udp(1, 2, 1100 - 28))),
         PUNT_FRAG_NEEDED,
     );
 
@@ -701,9 +721,9 @@ pub fn punt_rows(lab: &Lab) -> Vec<Row> {
     ] {
         for v6 in [false, true] {
             let l3 = if v6 {
-                V6::new(UDP, "fd05::2", "fd02::2").bytes(&udp(1, 2, 8))
+                hdr6(UDP, "fd05::2", "fd02::2").packet(&udp(1, 2, 8))
             } else {
-                V4::new(UDP, "10.5.0.2", "10.2.0.2").bytes(&udp(1, 2, 8))
+                hdr4(UDP, "10.5.0.2", "10.2.0.2").packet(&udp(1, 2, 8))
             };
             let ty = if v6 { ETH_P_IPV6 } else { ETH_P_IP };
             rows.push(Row::punt(

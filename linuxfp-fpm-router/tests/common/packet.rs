@@ -3,132 +3,32 @@
 //! correct forward turns them into (computed independently of the
 //! program: full checksum recomputation, not an incremental update).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+pub use linuxfp_testkit::diff::frame::{
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMP, ICMPV6, Ipv4 as V4,
+    Ipv6 as V6, TCP, UDP, checksum as inet_checksum, ether as frame,
+};
 
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86DD;
-pub const ETH_P_ARP: u16 = 0x0806;
-pub const ETH_P_8021Q: u16 = 0x8100;
-pub const ETH_P_8021AD: u16 = 0x88A8;
-
-pub const TCP: u8 = 6;
-pub const UDP: u8 = 17;
-pub const ICMP: u8 = 1;
-pub const ICMPV6: u8 = 58;
-
-/// An Ethernet frame around `payload`.
-pub fn frame(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
+/// An IPv4 header from `src` to `dst` (the kit's builder, which the
+/// differential harness uses too).
+pub fn hdr4(proto: u8, src: &str, dst: &str) -> V4 {
+    V4::new(
+        proto,
+        src.parse().expect("IPv4 address"),
+        dst.parse().expect("IPv4 address"),
+    )
 }
 
-/// The one's complement sum of `bytes` as 16-bit big-endian words, folded
-/// and inverted: the Internet checksum.
-pub fn inet_checksum(bytes: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An IPv4 header (with `options`, if any) and payload.
-#[derive(Clone)]
-pub struct V4 {
-    pub tos: u8,
-    pub ttl: u8,
-    /// Flags and fragment offset, host order.
-    pub frag: u16,
-    pub proto: u8,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
-    pub options: Vec<u8>,
-    /// Overrides the version/IHL byte.
-    pub version_ihl: Option<u8>,
-    /// Overrides the total length.
-    pub tot_len: Option<u16>,
-    /// Adds this to the correct checksum (non-zero: a bad checksum).
-    pub check_delta: u16,
-}
-
-impl V4 {
-    pub fn new(proto: u8, src: &str, dst: &str) -> Self {
-        V4 {
-            tos: 0,
-            ttl: 64,
-            frag: 0,
-            proto,
-            src: src.parse().expect("IPv4 address"),
-            dst: dst.parse().expect("IPv4 address"),
-            options: Vec::new(),
-            version_ihl: None,
-            tot_len: None,
-            check_delta: 0,
-        }
-    }
-
-    pub fn bytes(&self, payload: &[u8]) -> Vec<u8> {
-        let hlen = 20 + self.options.len();
-        let tot = self.tot_len.unwrap_or((hlen + payload.len()) as u16);
-        let mut h = vec![
-            self.version_ihl.unwrap_or(0x40 | (hlen / 4) as u8),
-            self.tos,
-        ];
-        h.extend_from_slice(&tot.to_be_bytes());
-        h.extend_from_slice(&0x1234u16.to_be_bytes());
-        h.extend_from_slice(&self.frag.to_be_bytes());
-        h.extend_from_slice(&[self.ttl, self.proto, 0, 0]);
-        h.extend_from_slice(&self.src.octets());
-        h.extend_from_slice(&self.dst.octets());
-        h.extend_from_slice(&self.options);
-        let check = inet_checksum(&h).wrapping_add(self.check_delta);
-        h[10..12].copy_from_slice(&check.to_be_bytes());
-        h.extend_from_slice(payload);
-        h
-    }
-}
-
-/// A fixed IPv6 header and payload.
-#[derive(Clone)]
-pub struct V6 {
-    pub hop_limit: u8,
-    pub nexthdr: u8,
-    pub src: Ipv6Addr,
-    pub dst: Ipv6Addr,
-    /// Overrides the payload length.
-    pub payload_len: Option<u16>,
-}
-
-impl V6 {
-    pub fn new(nexthdr: u8, src: &str, dst: &str) -> Self {
-        V6 {
-            hop_limit: 64,
-            nexthdr,
-            src: src.parse().expect("IPv6 address"),
-            dst: dst.parse().expect("IPv6 address"),
-            payload_len: None,
-        }
-    }
-
-    pub fn bytes(&self, payload: &[u8]) -> Vec<u8> {
-        // Traffic class 0x28 and a flow label, so both reach the FIB.
-        let mut h = 0x6280_1234u32.to_be_bytes().to_vec();
-        let plen = self.payload_len.unwrap_or(payload.len() as u16);
-        h.extend_from_slice(&plen.to_be_bytes());
-        h.extend_from_slice(&[self.nexthdr, self.hop_limit]);
-        h.extend_from_slice(&self.src.octets());
-        h.extend_from_slice(&self.dst.octets());
-        h.extend_from_slice(payload);
-        h
-    }
+/// An IPv6 header from `src` to `dst`, with traffic class 0x28 and a flow
+/// label, so both reach the FIB.
+pub fn hdr6(nexthdr: u8, src: &str, dst: &str) -> V6 {
+    let mut h = V6::new(
+        nexthdr,
+        src.parse().expect("IPv6 address"),
+        dst.parse().expect("IPv6 address"),
+    );
+    h.class = 0x28;
+    h.flow = 0x01234;
+    h
 }
 
 /// A UDP header with `len` payload bytes (checksum left zero: the router

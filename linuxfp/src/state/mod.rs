@@ -173,6 +173,7 @@ impl KernelState {
                 self.neighbours.remove(&n.key());
             }
             NetEvent::NewFdb(f) => {
+                self.forget_moved_fdb(&f);
                 self.fdb.insert(f.key(), f);
             }
             NetEvent::DelFdb(f) => {
@@ -316,6 +317,29 @@ impl KernelState {
         self.links
             .values()
             .filter(move |l| l.master == Some(bridge))
+    }
+
+    /// A bridge keeps one FDB entry per MAC and VLAN; when it moves a MAC to
+    /// another port it notifies the entry at the new port only (no delete
+    /// for the old one), so the entry at any other port of that bridge goes
+    /// here. Without this the state would hold the MAC at both ports.
+    fn forget_moved_fdb(&mut self, f: &FdbEntry) {
+        let Some(bridge) = f.master else {
+            return;
+        };
+        let others: Vec<u32> = self
+            .links
+            .values()
+            .filter(|l| l.master == Some(bridge) || l.ifindex == bridge)
+            .map(|l| l.ifindex)
+            .filter(|&i| i != f.ifindex)
+            .collect();
+        for port in others {
+            let key = (port, f.mac, f.vlan, f.dst);
+            if self.fdb.get(&key).is_some_and(|o| o.master == Some(bridge)) {
+                self.fdb.remove(&key);
+            }
+        }
     }
 
     /// The FDB entries of a bridge (entries whose master is the bridge, and

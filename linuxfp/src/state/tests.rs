@@ -139,3 +139,36 @@ fn state_round_trips_through_json() {
         s
     );
 }
+
+#[test]
+fn a_moved_fdb_entry_leaves_its_old_port() {
+    let mut s = KernelState::default();
+    for (i, name) in [(5, "br0"), (2, "p1"), (3, "p2")] {
+        let mut l = link(i, name);
+        if i != 5 {
+            l.master = Some(5);
+        }
+        s.apply(NetEvent::NewLink(l));
+    }
+    let at = |ifindex: u32, vlan: Option<u16>| FdbEntry {
+        ifindex,
+        master: Some(5),
+        mac: [2, 0, 0, 0, 0, 1],
+        vlan,
+        state: 2,
+        flags: 0,
+        dst: None,
+        vni: None,
+        unknown: vec![],
+    };
+    s.apply(NetEvent::NewFdb(at(3, None)));
+    s.apply(NetEvent::NewFdb(at(3, Some(10))));
+    // The kernel moves the MAC (VLAN 0) to p1 and notifies p1 only.
+    s.apply(NetEvent::NewFdb(at(2, None)));
+    let ports: Vec<(u32, Option<u16>)> = s.fdb_of_bridge(5).map(|e| (e.ifindex, e.vlan)).collect();
+    assert_eq!(
+        ports,
+        [(2, None), (3, Some(10))],
+        "one entry per MAC and VLAN"
+    );
+}

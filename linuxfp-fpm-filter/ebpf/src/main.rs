@@ -25,7 +25,7 @@ use aya_ebpf::{
 use linuxfp_ebpf_common::{
     abi::counter,
     declare_abi_maps,
-    ebpf::{count, next_stage, ptr_at},
+    ebpf::{count, next_stage, ptr_at, zeroed_fib_params},
     filter::*,
     net::IPPROTO_TCP,
 };
@@ -276,7 +276,8 @@ fn egress<C: EbpfContext>(
     tot_len: u16,
 ) -> Result<u32, u32> {
     // SAFETY: an all-zero bpf_fib_lookup is a valid input.
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    let mut slot = core::mem::MaybeUninit::uninit();
+    let p = zeroed_fib_params(&mut slot);
     p.ifindex = ingress;
     p.l4_protocol = key.l4proto;
     if pkt.ports {
@@ -299,7 +300,7 @@ fn egress<C: EbpfContext>(
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.as_ptr(),
-            &mut p,
+            p,
             core::mem::size_of::<FibParams>() as i32,
             0,
         )

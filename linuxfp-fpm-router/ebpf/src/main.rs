@@ -20,7 +20,7 @@ use aya_ebpf::{
 use linuxfp_ebpf_common::{
     abi::counter,
     declare_abi_maps,
-    ebpf::count,
+    ebpf::{count, zeroed_fib_params},
     net::IPPROTO_TCP,
     router::*,
 };
@@ -57,7 +57,8 @@ enum Decision {
 /// GSO skb the length of one segment (see [`gso_segment_len`]).
 #[inline(always)]
 fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> Decision {
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    let mut slot = core::mem::MaybeUninit::uninit();
+    let p = zeroed_fib_params(&mut slot);
     p.ifindex = ingress;
     p.l4_protocol = pkt.l4_proto;
     p.sport = pkt.sport_be;
@@ -84,7 +85,7 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.as_ptr(),
-            &mut p,
+            p,
             core::mem::size_of::<FibParams>() as i32,
             0,
         )
@@ -101,7 +102,7 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
             if !pkt.v6 && !ipv4_source_is_unicast(ctx, pkt, ingress) {
                 return Decision::Punt(PUNT_MARTIAN);
             }
-            return Decision::NoNeigh(p);
+            return Decision::NoNeigh(*p);
         }
         8 => Some(PUNT_FRAG_NEEDED),
         _ => Some(PUNT_FIB_OTHER),
@@ -115,7 +116,7 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
     if !pkt.v6 && !ipv4_source_is_unicast(ctx, pkt, ingress) {
         return Decision::Punt(PUNT_MARTIAN);
     }
-    Decision::Forward(p)
+    Decision::Forward(*p)
 }
 
 /// `ip_route_input` drops an IPv4 packet whose source is one of this host's
@@ -128,7 +129,8 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
 /// difference. IPv6 forwarding has no such check.
 #[inline(always)]
 fn ipv4_source_is_unicast<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32) -> bool {
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    let mut slot = core::mem::MaybeUninit::uninit();
+    let p = zeroed_fib_params(&mut slot);
     p.family = AF_INET;
     p.ifindex = ingress;
     p.l4_protocol = pkt.l4_proto;
@@ -139,7 +141,7 @@ fn ipv4_source_is_unicast<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32) -
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.as_ptr(),
-            &mut p,
+            p,
             core::mem::size_of::<FibParams>() as i32,
             0,
         )
@@ -362,7 +364,8 @@ fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
 
 #[inline(always)]
 fn rewrite_ttl_only(start: usize, pkt: &Packet) {
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    let mut slot = core::mem::MaybeUninit::uninit();
+    let p = zeroed_fib_params(&mut slot);
     // Keep the MACs as they are; bpf_redirect_neigh fills them.
     // SAFETY: the Ethernet header was bounds checked by `parse`.
     unsafe {

@@ -162,3 +162,53 @@ fn refuses_to_replace_a_foreign_xdp_program() {
     drop(worker);
     drop(foreign);
 }
+
+/// Fault 5 on TC: a foreign tcx program on the interface is left alone,
+/// the deployer reports the interface as refused (it stays on the slow
+/// path), and traffic flows through Linux and the foreign program.
+#[test]
+fn refuses_to_replace_a_foreign_tc_program() {
+    if !require_root("refuses_to_replace_a_foreign_tc_program") {
+        return;
+    }
+    let p = pair("ifxt");
+    let foreign =
+        p.b.run_in(move || {
+            let mut ebpf = aya::Ebpf::load(linuxfp_fpm_ifcounter::IFCOUNTER_OBJ).expect("load");
+            let prog: &mut aya::programs::SchedClassifier = ebpf
+                .program_mut("ifcounter_tc")
+                .expect("prog")
+                .try_into()
+                .expect("classifier");
+            prog.load().expect("load prog");
+            let id = prog
+                .attach("xb", aya::programs::TcAttachType::Ingress)
+                .expect("attach foreign");
+            let link = prog.take_link(id).expect("link");
+            (ebpf, link)
+        })
+        .expect("run in netns");
+    let before = attached_programs(&p.b, "xb").expect("query");
+    assert_eq!(before.tc_ingress.len(), 1, "{before:?}");
+    let netns = NetnsRef::Named(p.b.name().to_string());
+    let worker = DeployWorker::spawn(netns, registry()).expect("worker");
+    let report = futures::executor::block_on(worker.apply(plan(p.b_ifindex, "xb", Hook::Tc)))
+        .expect("apply");
+    let msg = report.failed.get(&p.b_ifindex).expect("refused");
+    assert!(msg.contains("did not install"), "{msg}");
+    assert!(report.attached.is_empty(), "{report:?}");
+    let deployed = futures::executor::block_on(worker.deployed()).expect("deployed");
+    assert!(
+        deployed.slow_path.contains_key(&p.b_ifindex),
+        "the refused interface is on the slow path: {deployed:?}"
+    );
+    // The foreign program is still the only one, and traffic flows.
+    assert_eq!(attached_programs(&p.b, "xb").expect("query"), before);
+    assert!(
+        ping(&p.a, "10.9.0.2", 3),
+        "Linux and the foreign program carry the traffic"
+    );
+    drop(worker);
+    drop(foreign);
+    assert!(attached_programs(&p.b, "xb").expect("query").is_empty());
+}

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Soak: a virtual router and a bridge, each under its own controller, with
+//! UDP (iperf3 at a bounded rate) through the router for the whole run and
+//! the topology churned in cycles: routes added and removed in bulk, a side
+//! interface of the router and a side port of the bridge taken down and up,
+//! static FDB entries moved between ports. None of the churn touches the
+//! measured paths, where Linux alone loses nothing, so:
+//! - every ping in the quiet window after each churn step is answered
+//!   (router and bridge);
+//! - the UDP stream loses (practically) nothing;
+//! - the controllers' memory (this process's RSS) and the FDB mirror stay
+//!   bounded, and the plans end equal to a fresh read of the kernel.
+//!
+//! `short_soak` runs in CI (about 20 s); `long_soak` is `#[ignore]`d and
+//! runs for `LINUXFP_SOAK_SECS` seconds (default 600):
+//! `cargo test -p linuxfp-fpm-bridge --test soak -- --ignored`.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use linuxfp::{
+    compat::Policy,
+    controller::{Controller, ControllerHandle, plan_once},
+    fpm::{Fpm, FpmRegistry},
+    netns::NetnsRef,
+};
+use linuxfp_ebpf_common::bridge::FDB_MAP;
+use linuxfp_fpm_bridge::BridgeFpm;
+use linuxfp_fpm_router::RouterFpm;
+use linuxfp_testkit::{Iperf3, Netns, Switch, VirtualRouter, addr, require_root, up, veth};
+
+/// This process's resident set, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+async fn start(ns: &Netns, fpm: Arc<dyn Fpm>) -> (ControllerHandle, tokio::task::JoinHandle<()>) {
+    let (handle, run) = Controller::builder()
+        .netns(NetnsRef::Named(ns.name().to_string()))
+        .fpm(fpm)
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let task = tokio::spawn(async move {
+        let _ = run.await;
+    });
+    (handle, task)
+}
+
+async fn wait_plan(handle: &ControllerHandle, interfaces: usize, what: &str) {
+    let t = Instant::now();
+    while handle.plan().interfaces.len() != interfaces {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{what}: plan not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn routes_batch(ns: &Netns, verb: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}-soak-{verb}.batch", ns.name()));
+    let text: String = (0..500u32)
+        .map(|i| {
+            format!(
+                "route {verb} 10.77.{}.{}/32 via 10.3.0.2\n",
+                i >> 8,
+                i & 0xff
+            )
+        })
+        .collect();
+    std::fs::write(&path, text).expect("batch file");
+    path.to_string_lossy().into_owned()
+}
+
+/// Rounds (Linux alone would answer every one of them).
+#[derive(Debug, Default)]
+struct Tally {
+    cycles: u32,
+    router_pings: u32,
+    bridge_pings: u32,
+    failures: Vec<String>,
+}
+
+async fn soak(secs: u64) {
+    let tb = VirtualRouter::new("sk").expect("router testbed");
+    tb.set_static_neighbours().expect("neighbours");
+    let side = Netns::new("skx").expect("netns");
+    veth(&tb.rtr, "r2", &side, "x0").expect("veth");
+    addr(&tb.rtr, "r2", "10.3.0.1/24").expect("addr");
+    up(&tb.rtr, "r2").expect("up");
+    addr(&side, "x0", "10.3.0.2/24").expect("addr");
+    up(&side, "x0").expect("up");
+    let sw = Switch::new("sk", 3).expect("switch");
+    sw.set_static_neighbours().expect("neighbours");
+
+    let (rh, rt) = start(&tb.rtr, Arc::new(RouterFpm::new())).await;
+    let (bh, bt) = start(&sw.sw, Arc::new(BridgeFpm::new())).await;
+    wait_plan(&rh, 3, "router").await;
+    wait_plan(&bh, 3, "bridge").await;
+
+    // UDP through the router for the whole run, at a bounded rate, on its
+    // own thread; the churn runs on this one (the controllers run on the
+    // runtime's workers).
+    let run = Iperf3 {
+        seconds: secs as u32 + 2,
+        udp_bitrate: Some(20_000_000),
+        ..Iperf3::default()
+    };
+    let (udp, (tally, rss)) = std::thread::scope(|scope| {
+        let udp = scope.spawn(|| tb.iperf3(false, &run));
+        let tally = churn(&tb, &sw, &rh, &bh, secs);
+        (udp.join().expect("iperf3 thread"), tally)
+    });
+    let udp = udp.expect("iperf3 UDP through the router");
+    eprintln!(
+        "soak {secs} s: {} cycles, {} router and {} bridge pings in quiet windows; UDP {:.1} Mbit/s, {:?} % lost; RSS {} -> {} KiB",
+        tally.cycles,
+        tally.router_pings,
+        tally.bridge_pings,
+        udp.bits_per_second / 1e6,
+        udp.lost_percent,
+        rss.0,
+        rss.1
+    );
+    assert!(tally.failures.is_empty(), "{:#?}", tally.failures);
+    let lost = udp.lost_percent.expect("UDP loss reported");
+    assert!(lost < 0.1, "UDP through the router lost {lost} %");
+    // Memory: bounded growth after warm-up (no per-change leak).
+    assert!(
+        rss.1 < rss.0 + 64 * 1024,
+        "RSS grew from {} to {} KiB",
+        rss.0,
+        rss.1
+    );
+    // The plans end as a fresh read of the kernel plans them, and the FDB
+    // mirror holds what the kernel has (a few dozen entries, not the
+    // history of moves).
+    for (handle, ns, fpm) in [
+        (&rh, &tb.rtr, Arc::new(RouterFpm::new()) as Arc<dyn Fpm>),
+        (&bh, &sw.sw, Arc::new(BridgeFpm::new()) as Arc<dyn Fpm>),
+    ] {
+        let mut reg = FpmRegistry::new();
+        reg.register(fpm).expect("register");
+        let netns = NetnsRef::Named(ns.name().to_string());
+        let t = Instant::now();
+        loop {
+            let fresh =
+                plan_once(&netns, &reg, &Policy::default(), handle.kernel_caps()).expect("plan");
+            if handle.plan() == fresh.plan {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "{}: the controller's plan differs from the kernel's",
+                ns.name()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mirror = bh.plan().fpms["bridge"].maps[FDB_MAP].len();
+    assert!(mirror < 64, "FDB mirror has {mirror} entries");
+    for (h, t) in [(rh, rt), (bh, bt)] {
+        h.shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+}
+
+/// One churn step per cycle, then a quiet window with pings. Returns the
+/// tally and the RSS after the first cycle and at the end.
+fn churn(
+    tb: &VirtualRouter,
+    sw: &Switch,
+    rh: &ControllerHandle,
+    bh: &ControllerHandle,
+    secs: u64,
+) -> (Tally, (u64, u64)) {
+    let mut tally = Tally::default();
+    let start = Instant::now();
+    let mut rss_warm = 0;
+    let add = routes_batch(&tb.rtr, "add");
+    let del = routes_batch(&tb.rtr, "del");
+    while start.elapsed() < Duration::from_secs(secs) {
+        let step = tally.cycles % 6;
+        let fake = format!("02:aa:00:00:00:{:02x}", tally.cycles % 16);
+        let port = if tally.cycles % 2 == 0 { "p3" } else { "p2" };
+        let cmd: Vec<String> = match step {
+            0 => vec!["ip", "-batch", &add]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            1 => vec!["ip", "-batch", &del]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            2 => vec!["ip", "link", "set", "r2", "down"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            3 => vec!["ip", "link", "set", "r2", "up"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            4 => vec!["ip", "link", "set", "p3", "down"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            _ => vec!["ip", "link", "set", "p3", "up"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        };
+        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let ns = if step >= 4 { &sw.sw } else { &tb.rtr };
+        if let Err(e) = ns.exec_timeout(&argv, Duration::from_secs(30)) {
+            tally
+                .failures
+                .push(format!("cycle {}: {argv:?}: {e}", tally.cycles));
+        }
+        // A static FDB entry moves to the other side port every cycle.
+        if let Err(e) = sw.sw.exec(&[
+            "bridge", "fdb", "replace", &fake, "dev", port, "master", "static",
+        ]) {
+            tally
+                .failures
+                .push(format!("cycle {}: fdb move: {e}", tally.cycles));
+        }
+        // Quiet window: the controllers catch up, then Linux alone would
+        // answer every ping on the measured paths.
+        std::thread::sleep(Duration::from_millis(150));
+        match tb.ping_stats(false, 10) {
+            Ok(p) if p.all_answered() => tally.router_pings += p.transmitted,
+            other => tally.failures.push(format!(
+                "cycle {} (step {step}): router ping {other:?}",
+                tally.cycles
+            )),
+        }
+        match sw.ping(0, 1, false, 10) {
+            Ok(p) if p.all_answered() => tally.bridge_pings += p.transmitted,
+            other => tally.failures.push(format!(
+                "cycle {} (step {step}): bridge ping {other:?}",
+                tally.cycles
+            )),
+        }
+        // Neither controller reports an error or a failed interface.
+        for (name, h) in [("router", rh), ("bridge", bh)] {
+            if h.plan().interfaces.is_empty() {
+                tally
+                    .failures
+                    .push(format!("cycle {}: {name} plan empty", tally.cycles));
+            }
+        }
+        tally.cycles += 1;
+        if tally.cycles == 6 {
+            rss_warm = rss_kib();
+        }
+    }
+    let _ = std::fs::remove_file(&add);
+    let _ = std::fs::remove_file(&del);
+    if rss_warm == 0 {
+        rss_warm = rss_kib();
+    }
+    (tally, (rss_warm, rss_kib()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_soak() {
+    if !require_root("short_soak") {
+        return;
+    }
+    soak(20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "10 minutes; set LINUXFP_SOAK_SECS to change"]
+async fn long_soak() {
+    if !require_root("long_soak") {
+        return;
+    }
+    let secs = std::env::var("LINUXFP_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    soak(secs).await;
+}

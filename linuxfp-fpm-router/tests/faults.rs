@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Faults on the virtual router, each ending in a correct state or a clear
+//! error with Linux still forwarding: a kernel too old for the fast path, a
+//! netlink overrun in a route storm while the controller runs, and an
+//! interface deleted under an attached program.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use linuxfp::{
+    compat::{KernelCaps, Policy},
+    controller::{Controller, ControllerEvent, ControllerHandle, plan_once},
+    fpm::FpmRegistry,
+    inspector::{Inspector, topology_updates_with},
+    netns::NetnsRef,
+};
+use linuxfp_fpm_router::RouterFpm;
+use linuxfp_testkit::{Netns, VirtualRouter, addr, attached_programs, require_root, up, veth};
+
+type Events = futures::channel::mpsc::UnboundedReceiver<ControllerEvent>;
+
+/// Collects every event until `ok` holds for the handle, or panics after
+/// `within`. Returns the events seen and how long it took.
+async fn until(
+    handle: &ControllerHandle,
+    events: &mut (impl futures::Stream<Item = ControllerEvent> + Unpin),
+    within: Duration,
+    what: &str,
+    mut ok: impl FnMut(&ControllerHandle) -> bool,
+) -> (Vec<ControllerEvent>, Duration) {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < within {
+        if ok(handle) {
+            return (seen, start.elapsed());
+        }
+        if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(20), events.next()).await {
+            seen.push(ev);
+        }
+    }
+    panic!("{what}: not within {within:?}; events: {seen:?}");
+}
+
+fn errors(events: &[ControllerEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ControllerEvent::Error { message } => Some(message.clone()),
+            ControllerEvent::Deployed { failed, .. } if !failed.is_empty() => {
+                Some(format!("{failed:?}"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn registry() -> FpmRegistry {
+    let mut r = FpmRegistry::new();
+    r.register(Arc::new(RouterFpm::new())).expect("register");
+    r
+}
+
+async fn stop(handle: ControllerHandle, task: tokio::task::JoinHandle<()>) {
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops in time")
+        .expect("join");
+}
+
+/// Pings 20 times; all must be answered and at least 30 packets (of 40)
+/// must be counted `fast` by the router.
+async fn forwards_fast(tb: &VirtualRouter, handle: &ControllerHandle, what: &str) {
+    let before = handle.stats().await.expect("stats").total("router", "fast");
+    assert!(
+        tb.ping(false, 20).expect("ping"),
+        "{what}: ping through r0/r1"
+    );
+    let fast = handle.stats().await.expect("stats").total("router", "fast") - before;
+    assert!(fast >= 30, "{what}: only {fast} of 40 packets fast");
+}
+
+/// Fault 7: a kernel without the basics (4.19): the plan says why for every
+/// interface, nothing is attached, Linux forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_kernel_gets_no_fast_path_and_the_plan_says_why() {
+    if !require_root("an_old_kernel_gets_no_fast_path_and_the_plan_says_why") {
+        return;
+    }
+    let tb = VirtualRouter::new("fold").expect("testbed");
+    let (handle, run) = Controller::builder()
+        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
+        .fpm(Arc::new(RouterFpm::new()))
+        .kernel_caps(KernelCaps::for_version("4.19.0"))
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let mut events = handle.events();
+    let task = tokio::spawn(async move {
+        let _ = run.await;
+    });
+    let (seen, _) = until(
+        &handle,
+        &mut events,
+        Duration::from_secs(3),
+        "topology seen",
+        |h| h.topology().interfaces.contains_key(&tb.rtr_dst_if.ifindex),
+    )
+    .await;
+    assert!(errors(&seen).is_empty(), "{seen:?}");
+    let plan = handle.plan();
+    assert!(plan.interfaces.is_empty(), "nothing planned: {plan:?}");
+    let decisions = handle.decisions();
+    for ifindex in [tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex] {
+        let d = &decisions.interfaces[&ifindex];
+        assert!(d.hook.is_none(), "{d:?}");
+        let why = d.reasons.join("; ");
+        assert!(why.contains("4.19"), "the reason names the kernel: {why}");
+        let slow = plan.slow_path[&ifindex].reasons.join("; ");
+        assert!(
+            slow.contains("older than 5.10"),
+            "the plan says why: {slow}"
+        );
+    }
+    for ifname in ["r0", "r1"] {
+        assert!(
+            attached_programs(&tb.rtr, ifname)
+                .expect("query")
+                .is_empty()
+        );
+    }
+    assert!(tb.ping(false, 5).expect("ping"), "Linux forwards");
+    stop(handle, task).await;
+}
+
+/// Writes an `ip -batch` file: `n` blackhole routes added or removed, and
+/// `extra` (a plan-changing command) in the middle of the storm.
+fn storm(ns: &Netns, verb: &str, n: u32, extra: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}-{verb}.batch", ns.name()));
+    let mut text = String::new();
+    for i in 0..n {
+        if i == n / 2 {
+            text.push_str(extra);
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "route {verb} blackhole 10.{}.{}.{}/32\n",
+            100 + (i >> 16),
+            (i >> 8) & 0xff,
+            i & 0xff
+        ));
+    }
+    std::fs::write(&path, text).expect("batch file");
+    path.to_string_lossy().into_owned()
+}
+
+/// Fault 2: 50k route changes into an inspector with the smallest receive
+/// buffer (so events are lost and it re-dumps) while the controller runs,
+/// with an interface going down (then up) in the middle of the storm: the
+/// controller's topology and plan end equal to a fresh read of the kernel,
+/// and the router forwards fast, all within bounded time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_storm_with_an_overrun_ends_in_the_kernels_plan() {
+    if !require_root("a_route_storm_with_an_overrun_ends_in_the_kernels_plan") {
+        return;
+    }
+    const ROUTES: u32 = 50_000;
+    let tb = VirtualRouter::new("fstm").expect("testbed");
+    let extra = Netns::new("fstmx").expect("netns");
+    veth(&tb.rtr, "r2", &extra, "x0").expect("veth");
+    addr(&tb.rtr, "r2", "10.3.0.1/24").expect("addr");
+    up(&tb.rtr, "r2").expect("up");
+    up(&extra, "x0").expect("up");
+    let netns = NetnsRef::Named(tb.rtr.name().to_string());
+    let source = topology_updates_with(Inspector::new(netns.clone()).rx_buffer(1)).expect("watch");
+    let (handle, run) = Controller::builder()
+        .netns(netns.clone())
+        .fpm(Arc::new(RouterFpm::new()))
+        .build()
+        .expect("build")
+        .start_with_source(source)
+        .expect("start");
+    let mut events = handle.events();
+    let task = tokio::spawn(async move {
+        let _ = run.await;
+    });
+    let r2 = linuxfp_testkit::ifindex(&tb.rtr, "r2").expect("ifindex");
+    until(
+        &handle,
+        &mut events,
+        Duration::from_secs(5),
+        "3 interfaces",
+        |h| h.plan().interfaces.len() == 3,
+    )
+    .await;
+    forwards_fast(&tb, &handle, "before the storm").await;
+
+    let caps = handle.kernel_caps().clone();
+    let matches_kernel = |h: &ControllerHandle| {
+        let fresh = plan_once(&netns, &registry(), &Policy::default(), &caps).expect("plan");
+        h.topology() == fresh.topology && h.plan() == fresh.plan
+    };
+    for (verb, extra_cmd, r2_planned) in [
+        ("add", "link set r2 down", false),
+        ("del", "link set r2 up", true),
+    ] {
+        let file = storm(&tb.rtr, verb, ROUTES, extra_cmd);
+        let t0 = Instant::now();
+        tb.rtr
+            .exec_timeout(&["ip", "-batch", &file], Duration::from_secs(120))
+            .expect("ip -batch");
+        let _ = std::fs::remove_file(&file);
+        let batch = t0.elapsed();
+        let (seen, took) = until(
+            &handle,
+            &mut events,
+            Duration::from_secs(30),
+            &format!("plan follows the {verb} storm"),
+            |h| h.plan().interfaces.contains_key(&r2) == r2_planned && matches_kernel(h),
+        )
+        .await;
+        eprintln!(
+            "{ROUTES} route {verb}s in {batch:?}; controller matched the kernel {took:?} later"
+        );
+        assert!(errors(&seen).is_empty(), "{:?}", errors(&seen));
+        assert_eq!(
+            attached_programs(&tb.rtr, "r2").expect("query").is_empty(),
+            !r2_planned,
+            "r2 attached as planned"
+        );
+        forwards_fast(&tb, &handle, &format!("after the {verb} storm")).await;
+    }
+    stop(handle, task).await;
+}
+
+/// Fault 3 (router): an interface deleted while the router is attached to
+/// it: the plan drops it without an error, the others keep forwarding fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_interface_leaves_the_plan_quietly() {
+    if !require_root("a_deleted_interface_leaves_the_plan_quietly") {
+        return;
+    }
+    let tb = VirtualRouter::new("fdel").expect("testbed");
+    let extra = Netns::new("fdelx").expect("netns");
+    veth(&tb.rtr, "r2", &extra, "x0").expect("veth");
+    addr(&tb.rtr, "r2", "10.3.0.1/24").expect("addr");
+    up(&tb.rtr, "r2").expect("up");
+    addr(&extra, "x0", "10.3.0.2/24").expect("addr");
+    up(&extra, "x0").expect("up");
+    let (handle, run) = Controller::builder()
+        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
+        .fpm(Arc::new(RouterFpm::new()))
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let mut events: Events = {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut ev = handle.events();
+        tokio::spawn(async move {
+            while let Some(e) = ev.next().await {
+                if tx.unbounded_send(e).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let task = tokio::spawn(async move {
+        let _ = run.await;
+    });
+    let r2 = linuxfp_testkit::ifindex(&tb.rtr, "r2").expect("ifindex");
+    until(
+        &handle,
+        &mut events,
+        Duration::from_secs(5),
+        "3 interfaces",
+        |h| h.plan().interfaces.len() == 3,
+    )
+    .await;
+    assert!(!attached_programs(&tb.rtr, "r2").expect("query").is_empty());
+
+    tb.rtr
+        .exec(&["ip", "link", "del", "r2"])
+        .expect("delete r2 under its program");
+    let (mut seen, took) = until(
+        &handle,
+        &mut events,
+        Duration::from_secs(3),
+        "r2 leaves the plan",
+        |h| !h.plan().interfaces.contains_key(&r2) && h.plan().interfaces.len() == 2,
+    )
+    .await;
+    eprintln!("deleted interface left the plan {took:?} after the delete");
+    // No error then, nor in the second after (no retry storm).
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(1) {
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
+            seen.push(e);
+        }
+    }
+    assert!(errors(&seen).is_empty(), "{:?}", errors(&seen));
+    assert!(seen.len() < 10, "a few events, not a storm: {seen:?}");
+    forwards_fast(&tb, &handle, "after r2 was deleted").await;
+    stop(handle, task).await;
+}

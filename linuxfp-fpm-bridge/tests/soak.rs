@@ -20,9 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::StreamExt;
 use linuxfp::{
     compat::Policy,
-    controller::{Controller, ControllerHandle, plan_once},
+    controller::{Controller, ControllerEvent, ControllerHandle, plan_once},
     fpm::{Fpm, FpmRegistry},
     netns::NetnsRef,
 };
@@ -82,12 +83,13 @@ fn routes_batch(ns: &Netns, verb: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Rounds (Linux alone would answer every one of them).
+/// What the churn loop saw (Linux alone would answer every ping).
 #[derive(Debug, Default)]
 struct Tally {
     cycles: u32,
     router_pings: u32,
     bridge_pings: u32,
+    max_mirror: usize,
     failures: Vec<String>,
 }
 
@@ -105,6 +107,7 @@ async fn soak(secs: u64) {
 
     let (rh, rt) = start(&tb.rtr, Arc::new(RouterFpm::new())).await;
     let (bh, bt) = start(&sw.sw, Arc::new(BridgeFpm::new())).await;
+    let mut events = futures::stream::select(rh.events(), bh.events());
     wait_plan(&rh, 3, "router").await;
     wait_plan(&bh, 3, "bridge").await;
 
@@ -123,16 +126,35 @@ async fn soak(secs: u64) {
     });
     let udp = udp.expect("iperf3 UDP through the router");
     eprintln!(
-        "soak {secs} s: {} cycles, {} router and {} bridge pings in quiet windows; UDP {:.1} Mbit/s, {:?} % lost; RSS {} -> {} KiB",
+        "soak {secs} s: {} cycles, {} router and {} bridge pings in quiet windows, FDB mirror at most {} entries; UDP {:.1} Mbit/s, {:?} % lost; RSS {} -> {} KiB",
         tally.cycles,
         tally.router_pings,
         tally.bridge_pings,
+        tally.max_mirror,
         udp.bits_per_second / 1e6,
         udp.lost_percent,
         rss.0,
         rss.1
     );
     assert!(tally.failures.is_empty(), "{:#?}", tally.failures);
+    // No controller error and no interface that failed to deploy.
+    let mut deploys = 0;
+    while let Some(Some(ev)) = futures::FutureExt::now_or_never(events.next()) {
+        match ev {
+            ControllerEvent::Error { message } => panic!("controller error: {message}"),
+            ControllerEvent::Deployed { failed, .. } => {
+                assert!(failed.is_empty(), "{failed:?}");
+                deploys += 1;
+            }
+            ControllerEvent::TopologyChanged { .. } => {}
+        }
+    }
+    assert!(deploys >= tally.cycles / 2, "only {deploys} deployments");
+    assert!(
+        tally.max_mirror < 64,
+        "FDB mirror reached {} entries",
+        tally.max_mirror
+    );
     let lost = udp.lost_percent.expect("UDP loss reported");
     assert!(lost < 0.1, "UDP through the router lost {lost} %");
     // Memory: bounded growth after warm-up (no per-change leak).
@@ -259,6 +281,12 @@ fn churn(
                     .push(format!("cycle {}: {name} plan empty", tally.cycles));
             }
         }
+        let mirror = bh
+            .plan()
+            .fpms
+            .get("bridge")
+            .map_or(0, |c| c.maps[FDB_MAP].len());
+        tally.max_mirror = tally.max_mirror.max(mirror);
         tally.cycles += 1;
         if tally.cycles == 6 {
             rss_warm = rss_kib();

@@ -61,7 +61,8 @@ async fn a_deleted_port_leaves_the_plan_quietly() {
     s.sw.exec(&["ip", "link", "del", "p3"])
         .expect("delete p3 under its program");
     let t = Instant::now();
-    while !(wait(&handle, 2) && !handle.plan().interfaces.contains_key(&ports[2])) {
+    let p3_gone = |h: &ControllerHandle| wait(h, 2) && !h.plan().interfaces.contains_key(&ports[2]);
+    while !p3_gone(&handle) {
         assert!(t.elapsed() < Duration::from_secs(3), "p3 leaves the plan");
         if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(20), events.next()).await {
             seen.push(e);

@@ -215,33 +215,14 @@ fn churn(
         let step = tally.cycles % 6;
         let fake = format!("02:aa:00:00:00:{:02x}", tally.cycles % 16);
         let port = if tally.cycles % 2 == 0 { "p3" } else { "p2" };
-        let cmd: Vec<String> = match step {
-            0 => vec!["ip", "-batch", &add]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            1 => vec!["ip", "-batch", &del]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            2 => vec!["ip", "link", "set", "r2", "down"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            3 => vec!["ip", "link", "set", "r2", "up"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            4 => vec!["ip", "link", "set", "p3", "down"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            _ => vec!["ip", "link", "set", "p3", "up"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+        let argv: Vec<&str> = match step {
+            0 => vec!["ip", "-batch", &add],
+            1 => vec!["ip", "-batch", &del],
+            2 => vec!["ip", "link", "set", "r2", "down"],
+            3 => vec!["ip", "link", "set", "r2", "up"],
+            4 => vec!["ip", "link", "set", "p3", "down"],
+            _ => vec!["ip", "link", "set", "p3", "up"],
         };
-        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
         let ns = if step >= 4 { &sw.sw } else { &tb.rtr };
         if let Err(e) = ns.exec_timeout(&argv, Duration::from_secs(30)) {
             tally

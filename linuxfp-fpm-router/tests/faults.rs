@@ -12,15 +12,16 @@ use std::{
 use futures::StreamExt;
 use linuxfp::{
     compat::{KernelCaps, Policy},
-    controller::{Controller, ControllerEvent, ControllerHandle, plan_once},
+    controller::{
+        Controller, ControllerBuilder, ControllerError, ControllerEvent, ControllerHandle,
+        plan_once,
+    },
     fpm::FpmRegistry,
     inspector::{Inspector, topology_updates_with},
     netns::NetnsRef,
 };
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{Netns, VirtualRouter, addr, attached_programs, require_root, up, veth};
-
-type Events = futures::channel::mpsc::UnboundedReceiver<ControllerEvent>;
 
 /// Collects every event until `ok` holds for the handle, or panics after
 /// `within`. Returns the events seen and how long it took.
@@ -44,6 +45,21 @@ async fn until(
     panic!("{what}: not within {within:?}; events: {seen:?}");
 }
 
+/// Waits for the router's three interfaces to be in the plan.
+async fn three_planned(
+    handle: &ControllerHandle,
+    events: &mut (impl futures::Stream<Item = ControllerEvent> + Unpin),
+) {
+    until(
+        handle,
+        events,
+        Duration::from_secs(5),
+        "3 interfaces",
+        |h| h.plan().interfaces.len() == 3,
+    )
+    .await;
+}
+
 fn errors(events: &[ControllerEvent]) -> Vec<String> {
     events
         .iter()
@@ -61,6 +77,37 @@ fn registry() -> FpmRegistry {
     let mut r = FpmRegistry::new();
     r.register(Arc::new(RouterFpm::new())).expect("register");
     r
+}
+
+/// A controller with the router FPM for the testbed's router namespace.
+fn builder(tb: &VirtualRouter) -> ControllerBuilder {
+    Controller::builder()
+        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
+        .fpm(Arc::new(RouterFpm::new()))
+}
+
+/// Runs the controller's future on the runtime.
+fn spawn(
+    run: impl std::future::Future<Output = Result<(), ControllerError>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = run.await {
+            eprintln!("controller ended with {e}");
+        }
+    })
+}
+
+/// A third router interface, `r2` (10.3.0.1/24), to a namespace of its own
+/// (`x0`, 10.3.0.2/24); returns that namespace and `r2`'s ifindex.
+fn side_interface(tb: &VirtualRouter, tag: &str) -> (Netns, u32) {
+    let side = Netns::new(tag).expect("netns");
+    veth(&tb.rtr, "r2", &side, "x0").expect("veth");
+    addr(&tb.rtr, "r2", "10.3.0.1/24").expect("addr");
+    up(&tb.rtr, "r2").expect("up");
+    addr(&side, "x0", "10.3.0.2/24").expect("addr");
+    up(&side, "x0").expect("up");
+    let r2 = linuxfp_testkit::ifindex(&tb.rtr, "r2").expect("ifindex");
+    (side, r2)
 }
 
 async fn stop(handle: ControllerHandle, task: tokio::task::JoinHandle<()>) {
@@ -91,18 +138,14 @@ async fn an_old_kernel_gets_no_fast_path_and_the_plan_says_why() {
         return;
     }
     let tb = VirtualRouter::new("fold").expect("testbed");
-    let (handle, run) = Controller::builder()
-        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
-        .fpm(Arc::new(RouterFpm::new()))
+    let (handle, run) = builder(&tb)
         .kernel_caps(KernelCaps::for_version("4.19.0"))
         .build()
         .expect("build")
         .start()
         .expect("start");
     let mut events = handle.events();
-    let task = tokio::spawn(async move {
-        let _ = run.await;
-    });
+    let task = spawn(run);
     let (seen, _) = until(
         &handle,
         &mut events,
@@ -170,33 +213,17 @@ async fn a_route_storm_with_an_overrun_ends_in_the_kernels_plan() {
     }
     const ROUTES: u32 = 50_000;
     let tb = VirtualRouter::new("fstm").expect("testbed");
-    let extra = Netns::new("fstmx").expect("netns");
-    veth(&tb.rtr, "r2", &extra, "x0").expect("veth");
-    addr(&tb.rtr, "r2", "10.3.0.1/24").expect("addr");
-    up(&tb.rtr, "r2").expect("up");
-    up(&extra, "x0").expect("up");
+    let (_side, r2) = side_interface(&tb, "fstmx");
     let netns = NetnsRef::Named(tb.rtr.name().to_string());
     let source = topology_updates_with(Inspector::new(netns.clone()).rx_buffer(1)).expect("watch");
-    let (handle, run) = Controller::builder()
-        .netns(netns.clone())
-        .fpm(Arc::new(RouterFpm::new()))
+    let (handle, run) = builder(&tb)
         .build()
         .expect("build")
         .start_with_source(source)
         .expect("start");
     let mut events = handle.events();
-    let task = tokio::spawn(async move {
-        let _ = run.await;
-    });
-    let r2 = linuxfp_testkit::ifindex(&tb.rtr, "r2").expect("ifindex");
-    until(
-        &handle,
-        &mut events,
-        Duration::from_secs(5),
-        "3 interfaces",
-        |h| h.plan().interfaces.len() == 3,
-    )
-    .await;
+    let task = spawn(run);
+    three_planned(&handle, &mut events).await;
     forwards_fast(&tb, &handle, "before the storm").await;
 
     let caps = handle.kernel_caps().clone();
@@ -245,43 +272,11 @@ async fn a_deleted_interface_leaves_the_plan_quietly() {
         return;
     }
     let tb = VirtualRouter::new("fdel").expect("testbed");
-    let extra = Netns::new("fdelx").expect("netns");
-    veth(&tb.rtr, "r2", &extra, "x0").expect("veth");
-    addr(&tb.rtr, "r2", "10.3.0.1/24").expect("addr");
-    up(&tb.rtr, "r2").expect("up");
-    addr(&extra, "x0", "10.3.0.2/24").expect("addr");
-    up(&extra, "x0").expect("up");
-    let (handle, run) = Controller::builder()
-        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
-        .fpm(Arc::new(RouterFpm::new()))
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
-    let mut events: Events = {
-        let (tx, rx) = futures::channel::mpsc::unbounded();
-        let mut ev = handle.events();
-        tokio::spawn(async move {
-            while let Some(e) = ev.next().await {
-                if tx.unbounded_send(e).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
-    };
-    let task = tokio::spawn(async move {
-        let _ = run.await;
-    });
-    let r2 = linuxfp_testkit::ifindex(&tb.rtr, "r2").expect("ifindex");
-    until(
-        &handle,
-        &mut events,
-        Duration::from_secs(5),
-        "3 interfaces",
-        |h| h.plan().interfaces.len() == 3,
-    )
-    .await;
+    let (_side, r2) = side_interface(&tb, "fdelx");
+    let (handle, run) = builder(&tb).build().expect("build").start().expect("start");
+    let mut events = handle.events();
+    let task = spawn(run);
+    three_planned(&handle, &mut events).await;
     assert!(!attached_programs(&tb.rtr, "r2").expect("query").is_empty());
 
     tb.rtr

@@ -20,13 +20,15 @@ fn bridge_fast(stats: &linuxfp::deploy::Stats) -> u64 {
     stats.total("bridge", "fast")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_port_leaves_the_plan_quietly() {
-    if !require_root("a_deleted_port_leaves_the_plan_quietly") {
-        return;
-    }
-    let s = Switch::new("fbd", 3).expect("switch");
-    s.set_static_neighbours().expect("neighbours");
+/// Starts a controller with the bridge FPM on the switch: its handle, its
+/// events from the start, and its task.
+fn start(
+    s: &Switch,
+) -> (
+    ControllerHandle,
+    impl futures::Stream<Item = ControllerEvent> + Unpin + use<>,
+    tokio::task::JoinHandle<()>,
+) {
     let (handle, run) = Controller::builder()
         .netns(NetnsRef::Named(s.sw.name().to_string()))
         .fpm(Arc::new(BridgeFpm::new()))
@@ -34,10 +36,21 @@ async fn a_deleted_port_leaves_the_plan_quietly() {
         .expect("build")
         .start()
         .expect("start");
-    let mut events = handle.events();
+    let events = handle.events();
     let task = tokio::spawn(async move {
         let _ = run.await;
     });
+    (handle, events, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_port_leaves_the_plan_quietly() {
+    if !require_root("a_deleted_port_leaves_the_plan_quietly") {
+        return;
+    }
+    let s = Switch::new("fbd", 3).expect("switch");
+    s.set_static_neighbours().expect("neighbours");
+    let (handle, mut events, task) = start(&s);
     let ports: Vec<u32> = s.hosts.iter().map(|h| h.port_ifindex).collect();
     let mut seen = Vec::new();
     let wait = |h: &ControllerHandle, n: usize| {
@@ -102,6 +115,74 @@ async fn a_deleted_port_leaves_the_plan_quietly() {
     assert!(s.ping(0, 1, false, 20).expect("ping").all_answered());
     let fast = bridge_fast(&handle.stats().await.expect("stats")) - before;
     assert!(fast >= 30, "only {fast} of 40 frames fast after the delete");
+    handle.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+/// Fault 6: a kernel FDB larger than the fast path's map (`MAX_FDB` + 100
+/// static entries): the deployment succeeds with the mirror capped at
+/// `FDB_MIRROR_CAP`, nothing fails, and the hosts still reach each other
+/// (fast if their MACs are mirrored, through the kernel if not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fdb_larger_than_the_map_deploys_capped_and_forwards() {
+    if !require_root("an_fdb_larger_than_the_map_deploys_capped_and_forwards") {
+        return;
+    }
+    use linuxfp_ebpf_common::bridge::{FDB_MAP, MAX_FDB};
+    let s = Switch::new("fbf", 3).expect("switch");
+    s.set_static_neighbours().expect("neighbours");
+    let entries = MAX_FDB + 100;
+    let path = std::env::temp_dir().join(format!("{}-fdb.batch", s.sw.name()));
+    let text: String = (0..entries)
+        .map(|i| {
+            format!(
+                "fdb add 02:bb:00:{:02x}:{:02x}:{:02x} dev p3 master static\n",
+                (i >> 16) & 0xff,
+                (i >> 8) & 0xff,
+                i & 0xff
+            )
+        })
+        .collect();
+    std::fs::write(&path, text).expect("batch file");
+    let t = Instant::now();
+    s.sw.exec_timeout(
+        &["bridge", "-batch", &path.to_string_lossy()],
+        Duration::from_secs(120),
+    )
+    .expect("bridge -batch");
+    let _ = std::fs::remove_file(&path);
+    eprintln!("{entries} static FDB entries added in {:?}", t.elapsed());
+
+    let (handle, mut events, task) = start(&s);
+    let t = Instant::now();
+    let deployed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.next().await {
+                Some(ControllerEvent::Deployed { failed, .. }) => return failed,
+                Some(ControllerEvent::Error { message }) => panic!("controller error: {message}"),
+                Some(_) => {}
+                None => panic!("controller stopped"),
+            }
+        }
+    })
+    .await
+    .expect("a deployment in time");
+    eprintln!("deployed a capped mirror in {:?}", t.elapsed());
+    assert!(deployed.is_empty(), "no interface failed: {deployed:?}");
+    let plan = handle.plan();
+    assert_eq!(plan.interfaces.len(), 3, "{:?}", plan.slow_path);
+    assert_eq!(
+        plan.fpms["bridge"].maps[FDB_MAP].len(),
+        linuxfp_fpm_bridge::params::FDB_MIRROR_CAP
+    );
+    for (a, b) in [(0, 1), (1, 0), (0, 2), (2, 1)] {
+        assert!(
+            s.ping(a, b, false, 5).expect("ping").all_answered(),
+            "h{} -> h{}",
+            a + 1,
+            b + 1
+        );
+    }
     handle.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

@@ -462,7 +462,7 @@ impl ControllerHandle {
     }
 
     /// A stream of the controller's events from now on.
-    pub fn events(&self) -> impl Stream<Item = ControllerEvent> + Send + Unpin + 'static {
+    pub fn events(&self) -> impl Stream<Item = ControllerEvent> + Send + Unpin + 'static + use<> {
         let (tx, rx) = mpsc::unbounded();
         self.lock().subscribers.push(tx);
         rx

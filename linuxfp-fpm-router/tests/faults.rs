@@ -5,7 +5,10 @@
 //! interface deleted under an attached program.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -14,10 +17,10 @@ use linuxfp::{
     compat::{KernelCaps, Policy},
     controller::{
         Controller, ControllerBuilder, ControllerError, ControllerEvent, ControllerHandle,
-        plan_once,
+        TopologyUpdate, plan_once,
     },
     fpm::FpmRegistry,
-    inspector::{Inspector, topology_updates_with},
+    inspector::{Inspector, InspectorEvent},
     netns::NetnsRef,
 };
 use linuxfp_fpm_router::RouterFpm;
@@ -215,7 +218,24 @@ async fn a_route_storm_with_an_overrun_ends_in_the_kernels_plan() {
     let tb = VirtualRouter::new("fstm").expect("testbed");
     let (_side, r2) = side_interface(&tb, "fstmx");
     let netns = NetnsRef::Named(tb.rtr.name().to_string());
-    let source = topology_updates_with(Inspector::new(netns.clone()).rx_buffer(1)).expect("watch");
+    // The controller's own pipeline (inspector → topology), with the
+    // smallest receive buffer the kernel allows and the re-dumps counted.
+    let resyncs = Arc::new(AtomicUsize::new(0));
+    let counted = resyncs.clone();
+    let source = Inspector::new(netns.clone())
+        .rx_buffer(1)
+        .watch()
+        .expect("watch")
+        .map(move |ev| {
+            if matches!(ev, InspectorEvent::Resynced(_)) {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            let state = ev.state().clone();
+            TopologyUpdate {
+                topology: linuxfp::topology::derive(&state),
+                state: Some(state),
+            }
+        });
     let (handle, run) = builder(&tb)
         .build()
         .expect("build")
@@ -251,7 +271,8 @@ async fn a_route_storm_with_an_overrun_ends_in_the_kernels_plan() {
         )
         .await;
         eprintln!(
-            "{ROUTES} route {verb}s in {batch:?}; controller matched the kernel {took:?} later"
+            "{ROUTES} route {verb}s in {batch:?}; controller matched the kernel {took:?} later ({} re-dumps so far)",
+            resyncs.load(Ordering::Relaxed)
         );
         assert!(errors(&seen).is_empty(), "{:?}", errors(&seen));
         assert_eq!(
@@ -261,6 +282,10 @@ async fn a_route_storm_with_an_overrun_ends_in_the_kernels_plan() {
         );
         forwards_fast(&tb, &handle, &format!("after the {verb} storm")).await;
     }
+    assert!(
+        resyncs.load(Ordering::Relaxed) > 0,
+        "the storm must overrun the inspector's socket"
+    );
     stop(handle, task).await;
 }
 

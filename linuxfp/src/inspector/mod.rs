@@ -240,15 +240,7 @@ pub fn dump(netns: &NetnsRef) -> Result<KernelState, InspectError> {
 pub fn topology_updates(
     netns: NetnsRef,
 ) -> Result<impl Stream<Item = TopologyUpdate> + Send + Unpin + 'static, InspectError> {
-    topology_updates_with(Inspector::new(netns))
-}
-
-/// [`topology_updates`] from a configured inspector (its receive buffer,
-/// its channel depth), for [`crate::controller::Controller::start_with_source`].
-pub fn topology_updates_with(
-    inspector: InspectorBuilder,
-) -> Result<impl Stream<Item = TopologyUpdate> + Send + Unpin + 'static, InspectError> {
-    let events = inspector.watch()?;
+    let events = Inspector::new(netns).watch()?;
     Ok(events.map(move |ev| {
         let state = ev.state().clone();
         TopologyUpdate {

@@ -3,8 +3,9 @@
 //! UDP (iperf3 at a bounded rate) through the router for the whole run and
 //! the topology churned in cycles: routes added and removed in bulk, a side
 //! interface of the router and a side port of the bridge taken down and up,
-//! static FDB entries moved between ports. None of the churn touches the
-//! measured paths, where Linux alone loses nothing, so:
+//! static FDB entries moved between ports, rules of the router's nft
+//! forward chain (decided by the filter FPM) added and flushed back to the base ruleset. None of the
+//! churn touches the measured paths, where Linux alone loses nothing, so:
 //! - every ping in the quiet window after each churn step is answered
 //!   (router and bridge);
 //! - the UDP stream loses (practically) nothing;
@@ -29,6 +30,7 @@ use linuxfp::{
 };
 use linuxfp_ebpf_common::bridge::FDB_MAP;
 use linuxfp_fpm_bridge::BridgeFpm;
+use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{Iperf3, Netns, Switch, VirtualRouter, addr, require_root, up, veth};
 
@@ -43,14 +45,30 @@ fn rss_kib() -> u64 {
         .expect("VmRSS")
 }
 
-async fn start(ns: &Netns, fpm: Arc<dyn Fpm>) -> (ControllerHandle, tokio::task::JoinHandle<()>) {
-    let (handle, run) = Controller::builder()
-        .netns(NetnsRef::Named(ns.name().to_string()))
-        .fpm(fpm)
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
+/// The router's FPMs: routing and the firewall.
+fn router_fpms() -> Vec<Arc<dyn Fpm>> {
+    vec![Arc::new(RouterFpm::new()), Arc::new(FilterFpm::new())]
+}
+
+/// The router's forward chain: drops UDP ports the measured traffic never
+/// uses.
+const RULESET: &str = r#"table inet t {
+    chain filt {
+        type filter hook forward priority 0; policy accept;
+        udp dport 9999 drop
+    }
+}
+"#;
+
+async fn start(
+    ns: &Netns,
+    fpms: Vec<Arc<dyn Fpm>>,
+) -> (ControllerHandle, tokio::task::JoinHandle<()>) {
+    let mut builder = Controller::builder().netns(NetnsRef::Named(ns.name().to_string()));
+    for fpm in fpms {
+        builder = builder.fpm(fpm);
+    }
+    let (handle, run) = builder.build().expect("build").start().expect("start");
     let task = tokio::spawn(async move {
         let _ = run.await;
     });
@@ -105,8 +123,13 @@ async fn soak(secs: u64) {
     let sw = Switch::new("sk", 3).expect("switch");
     sw.set_static_neighbours().expect("neighbours");
 
-    let (rh, rt) = start(&tb.rtr, Arc::new(RouterFpm::new())).await;
-    let (bh, bt) = start(&sw.sw, Arc::new(BridgeFpm::new())).await;
+    // A firewall on the router that the measured traffic passes (ping,
+    // iperf3 on 5201): the filter FPM decides it, the churn edits it.
+    tb.rtr
+        .sh(&format!("nft -f - <<'EOF'\n{RULESET}EOF\n"))
+        .expect("nft -f");
+    let (rh, rt) = start(&tb.rtr, router_fpms()).await;
+    let (bh, bt) = start(&sw.sw, vec![Arc::new(BridgeFpm::new())]).await;
     let mut events = futures::stream::select(rh.events(), bh.events());
     wait_plan(&rh, 3, "router").await;
     wait_plan(&bh, 3, "bridge").await;
@@ -167,18 +190,36 @@ async fn soak(secs: u64) {
     // The plans end as a fresh read of the kernel plans them, and the FDB
     // mirror holds what the kernel has (a few dozen entries, not the
     // history of moves).
-    for (handle, ns, fpm) in [
-        (&rh, &tb.rtr, Arc::new(RouterFpm::new()) as Arc<dyn Fpm>),
-        (&bh, &sw.sw, Arc::new(BridgeFpm::new()) as Arc<dyn Fpm>),
+    // (The filter's own configuration carries generation numbers that
+    // only its running instance knows, so for the router the interfaces
+    // and the router's configuration are compared.)
+    for (handle, ns, fpms, only) in [
+        (&rh, &tb.rtr, router_fpms(), Some("router")),
+        (
+            &bh,
+            &sw.sw,
+            vec![Arc::new(BridgeFpm::new()) as Arc<dyn Fpm>],
+            None,
+        ),
     ] {
         let mut reg = FpmRegistry::new();
-        reg.register(fpm).expect("register");
+        for fpm in fpms {
+            reg.register(fpm).expect("register");
+        }
         let netns = NetnsRef::Named(ns.name().to_string());
         let t = Instant::now();
         loop {
             let fresh =
                 plan_once(&netns, &reg, &Policy::default(), handle.kernel_caps()).expect("plan");
-            if handle.plan() == fresh.plan {
+            let mine = handle.plan();
+            let same = match only {
+                Some(fpm) => {
+                    mine.interfaces == fresh.plan.interfaces
+                        && mine.fpms.get(fpm) == fresh.plan.fpms.get(fpm)
+                }
+                None => mine == fresh.plan,
+            };
+            if same {
                 break;
             }
             assert!(
@@ -188,6 +229,23 @@ async fn soak(secs: u64) {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+    // The fast paths ran: the filter decided packets, the router and the
+    // bridge forwarded some.
+    let rstats = rh.stats().await.expect("stats");
+    let bstats = bh.stats().await.expect("stats");
+    for (what, n) in [
+        ("filter continue", rstats.total("filter", "continue")),
+        ("router fast", rstats.total("router", "fast")),
+        ("bridge fast", bstats.total("bridge", "fast")),
+    ] {
+        assert!(
+            n > 100,
+            "{what}: {n}; filter {:?}, router {:?}; plan {:?}",
+            rstats.totals("filter"),
+            rstats.totals("router"),
+            rh.plan().interfaces
+        );
     }
     let mirror = bh.plan().fpms["bridge"].maps[FDB_MAP].len();
     assert!(mirror < 64, "FDB mirror has {mirror} entries");
@@ -212,7 +270,7 @@ fn churn(
     let add = routes_batch(&tb.rtr, "add");
     let del = routes_batch(&tb.rtr, "del");
     while start.elapsed() < Duration::from_secs(secs) {
-        let step = tally.cycles % 6;
+        let step = tally.cycles % 8;
         let fake = format!("02:aa:00:00:00:{:02x}", tally.cycles % 16);
         let port = if tally.cycles % 2 == 0 { "p3" } else { "p2" };
         let argv: Vec<&str> = match step {
@@ -221,9 +279,21 @@ fn churn(
             2 => vec!["ip", "link", "set", "r2", "down"],
             3 => vec!["ip", "link", "set", "r2", "up"],
             4 => vec!["ip", "link", "set", "p3", "down"],
-            _ => vec!["ip", "link", "set", "p3", "up"],
+            5 => vec!["ip", "link", "set", "p3", "up"],
+            6 => vec![
+                "nft", "add", "rule", "inet", "t", "filt", "udp", "dport", "9998", "drop",
+            ],
+            // Back to the base ruleset, in one transaction.
+            _ => vec![
+                "nft",
+                "flush chain inet t filt ; add rule inet t filt udp dport 9999 drop",
+            ],
         };
-        let ns = if step >= 4 { &sw.sw } else { &tb.rtr };
+        let ns = if step == 4 || step == 5 {
+            &sw.sw
+        } else {
+            &tb.rtr
+        };
         if let Err(e) = ns.exec_timeout(&argv, Duration::from_secs(30)) {
             tally
                 .failures
@@ -269,7 +339,7 @@ fn churn(
             .map_or(0, |c| c.maps[FDB_MAP].len());
         tally.max_mirror = tally.max_mirror.max(mirror);
         tally.cycles += 1;
-        if tally.cycles == 6 {
+        if tally.cycles == 8 {
             rss_warm = rss_kib();
         }
     }

@@ -13,6 +13,13 @@
 //! - `BRIDGE_XDP_PORTS`: the ports running XDP themselves (only those take
 //!   XDP redirects).
 //!
+//! The mirror holds at most [`FDB_MIRROR_CAP`] entries (half of
+//! [`MAX_FDB`]): the deployer adds new entries before it removes old ones,
+//! so the old and the new mirror must fit in the map together. Past the cap
+//! the entries that sort last are left out; a MAC missing from the mirror is
+//! unknown to the fast path, so frames to or from it go to the kernel (the
+//! invariant holds, only those hosts lose acceleration).
+//!
 //! Every change arrives as map writes (the deployer writes the difference),
 //! so a MAC move is one in-place update and programs are never reloaded.
 
@@ -33,6 +40,10 @@ const NTF_STICKY: u8 = 0x40;
 const BR_STATE_FORWARDING: u8 = 3;
 /// The VLAN protocol of a bridge that does not report one.
 const ETH_P_8021Q: u16 = 0x8100;
+
+/// The most FDB entries mirrored, over all bridges: half of [`MAX_FDB`],
+/// so a whole new mirror can be written before the old one is removed.
+pub const FDB_MIRROR_CAP: usize = MAX_FDB as usize / 2;
 
 /// The bridge's configuration for this input.
 pub fn bridge_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
@@ -129,12 +140,31 @@ pub fn bridge_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
             fdb.extend(fdb_entries(state, bridge));
         }
     }
+    cap_fdb(&mut fdb, FDB_MIRROR_CAP);
     let mut cfg = FpmConfig::default();
     cfg.maps.insert(PORTS_MAP.to_string(), ports);
     cfg.maps.insert(VLANS_MAP.to_string(), vlans);
     cfg.maps.insert(FDB_MAP.to_string(), fdb);
     cfg.maps.insert(XDP_PORTS_MAP.to_string(), xdp_ports);
     cfg
+}
+
+/// Keeps the first `cap` entries of the mirror (in key order, so the same
+/// kernel FDB always gives the same mirror); the rest stay with the kernel.
+fn cap_fdb(fdb: &mut MapContents, cap: usize) {
+    if fdb.len() <= cap {
+        return;
+    }
+    let total = fdb.len();
+    if let Some(first_left_out) = fdb.keys().nth(cap).cloned() {
+        fdb.split_off(&first_left_out);
+    }
+    tracing::warn!(
+        total,
+        mirrored = cap,
+        "bridge FDB larger than the fast path's mirror: {} entries stay with the kernel (frames to and from them are punted)",
+        total - cap
+    );
 }
 
 /// The FDB mirror entries of one bridge.

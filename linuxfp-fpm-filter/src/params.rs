@@ -591,4 +591,34 @@ mod tests {
         assert_eq!(&mask16(12)[..3], &[0xff, 0xf0, 0]);
         assert_eq!(mask16(128), [0xff; 16]);
     }
+
+    /// A ruleset larger than the rule map does not fit; what the FPM then
+    /// deploys instead (`punt_all` with the error as the reason) fits and
+    /// sends every packet of both families to the kernel.
+    #[test]
+    fn too_many_rules_is_an_error_and_the_fallback_punts_everything() {
+        let rule = IrRule {
+            handle: 1,
+            matches: vec![],
+            action: Action::Accept,
+        };
+        let mut p = program();
+        p.chains[0].rules = vec![rule; MAX_RULES as usize + 1];
+        let c = Compiled {
+            v4: PathPlan::Rules(p),
+            v6: PathPlan::Punt {
+                reason: "nat".into(),
+            },
+            known_ifaces: BTreeSet::from([2, 3]),
+        };
+        let err = layout(&c).expect_err("too many rules");
+        assert!(
+            matches!(err, LayoutError::TooManyRules { max: MAX_RULES, .. }),
+            "{err:?}"
+        );
+        let fallback = layout(&crate::compile::punt_all(&err.to_string())).expect("fits");
+        assert_eq!(fallback.v4.state, PATH_PUNT);
+        assert_eq!(fallback.v6.state, PATH_PUNT);
+        assert!(fallback.rules.is_empty());
+    }
 }

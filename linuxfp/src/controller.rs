@@ -402,7 +402,7 @@ impl ControllerHandle {
                     return;
                 }
             },
-            Some(_) => (old_plan, DeployReport::default()),
+            Some(_) => (in_force(&old_plan, plan), DeployReport::default()),
             None => (plan, DeployReport::default()),
         };
         let mut s = self.lock();
@@ -462,7 +462,7 @@ impl ControllerHandle {
     }
 
     /// A stream of the controller's events from now on.
-    pub fn events(&self) -> impl Stream<Item = ControllerEvent> + Send + Unpin + 'static {
+    pub fn events(&self) -> impl Stream<Item = ControllerEvent> + Send + Unpin + 'static + use<> {
         let (tx, rx) = mpsc::unbounded();
         self.lock().subscribers.push(tx);
         rx
@@ -476,6 +476,20 @@ impl ControllerHandle {
             let _ = tx.send(());
         }
     }
+}
+
+/// The plan in force when nothing needed deploying: the new plan, so its
+/// reasons (why an interface stays on the slow path, why a hook was chosen)
+/// are current, with the interfaces the deployer could not accelerate kept
+/// on the slow path as it reported them.
+fn in_force(deployed: &FastPathPlan, planned: FastPathPlan) -> FastPathPlan {
+    let mut plan = planned;
+    for (ifindex, slow) in &deployed.slow_path {
+        if plan.interfaces.remove(ifindex).is_some() {
+            plan.slow_path.insert(*ifindex, slow.clone());
+        }
+    }
+    plan
 }
 
 /// The result of planning once: what the kernel shows, what was decided,

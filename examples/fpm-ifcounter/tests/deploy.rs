@@ -128,6 +128,31 @@ fn counts_on_both_hooks_swaps_and_cleans_up() {
     assert!(ping(&p.a, "10.9.0.2", 3), "Linux carries the traffic");
 }
 
+/// Loads the interface counter in `p.b` as a program LinuxFP does not own
+/// and lets `attach` attach one of its programs to `xb`. The program stays
+/// attached until the returned object is dropped.
+fn foreign(p: &Pair, attach: impl FnOnce(&mut aya::Ebpf) + Send) -> aya::Ebpf {
+    p.b.run_in(move || {
+        let mut ebpf = aya::Ebpf::load(linuxfp_fpm_ifcounter::IFCOUNTER_OBJ).expect("load");
+        attach(&mut ebpf);
+        ebpf
+    })
+    .expect("run in netns")
+}
+
+/// Deploys the counter on `xb` with `hook` and checks that the deployer
+/// refuses, naming the foreign program, and attaches nothing.
+fn refused(p: &Pair, hook: Hook) -> DeployWorker {
+    let netns = NetnsRef::Named(p.b.name().to_string());
+    let worker = DeployWorker::spawn(netns, registry()).expect("worker");
+    let report =
+        futures::executor::block_on(worker.apply(plan(p.b_ifindex, "xb", hook))).expect("apply");
+    let msg = report.failed.get(&p.b_ifindex).expect("refused");
+    assert!(msg.contains("did not install"), "{msg}");
+    assert!(report.attached.is_empty(), "{report:?}");
+    worker
+}
+
 #[test]
 fn refuses_to_replace_a_foreign_xdp_program() {
     if !require_root("refuses_to_replace_a_foreign_xdp_program") {
@@ -137,28 +162,56 @@ fn refuses_to_replace_a_foreign_xdp_program() {
     // A foreign program: the kernel's own xdp "pass" via ip's xdpgeneric
     // would need an object file; use our generator's sibling instead: any
     // XDP program attached through netlink that LinuxFP does not own.
-    let foreign =
-        p.b.run_in(move || {
-            let mut ebpf = aya::Ebpf::load(linuxfp_fpm_ifcounter::IFCOUNTER_OBJ).expect("load");
-            let prog: &mut aya::programs::Xdp = ebpf
-                .program_mut("ifcounter_xdp")
-                .expect("prog")
-                .try_into()
-                .expect("xdp");
-            prog.load().expect("load prog");
-            let id = prog
-                .attach("xb", aya::programs::XdpMode::default())
-                .expect("attach foreign");
-            let link = prog.take_link(id).expect("link");
-            (ebpf, link)
-        })
-        .expect("run in netns");
-    let netns = NetnsRef::Named(p.b.name().to_string());
-    let worker = DeployWorker::spawn(netns, registry()).expect("worker");
-    let report = futures::executor::block_on(worker.apply(plan(p.b_ifindex, "xb", Hook::Xdp)))
-        .expect("apply");
-    let msg = report.failed.get(&p.b_ifindex).expect("refused");
-    assert!(msg.contains("did not install"), "{msg}");
+    let foreign = foreign(&p, |ebpf| {
+        let prog: &mut aya::programs::Xdp = ebpf
+            .program_mut("ifcounter_xdp")
+            .expect("prog")
+            .try_into()
+            .expect("xdp");
+        prog.load().expect("load prog");
+        // The link stays with the program (in the returned object).
+        prog.attach("xb", aya::programs::XdpMode::default())
+            .expect("attach foreign");
+    });
+    let worker = refused(&p, Hook::Xdp);
     drop(worker);
     drop(foreign);
+}
+
+/// Fault 5 on TC: a foreign tcx program on the interface is left alone,
+/// the deployer reports the interface as refused (it stays on the slow
+/// path), and traffic flows through Linux and the foreign program.
+#[test]
+fn refuses_to_replace_a_foreign_tc_program() {
+    if !require_root("refuses_to_replace_a_foreign_tc_program") {
+        return;
+    }
+    let p = pair("ifxt");
+    let foreign = foreign(&p, |ebpf| {
+        let prog: &mut aya::programs::SchedClassifier = ebpf
+            .program_mut("ifcounter_tc")
+            .expect("prog")
+            .try_into()
+            .expect("classifier");
+        prog.load().expect("load prog");
+        prog.attach("xb", aya::programs::TcAttachType::Ingress)
+            .expect("attach foreign");
+    });
+    let before = attached_programs(&p.b, "xb").expect("query");
+    assert_eq!(before.tc_ingress.len(), 1, "{before:?}");
+    let worker = refused(&p, Hook::Tc);
+    let deployed = futures::executor::block_on(worker.deployed()).expect("deployed");
+    assert!(
+        deployed.slow_path.contains_key(&p.b_ifindex),
+        "the refused interface is on the slow path: {deployed:?}"
+    );
+    // The foreign program is still the only one, and traffic flows.
+    assert_eq!(attached_programs(&p.b, "xb").expect("query"), before);
+    assert!(
+        ping(&p.a, "10.9.0.2", 3),
+        "Linux and the foreign program carry the traffic"
+    );
+    drop(worker);
+    drop(foreign);
+    assert!(attached_programs(&p.b, "xb").expect("query").is_empty());
 }

@@ -141,3 +141,62 @@ fn exit_codes_name_the_problem() {
         .expect("run");
     assert_eq!(bad_fpm.status.code(), Some(2), "{bad_fpm:?}");
 }
+
+/// Fault 1: the daemon killed (-9) in the middle of a redeploy, at several
+/// points after the change that triggered it (an interface coming up or
+/// going down): nothing stays attached, Linux forwards, and a restart
+/// attaches what the current configuration asks for.
+#[test]
+fn kill_9_during_a_redeploy_fails_open() {
+    if !require_root("kill_9_during_a_redeploy_fails_open") {
+        return;
+    }
+    let tb = VirtualRouter::new("dkm").expect("testbed");
+    let extra = linuxfp_testkit::Netns::new("dkmx").expect("netns");
+    linuxfp_testkit::veth(&tb.rtr, "r2", &extra, "x0").expect("veth");
+    linuxfp_testkit::addr(&tb.rtr, "r2", "10.3.0.1/24").expect("addr");
+    linuxfp_testkit::up(&extra, "x0").expect("up");
+    let ns = tb.rtr.name().to_string();
+    let none_attached = || {
+        ["r0", "r1", "r2"]
+            .iter()
+            .all(|i| attached_programs(&tb.rtr, i).expect("query").is_empty())
+    };
+    let mut r2_up = false;
+    for delay_ms in [0u64, 1, 3, 10, 30] {
+        let d = Daemon::start(&ns);
+        wait_for("programs attached", Duration::from_secs(3), || {
+            attached(&tb) == (true, true)
+        });
+        // The change that makes the daemon redeploy, then the kill.
+        r2_up = !r2_up;
+        let state = if r2_up { "up" } else { "down" };
+        tb.rtr
+            .exec(&["ip", "link", "set", "r2", state])
+            .expect("toggle r2");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        d.signal(libc::SIGKILL);
+        assert!(d.wait(Duration::from_secs(5)).is_some(), "daemon died");
+        let t = wait_for(
+            "nothing attached after kill -9 mid-deploy",
+            Duration::from_secs(2),
+            none_attached,
+        );
+        eprintln!("killed {delay_ms} ms into a redeploy (r2 {state}): detached within {t:?}");
+        assert!(
+            tb.ping(false, 5).expect("ping"),
+            "Linux carries the traffic after a kill {delay_ms} ms into a redeploy"
+        );
+    }
+    // A restart takes over and attaches r0, r1 and (up now) r2.
+    assert!(r2_up, "an odd number of toggles leaves r2 up");
+    let d = Daemon::start(&ns);
+    wait_for("programs re-attached", Duration::from_secs(3), || {
+        attached(&tb) == (true, true)
+            && !attached_programs(&tb.rtr, "r2").expect("query").is_empty()
+    });
+    assert!(tb.ping(false, 5).expect("ping"), "forwarding after restart");
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(10)), Some(0), "clean exit");
+    assert!(none_attached());
+}

@@ -278,3 +278,28 @@ fn br_netfilter_is_marked_per_family() {
         .insert("net.bridge.bridge-nf-call-ip6tables".into(), 1);
     assert_eq!(flags(&s), PORT_BR_NF_IPV4 | PORT_BR_NF_IPV6);
 }
+
+#[test]
+fn an_fdb_larger_than_the_map_is_capped_and_the_rest_punts() {
+    let (t, mut s) = host();
+    let total = MAX_FDB as usize + 1000;
+    for i in 0..total as u32 {
+        let mut e = fdb(3, Some(BR), 0, Some(10), 0x02);
+        e.mac = [2, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8, 7];
+        s.fdb.insert((e.ifindex, e.mac, e.vlan, e.dst), e);
+    }
+    let cfg = config(&t, &s, &[(3, Hook::Tc)]);
+    let mirror = &cfg.maps[FDB_MAP];
+    // At most half the map: the deployer writes the new mirror before it
+    // removes the old one, so both always fit.
+    assert_eq!(mirror.len(), FDB_MIRROR_CAP);
+    assert!(2 * mirror.len() <= MAX_FDB as usize);
+    // Every mirrored entry is the kernel's (same port); the rest are absent,
+    // which the fast path treats as unknown: punted to the kernel.
+    for v in mirror.values() {
+        assert_eq!(u32::from_ne_bytes([v.0[0], v.0[1], v.0[2], v.0[3]]), 3);
+    }
+    // The same FDB always gives the same mirror (no churn at the boundary).
+    let again = config(&t, &s, &[(3, Hook::Tc)]);
+    assert_eq!(&again.maps[FDB_MAP], mirror);
+}

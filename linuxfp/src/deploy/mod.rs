@@ -40,7 +40,7 @@ use aya::{
 use linuxfp_ebpf_common::abi::{
     self, CHAIN_TC_MAP, CHAIN_XDP_MAP, PKT_CTX_MAP, STAGE_CONF_GLOBAL, STATS_MAP, StageConf,
 };
-pub use pins::{InstanceLock, PinLayout, ensure_bpffs};
+pub use pins::{InstanceLock, PinLayout, ensure_bpffs, ensure_bpffs_at};
 pub use stats::{CounterSet, Stats, StatusFile, read_stats};
 
 use self::{attach::Attachment, rawmap::RawMap};
@@ -233,14 +233,24 @@ impl std::fmt::Debug for Deployer {
 impl Deployer {
     /// Takes the namespace's lock, clears pins a crashed predecessor left,
     /// and prepares the pin directory. Nothing is attached yet.
+    ///
+    /// Fails with [`DeployError::Bpffs`] if bpffs is missing at
+    /// `/sys/fs/bpf` and cannot be mounted, or if the layout's pin
+    /// directory is not on bpffs; nothing is attached then.
     pub fn new(layout: PinLayout, registry: FpmRegistry) -> Result<Self, DeployError> {
-        ensure_bpffs()?;
+        if layout.root.starts_with(pins::BPFFS) {
+            ensure_bpffs()?;
+        }
         let lock = InstanceLock::acquire(&layout.lock)?;
         // We hold the lock, so pins here belong to a dead instance: their
         // programs are already detached (links die with the process); start
         // clean so no stale map content or chain slot survives.
         pins::remove_pins(&layout.root);
         pins::mkdir_private(&layout.root)?;
+        if let Err(e) = pins::require_bpffs(&layout.root) {
+            pins::remove_pins(&layout.root);
+            return Err(e);
+        }
         Ok(Deployer {
             layout,
             registry,

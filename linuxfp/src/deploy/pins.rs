@@ -63,14 +63,23 @@ impl PinLayout {
 
 /// Makes sure bpffs is mounted at [`BPFFS`], mounting it if absent.
 pub fn ensure_bpffs() -> Result<(), DeployError> {
-    let root = Path::new(BPFFS);
+    ensure_bpffs_at(Path::new(BPFFS))
+}
+
+/// Makes sure bpffs is mounted at `root`, mounting it if absent. Fails with
+/// [`DeployError::Bpffs`] (the path and the OS error) if it cannot be
+/// mounted there: no such directory, no `CAP_SYS_ADMIN`, no bpffs in the
+/// kernel.
+pub fn ensure_bpffs_at(root: &Path) -> Result<(), DeployError> {
     if is_bpffs(root) {
         return Ok(());
     }
-    tracing::info!("bpffs not mounted at {BPFFS}: mounting it");
-    let target = std::ffi::CString::new(BPFFS).map_err(|_| DeployError::Bpffs {
-        path: root.to_path_buf(),
-        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    tracing::info!(path = %root.display(), "bpffs not mounted: mounting it");
+    let target = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).map_err(|_| {
+        DeployError::Bpffs {
+            path: root.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        }
     })?;
     let fstype = c"bpf";
     // SAFETY: all pointers are valid NUL-terminated strings for the call.
@@ -90,6 +99,19 @@ pub fn ensure_bpffs() -> Result<(), DeployError> {
         });
     }
     Ok(())
+}
+
+/// Fails with [`DeployError::Bpffs`] unless `dir` is on a bpffs mount (BPF
+/// objects can only be pinned there).
+pub(crate) fn require_bpffs(dir: &Path) -> Result<(), DeployError> {
+    if is_bpffs(dir) {
+        Ok(())
+    } else {
+        Err(DeployError::Bpffs {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other("not on a bpffs mount: BPF maps cannot be pinned here"),
+        })
+    }
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -199,5 +221,59 @@ mod tests {
         drop(first);
         assert!(InstanceLock::acquire(&path).is_ok());
         let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn bpffs_that_cannot_be_mounted_is_a_clear_error() {
+        if !nix_root() {
+            eprintln!("SKIPPED bpffs_that_cannot_be_mounted_is_a_clear_error: needs root");
+            return;
+        }
+        let missing = Path::new("/nonexistent-lfp-bpffs/fs/bpf");
+        let err = ensure_bpffs_at(missing).expect_err("cannot mount on a missing directory");
+        let msg = crate::deploy::error_chain(&err);
+        assert!(matches!(err, DeployError::Bpffs { .. }), "{err:?}");
+        assert!(msg.contains("/nonexistent-lfp-bpffs/fs/bpf"), "{msg}");
+        assert!(msg.contains("No such file"), "{msg}");
+    }
+
+    #[test]
+    fn bpffs_is_mounted_where_asked() {
+        if !nix_root() {
+            eprintln!("SKIPPED bpffs_is_mounted_where_asked: needs root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("lfp-bpffs-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("mkdir");
+        assert!(
+            require_bpffs(&dir).is_err(),
+            "a plain directory is not bpffs"
+        );
+        ensure_bpffs_at(&dir).expect("mount bpffs");
+        let mounted = is_bpffs(&dir);
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: umount of the mount this test made, by its NUL-terminated path.
+        let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        let _ = fs::remove_dir(&dir);
+        assert!(mounted, "bpffs mounted at {}", dir.display());
+        assert_eq!(rc, 0, "unmounted");
+    }
+
+    #[test]
+    fn a_pin_directory_off_bpffs_is_refused_with_its_path() {
+        let dir = std::env::temp_dir().join(format!("lfp-offbpffs-{}", std::process::id()));
+        let layout = PinLayout::with_dirs(&dir.join("bpf"), &dir.join("run"), "t");
+        let err = crate::deploy::Deployer::new(layout.clone(), crate::fpm::FpmRegistry::new())
+            .expect_err("pins off bpffs are refused");
+        let msg = crate::deploy::error_chain(&err);
+        let _ = fs::remove_dir_all(&dir);
+        assert!(matches!(err, DeployError::Bpffs { .. }), "{err:?}");
+        assert!(msg.contains(&layout.root.display().to_string()), "{msg}");
+        assert!(msg.contains("not on a bpffs mount"), "{msg}");
+    }
+
+    fn nix_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
     }
 }

@@ -18,36 +18,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use linuxfp::{
-    compat::{HookPolicy, KernelCaps, Policy},
-    controller::plan_once,
-    deploy::worker::DeployWorker,
-    fpm::{FpmRegistry, Hook},
-    netns::NetnsRef,
+use linuxfp_benches::{
+    Spread,
+    dataplane::{Mode, deploy, share},
+    spread,
 };
-use linuxfp_benches::{Spread, spread};
 use linuxfp_fpm_bridge::BridgeFpm;
 use linuxfp_testkit::{Iperf3, Switch, format_mac, require_root};
 use linuxfp_trafficgen::{Generator, Sink, frame};
 use serde::Serialize;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Mode {
-    Linux,
-    LinuxfpXdp,
-    LinuxfpTc,
-}
-
-impl Mode {
-    fn label(self) -> &'static str {
-        match self {
-            Mode::Linux => "Linux bridge",
-            Mode::LinuxfpXdp => "LinuxFP XDP",
-            Mode::LinuxfpTc => "LinuxFP TC",
-        }
-    }
-}
 
 #[derive(Clone, Debug, Default, Serialize)]
 struct ModeResult {
@@ -86,40 +65,6 @@ fn config() -> Config {
             frames: 3_000_000,
         }
     }
-}
-
-fn deploy(s: &Switch, hook: Hook) -> DeployWorker {
-    let netns = NetnsRef::Named(s.sw.name().to_string());
-    let mut registry = FpmRegistry::new();
-    registry
-        .register(Arc::new(BridgeFpm::new()))
-        .expect("register bridge");
-    let policy = Policy {
-        hook: match hook {
-            Hook::Xdp => HookPolicy::Xdp,
-            Hook::Tc => HookPolicy::Tc,
-        },
-        ..Default::default()
-    };
-    let snap = plan_once(&netns, &registry, &policy, &KernelCaps::probe()).expect("plan");
-    assert_eq!(
-        snap.plan.interfaces.len(),
-        s.hosts.len(),
-        "every port planned: {:?}",
-        snap.plan.slow_path
-    );
-    let worker = DeployWorker::spawn(netns, registry).expect("deploy worker");
-    let report = futures::executor::block_on(worker.apply(snap.plan)).expect("deploy");
-    assert!(report.failed.is_empty(), "deploy: {:?}", report.failed);
-    worker
-}
-
-fn fast_share(worker: &DeployWorker) -> f64 {
-    let stats = futures::executor::block_on(worker.stats()).expect("stats");
-    let totals = stats.totals("bridge");
-    let fast = *totals.get("fast").unwrap_or(&0) as f64;
-    let all: u64 = totals.values().sum();
-    if all == 0 { 0.0 } else { fast / all as f64 }
 }
 
 /// Delivered Mpps for `frames` frames of `size` bytes from h1 to h2.
@@ -162,11 +107,14 @@ fn run_mode(mode: Mode, cfg: &Config) -> ModeResult {
         .run_in(move || Sink::attach(e0))
         .expect("netns")
         .expect("sink");
-    let worker = match mode {
-        Mode::Linux => None,
-        Mode::LinuxfpXdp => Some(deploy(&s, Hook::Xdp)),
-        Mode::LinuxfpTc => Some(deploy(&s, Hook::Tc)),
-    };
+    let worker = mode.hook().map(|hook| {
+        deploy(
+            s.sw.name(),
+            vec![Arc::new(BridgeFpm::new())],
+            hook,
+            s.hosts.len(),
+        )
+    });
     let mut result = ModeResult::default();
     for &size in &cfg.sizes {
         let runs = (0..cfg.repeats)
@@ -174,7 +122,7 @@ fn run_mode(mode: Mode, cfg: &Config) -> ModeResult {
             .collect();
         result.mpps.insert(size, spread(runs));
     }
-    result.fast_share = worker.as_ref().map(fast_share);
+    result.fast_share = worker.as_ref().map(|w| share(w, "bridge", &["fast"]));
     drop(sink);
     let iperf = Iperf3::default();
     result.tcp_gbps = iperf
@@ -199,7 +147,7 @@ fn main() {
         method: "BPF_PROG_TEST_RUN live frames from h1 into the bridge, XDP sink on h2; UDP, one flow, static FDB entries",
         ..Default::default()
     };
-    for mode in [Mode::Linux, Mode::LinuxfpXdp, Mode::LinuxfpTc] {
+    for mode in Mode::ALL {
         eprintln!("== bridge: {}", mode.label());
         report.modes.insert(mode, run_mode(mode, &cfg));
     }

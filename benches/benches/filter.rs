@@ -21,37 +21,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use linuxfp::{
-    compat::{HookPolicy, KernelCaps, Policy},
-    controller::plan_once,
-    deploy::worker::DeployWorker,
-    fpm::{FpmRegistry, Hook},
-    netns::NetnsRef,
+use linuxfp::fpm::Fpm;
+use linuxfp_benches::{
+    Spread,
+    dataplane::{Mode, deploy, share},
+    spread,
 };
-use linuxfp_benches::{Spread, spread};
 use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{VirtualRouter, require_root};
 use linuxfp_trafficgen::{Generator, Sink, frame};
 use serde::Serialize;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Mode {
-    Linux,
-    LinuxfpXdp,
-    LinuxfpTc,
-}
-
-impl Mode {
-    fn label(self) -> &'static str {
-        match self {
-            Mode::Linux => "Linux",
-            Mode::LinuxfpXdp => "LinuxFP XDP",
-            Mode::LinuxfpTc => "LinuxFP TC",
-        }
-    }
-}
 
 #[derive(Clone, Debug, Default, Serialize)]
 struct Cell {
@@ -98,47 +78,6 @@ fn load_ruleset(tb: &VirtualRouter, n: usize) {
     let _ = std::fs::remove_file(&path);
 }
 
-fn deploy(tb: &VirtualRouter, hook: Hook) -> DeployWorker {
-    let netns = NetnsRef::Named(tb.rtr.name().to_string());
-    let mut registry = FpmRegistry::new();
-    registry
-        .register(Arc::new(FilterFpm::new()))
-        .expect("register filter");
-    registry
-        .register(Arc::new(RouterFpm::new()))
-        .expect("register router");
-    let policy = Policy {
-        hook: match hook {
-            Hook::Xdp => HookPolicy::Xdp,
-            Hook::Tc => HookPolicy::Tc,
-        },
-        ..Default::default()
-    };
-    let snap = plan_once(&netns, &registry, &policy, &KernelCaps::probe()).expect("plan");
-    for (ifindex, p) in &snap.plan.interfaces {
-        eprintln!("   {ifindex} {}: {:?}", p.name, p.stages);
-    }
-    let worker = DeployWorker::spawn(netns, registry).expect("deploy worker");
-    let report = futures::executor::block_on(worker.apply(snap.plan)).expect("deploy");
-    assert!(report.failed.is_empty(), "deploy: {:?}", report.failed);
-    worker
-}
-
-fn filter_share(worker: &DeployWorker) -> f64 {
-    let stats = futures::executor::block_on(worker.stats()).expect("stats");
-    let totals = stats.totals("filter");
-    let decided: u64 = ["continue", "drop"]
-        .iter()
-        .map(|k| totals.get(*k).copied().unwrap_or(0))
-        .sum();
-    let all: u64 = totals.values().sum();
-    if all == 0 {
-        0.0
-    } else {
-        decided as f64 / all as f64
-    }
-}
-
 fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32) -> f64 {
     let f = frame::udp4(
         tb.rtr_src_if.mac,
@@ -177,17 +116,18 @@ fn run(mode: Mode, rules: usize, repeats: usize, frames: u32, size: usize) -> Ce
         .run_in(move || Sink::attach(d0))
         .expect("netns")
         .expect("sink");
-    let worker = match mode {
-        Mode::Linux => None,
-        Mode::LinuxfpXdp => Some(deploy(&tb, Hook::Xdp)),
-        Mode::LinuxfpTc => Some(deploy(&tb, Hook::Tc)),
-    };
+    let worker = mode.hook().map(|hook| {
+        let fpms: Vec<Arc<dyn Fpm>> = vec![Arc::new(FilterFpm::new()), Arc::new(RouterFpm::new())];
+        deploy(tb.rtr.name(), fpms, hook, 2)
+    });
     let runs = (0..repeats)
         .map(|_| measure_pps(&tb, &sink, size, frames))
         .collect();
     Cell {
         mpps: spread(runs),
-        filter_fast_share: worker.as_ref().map(filter_share),
+        filter_fast_share: worker
+            .as_ref()
+            .map(|w| share(w, "filter", &["continue", "drop"])),
     }
 }
 
@@ -214,7 +154,7 @@ fn main() {
     };
     for &n in counts {
         let mut modes = BTreeMap::new();
-        for mode in [Mode::Linux, Mode::LinuxfpXdp, Mode::LinuxfpTc] {
+        for mode in Mode::ALL {
             eprintln!("== {n} rules: {}", mode.label());
             modes.insert(mode, run(mode, n, repeats, frames, size));
         }
@@ -222,7 +162,7 @@ fn main() {
     }
     let md = markdown(&report);
     let cats: Vec<String> = report.rules.keys().map(|n| format!("{n} rules")).collect();
-    let series = [Mode::Linux, Mode::LinuxfpXdp, Mode::LinuxfpTc]
+    let series = Mode::ALL
         .into_iter()
         .map(|m| linuxfp_benches::plot::Series {
             name: m.label().to_string(),

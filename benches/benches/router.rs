@@ -22,36 +22,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use linuxfp::{
-    compat::{HookPolicy, KernelCaps, Policy},
-    controller::plan_once,
-    deploy::worker::DeployWorker,
-    fpm::{FpmRegistry, Hook},
-    netns::NetnsRef,
+use linuxfp_benches::{
+    Spread,
+    dataplane::{Mode, deploy, share},
+    spread,
 };
-use linuxfp_benches::{Spread, spread};
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{Iperf3, VirtualRouter, require_root};
 use linuxfp_trafficgen::{Generator, Latency, Sink, frame};
 use serde::Serialize;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Mode {
-    Linux,
-    LinuxfpXdp,
-    LinuxfpTc,
-}
-
-impl Mode {
-    fn label(self) -> &'static str {
-        match self {
-            Mode::Linux => "Linux",
-            Mode::LinuxfpXdp => "LinuxFP XDP",
-            Mode::LinuxfpTc => "LinuxFP TC",
-        }
-    }
-}
 
 #[derive(Clone, Debug, Default, Serialize)]
 struct LatencyResult {
@@ -100,49 +79,6 @@ fn config() -> Config {
             frames: 3_000_000,
         }
     }
-}
-
-/// A deployed LinuxFP router in the testbed's router namespace.
-struct Deployed {
-    worker: DeployWorker,
-}
-
-fn deploy(tb: &VirtualRouter, hook: Hook) -> Deployed {
-    let netns = NetnsRef::Named(tb.rtr.name().to_string());
-    let mut registry = FpmRegistry::new();
-    registry
-        .register(Arc::new(RouterFpm::new()))
-        .expect("register router");
-    let policy = Policy {
-        hook: match hook {
-            Hook::Xdp => HookPolicy::Xdp,
-            Hook::Tc => HookPolicy::Tc,
-        },
-        ..Default::default()
-    };
-    let snap = plan_once(&netns, &registry, &policy, &KernelCaps::probe()).expect("plan");
-    assert_eq!(
-        snap.plan.interfaces.len(),
-        2,
-        "both router interfaces planned: {:?}",
-        snap.plan.slow_path
-    );
-    let worker = DeployWorker::spawn(netns, registry).expect("deploy worker");
-    let report = futures::executor::block_on(worker.apply(snap.plan)).expect("deploy");
-    assert!(
-        report.failed.is_empty(),
-        "deploy failed: {:?}",
-        report.failed
-    );
-    Deployed { worker }
-}
-
-fn fast_share(d: &Deployed) -> f64 {
-    let stats = futures::executor::block_on(d.worker.stats()).expect("stats");
-    let totals = stats.totals("router");
-    let fast = *totals.get("fast").unwrap_or(&0) as f64;
-    let all: u64 = totals.values().sum();
-    if all == 0 { 0.0 } else { fast / all as f64 }
 }
 
 fn test_frame(tb: &VirtualRouter, v6: bool, size: usize) -> (Vec<u8>, usize) {
@@ -241,11 +177,9 @@ fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeRes
         .run_in(move || Sink::attach_with_latency(d0, stamp_at))
         .expect("netns")
         .expect("sink");
-    let deployed = match mode {
-        Mode::Linux => None,
-        Mode::LinuxfpXdp => Some(deploy(&tb, Hook::Xdp)),
-        Mode::LinuxfpTc => Some(deploy(&tb, Hook::Tc)),
-    };
+    let deployed = mode
+        .hook()
+        .map(|hook| deploy(tb.rtr.name(), vec![Arc::new(RouterFpm::new())], hook, 2));
     let mut result = ModeResult::default();
     for &size in &cfg.sizes {
         let runs = (0..cfg.repeats)
@@ -257,7 +191,7 @@ fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeRes
     // delivered with 64 B frames.
     let offered = offered.unwrap_or_else(|| result.mpps.get(&64).map_or(0.5, |x| x.median * 0.9));
     result.latency = Some(measure_latency(&tb, &sink, v6, offered));
-    result.fast_share = deployed.as_ref().map(fast_share);
+    result.fast_share = deployed.as_ref().map(|w| share(w, "router", &["fast"]));
     drop(sink);
     // TCP with default offloads, through the router, socket to socket.
     let tcp = tb.iperf3(v6, &Iperf3::default()).map(|t| t.gbps());

@@ -8,6 +8,7 @@
 //! This library holds the synthetic inputs the control-plane benches share
 //! and the summary statistics the data-plane benches report.
 
+pub mod dataplane;
 pub mod plot;
 
 use linuxfp::state::{Address, KernelState, Link, NetEvent, Netconf};

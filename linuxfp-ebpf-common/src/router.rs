@@ -110,7 +110,30 @@ pub struct RouterConf {
     /// `ip_forward` honours a route's MTU, locked or not, while
     /// `bpf_fib_lookup` checks only locked ones.
     pub ipv4_route_mtu: u32,
+    /// How the source of a forwarded IPv4 packet is checked
+    /// (`SRC_CHECK_*`): what `fib_validate_source` rejects as a martian
+    /// source must go to the kernel.
+    pub src_check: u32,
 }
+
+/// `RouterConf::src_check`: ask the FIB about the source (a second
+/// `bpf_fib_lookup`): exact whatever the rules and tables. The default,
+/// and what the parameterizer falls back to.
+pub const SRC_CHECK_FIB: u32 = 0;
+/// `RouterConf::src_check`: one lookup in [`SRC4_MAP`], which holds every
+/// source the kernel could call a martian. Chosen by the parameterizer
+/// when that set is small and exact: only the default policy rules, and
+/// every non-unicast route of the tables they consult a host route.
+pub const SRC_CHECK_MAP: u32 = 1;
+
+/// Map: IPv4 sources (`HashMap<u32, u8>`, address in network byte order)
+/// whose packets the kernel may drop as martian sources: the host's own
+/// addresses and the host routes of type local, broadcast, anycast,
+/// multicast or nat. Read only under [`SRC_CHECK_MAP`].
+pub const SRC4_MAP: &str = "ROUTER_SRC4";
+/// Capacity of [`SRC4_MAP`]; a larger set makes the parameterizer fall
+/// back to [`SRC_CHECK_FIB`].
+pub const MAX_SRC4: u32 = 4096;
 
 /// `RouterIface::flags`: packets may be forwarded out of this interface.
 pub const IFACE_EGRESS: u16 = 1;
@@ -134,10 +157,11 @@ pub struct RouterIface {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: repr(C), two u32 fields, no padding.
+    // SAFETY: repr(C), three u32 fields, no padding.
     unsafe impl aya::Pod for super::RouterConf {}
     // SAFETY: repr(C), 6 bytes + u16 = 8 bytes, no padding.
     unsafe impl aya::Pod for super::RouterIface {}
 }
 
 const _: () = assert!(core::mem::size_of::<RouterIface>() == 8);
+const _: () = assert!(core::mem::size_of::<RouterConf>() == 12);

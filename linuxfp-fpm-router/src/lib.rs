@@ -23,6 +23,7 @@
 
 pub mod bytecode;
 pub mod params;
+pub mod source_check;
 
 use std::collections::BTreeMap;
 
@@ -58,7 +59,7 @@ impl RouterFpm {
                 role: FpmRole::Accelerates(NetworkFunction::Router),
                 programs: BTreeMap::from([(Hook::Xdp, XDP_PROGRAM), (Hook::Tc, TC_PROGRAM)]),
                 capabilities: vec![Capability::FibLookup, Capability::RedirectNeigh],
-                shared_maps: vec![router::XDP_PORTS_MAP, router::IFACES_MAP],
+                shared_maps: vec![router::XDP_PORTS_MAP, router::IFACES_MAP, router::SRC4_MAP],
                 punt_reasons: router::PUNT_NAMES.to_vec(),
             },
         }

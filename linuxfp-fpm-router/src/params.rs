@@ -10,6 +10,9 @@
 //!   interfaces in the devmap).
 //! - `ROUTER_XDP_PORTS`: the devmap, holding the router interfaces that run
 //!   XDP themselves (only those are known to take XDP redirects).
+//! - `ROUTER_SRC4`: the IPv4 sources the kernel could reject as martians,
+//!   when that set makes the source check one hash lookup
+//!   ([`crate::source_check`]).
 //!
 //! Interfaces come and go by map writes; programs are not reloaded.
 
@@ -19,8 +22,10 @@ use linuxfp::{
 };
 use linuxfp_ebpf_common::router::{
     CONF_GLOBAL, FAMILY_IPV4, FAMILY_IPV6, IFACE_EGRESS, IFACE_INGRESS, IFACE_XDP_EGRESS,
-    IFACES_MAP, RouterConf, RouterIface, XDP_PORTS_MAP,
+    IFACES_MAP, RouterConf, RouterIface, SRC4_MAP, XDP_PORTS_MAP,
 };
+
+use crate::source_check::source_check;
 
 /// The router's configuration for this input.
 pub fn router_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
@@ -46,12 +51,25 @@ pub fn router_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
         .filter_map(|r| r.mtu.filter(|m| *m > 0))
         .min()
         .unwrap_or(0);
+    let sources = source_check(input.state);
+    if let Some(why) = &sources.why_fib {
+        tracing::debug!(%why, "router: IPv4 sources checked with a FIB lookup");
+    }
     cfg.globals.insert(
         CONF_GLOBAL.to_string(),
         HexBytes::of(&RouterConf {
             families,
             ipv4_route_mtu,
+            src_check: sources.mode,
         }),
+    );
+    cfg.maps.insert(
+        SRC4_MAP.to_string(),
+        sources
+            .sources
+            .iter()
+            .map(|a| (HexBytes(a.to_vec()), HexBytes(vec![1])))
+            .collect(),
     );
 
     let attached: std::collections::BTreeMap<u32, Hook> =
@@ -108,6 +126,8 @@ mod tests {
         compat::{Decisions, InterfaceDecision},
         topology::{Interface, Router, RouterInterface},
     };
+
+    use linuxfp_ebpf_common::router::SRC_CHECK_FIB;
 
     use super::*;
 
@@ -190,7 +210,8 @@ mod tests {
             cfg.globals[CONF_GLOBAL],
             HexBytes::of(&RouterConf {
                 families: FAMILY_IPV4,
-                ipv4_route_mtu: 0
+                ipv4_route_mtu: 0,
+                src_check: SRC_CHECK_FIB,
             })
         );
     }

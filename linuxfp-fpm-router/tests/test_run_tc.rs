@@ -17,7 +17,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions};
 use linuxfp_ebpf_common::{
     abi::counter,
-    router::{IFACE_EGRESS, IFACE_INGRESS, PUNT_FRAG_NEEDED},
+    router::{
+        IFACE_EGRESS, IFACE_INGRESS, PUNT_FRAG_NEEDED, PUNT_MARTIAN, SRC_CHECK_FIB, SRC_CHECK_MAP,
+    },
 };
 use linuxfp_fpm_router::TC_PROGRAM;
 use linuxfp_testkit::{VirtualRouter, addr, ping, require_root, route};
@@ -89,10 +91,15 @@ fn run(ebpf: &aya::Ebpf, row: &Row) -> Outcome {
     run_with_priority(ebpf, row, 0).0
 }
 
-/// Loads `router_tc` with `families` and the lab's interfaces (TC has no
-/// devmap).
+/// Loads `router_tc` with `families`, sources checked with a FIB lookup,
+/// and the lab's interfaces (TC has no devmap).
 fn load_lab(lab: &Lab, families: u32) -> aya::Ebpf {
-    let mut ebpf = load(families);
+    load_lab_checking(lab, families, &SourceCheck::fib())
+}
+
+/// [`load_lab`] with `check` for IPv4 sources.
+fn load_lab_checking(lab: &Lab, families: u32, check: &SourceCheck) -> aya::Ebpf {
+    let mut ebpf = load_checking(families, check);
     fill(&mut ebpf, &ifaces(lab, 0), &[]);
     load_program(&mut ebpf, TC_PROGRAM, SchedClassifier::load);
     ebpf
@@ -181,20 +188,50 @@ fn tc_rows(lab: &Lab) -> Vec<Row> {
 #[test]
 fn tc_forwards_and_punts_by_the_table() {
     with_lab("tc_forwards_and_punts_by_the_table", "rtc", |lab| {
-        let ebpf = load_lab(lab, ALL_FAMILIES);
-        let mut rows = forward_rows(lab);
-        // The skb test run itself refuses frames too short for the IP
-        // header their EtherType announces (EINVAL): XDP's table has them.
-        rows.extend(
-            punt_rows(lab)
-                .into_iter()
-                .filter(|r| !r.name.contains("truncated header")),
-        );
-        rows.extend(tc_rows(lab));
-        check_table(&ebpf, &rows, TC_ACT_OK, TC_ACT_REDIRECT, |row| {
-            run(&ebpf, row)
-        });
+        // Both ways of checking sources, as in the XDP table.
+        let map = SourceCheck::of(lab.rtr());
+        assert_eq!(map.0.mode, SRC_CHECK_MAP, "{:?}", map.0.why_fib);
+        for check in [SourceCheck::fib(), map] {
+            let ebpf = load_lab_checking(lab, ALL_FAMILIES, &check);
+            let mut rows = forward_rows(lab);
+            // The skb test run itself refuses frames too short for the IP
+            // header their EtherType announces (EINVAL): XDP's table has
+            // them.
+            rows.extend(
+                punt_rows(lab)
+                    .into_iter()
+                    .filter(|r| !r.name.contains("truncated header")),
+            );
+            rows.extend(tc_rows(lab));
+            check_table(&ebpf, &rows, TC_ACT_OK, TC_ACT_REDIRECT, |row| {
+                run(&ebpf, row)
+            });
+        }
     });
+}
+
+#[test]
+fn tc_custom_rules_make_the_source_check_ask_the_fib() {
+    with_lab(
+        "tc_custom_rules_make_the_source_check_ask_the_fib",
+        "rtcsrc",
+        |lab| {
+            custom_local_routes(lab);
+            let check = SourceCheck::of(lab.rtr());
+            assert_eq!(check.0.mode, SRC_CHECK_FIB);
+            let frame = udp_between(lab, "10.77.0.5", "10.2.0.2");
+            let row = Row::punt(
+                "ipv4 src local by a policy rule",
+                lab.r0,
+                frame,
+                PUNT_MARTIAN,
+            );
+            let ebpf = load_lab_checking(lab, ALL_FAMILIES, &check);
+            check_table(&ebpf, &[row], TC_ACT_OK, TC_ACT_REDIRECT, |row| {
+                run(&ebpf, row)
+            });
+        },
+    );
 }
 
 #[test]

@@ -10,7 +10,10 @@
 mod common;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use linuxfp_ebpf_common::router::{IFACE_XDP_EGRESS, PUNT_NO_NEIGH, PUNT_REDIRECT_FAILED};
+use linuxfp_ebpf_common::router::{
+    IFACE_XDP_EGRESS, PUNT_MARTIAN, PUNT_NO_NEIGH, PUNT_REDIRECT_FAILED, SRC_CHECK_FIB,
+    SRC_CHECK_MAP,
+};
 use linuxfp_fpm_router::XDP_PROGRAM;
 
 use common::*;
@@ -46,10 +49,15 @@ fn run(ebpf: &aya::Ebpf, row: &Row) -> Outcome {
     }
 }
 
-/// Loads `router_xdp` with `families` and the lab's interfaces (x1 left
-/// out of the devmap).
+/// Loads `router_xdp` with `families`, sources checked with a FIB lookup,
+/// and the lab's interfaces (x1 left out of the devmap).
 fn load_lab(lab: &Lab, families: u32) -> aya::Ebpf {
-    let mut ebpf = load(families);
+    load_lab_checking(lab, families, &SourceCheck::fib())
+}
+
+/// [`load_lab`] with `check` for IPv4 sources.
+fn load_lab_checking(lab: &Lab, families: u32, check: &SourceCheck) -> aya::Ebpf {
+    let mut ebpf = load_checking(families, check);
     fill(&mut ebpf, &ifaces(lab, IFACE_XDP_EGRESS), &xdp_ports(lab));
     load_program(&mut ebpf, XDP_PROGRAM, Xdp::load);
     ebpf
@@ -58,30 +66,70 @@ fn load_lab(lab: &Lab, families: u32) -> aya::Ebpf {
 #[test]
 fn xdp_forwards_and_punts_by_the_table() {
     with_lab("xdp_forwards_and_punts_by_the_table", "rxdp", |lab| {
-        let ebpf = load_lab(lab, ALL_FAMILIES);
-        let mut rows = forward_rows(lab);
-        rows.extend(punt_rows(lab));
-        // XDP cannot queue a packet while the kernel resolves its next hop.
-        rows.extend(punt_both(
-            lab,
-            "next hop without neighbour entry",
-            "10.9.4.1",
-            "fd09:4::1",
-            PUNT_NO_NEIGH,
-        ));
-        // x1 claims XDP egress but is missing from the devmap (the maps
-        // briefly out of step): the redirect is asked for before any
-        // rewrite, so the kernel gets the frame as it arrived, not one with
-        // its TTL already spent and the next hop's MAC on it.
-        rows.extend(punt_both(
-            lab,
-            "egress missing from the devmap",
-            "10.6.0.2",
-            "fd06::2",
-            PUNT_REDIRECT_FAILED,
-        ));
-        check_table(&ebpf, &rows, XDP_PASS, XDP_REDIRECT, |row| run(&ebpf, row));
+        // The same table with both ways of checking sources: the FIB lookup
+        // and the map the parameterizer fills for this namespace.
+        let map = SourceCheck::of(lab.rtr());
+        assert_eq!(map.0.mode, SRC_CHECK_MAP, "{:?}", map.0.why_fib);
+        for check in [SourceCheck::fib(), map] {
+            let ebpf = load_lab_checking(lab, ALL_FAMILIES, &check);
+            let mut rows = forward_rows(lab);
+            rows.extend(punt_rows(lab));
+            // XDP cannot queue a packet while the kernel resolves its next
+            // hop.
+            rows.extend(punt_both(
+                lab,
+                "next hop without neighbour entry",
+                "10.9.4.1",
+                "fd09:4::1",
+                PUNT_NO_NEIGH,
+            ));
+            // x1 claims XDP egress but is missing from the devmap (the maps
+            // briefly out of step): the redirect is asked for before any
+            // rewrite, so the kernel gets the frame as it arrived, not one
+            // with its TTL already spent and the next hop's MAC on it.
+            rows.extend(punt_both(
+                lab,
+                "egress missing from the devmap",
+                "10.6.0.2",
+                "fd06::2",
+                PUNT_REDIRECT_FAILED,
+            ));
+            check_table(&ebpf, &rows, XDP_PASS, XDP_REDIRECT, |row| run(&ebpf, row));
+        }
     });
+}
+
+#[test]
+fn custom_rules_make_the_source_check_ask_the_fib() {
+    with_lab(
+        "custom_rules_make_the_source_check_ask_the_fib",
+        "rxsrc",
+        |lab| {
+            let before = SourceCheck::of(lab.rtr());
+            assert_eq!(before.0.mode, SRC_CHECK_MAP, "{:?}", before.0.why_fib);
+            // Local routes in a table only a policy rule consults: the kernel
+            // now rejects their addresses as sources, and the quick set built
+            // without the rule does not hold them.
+            custom_local_routes(lab);
+            let after = SourceCheck::of(lab.rtr());
+            assert_eq!(after.0.mode, SRC_CHECK_FIB, "{:?}", after.0.sources.len());
+            let frame = udp_between(lab, "10.77.0.5", "10.2.0.2");
+            let punted = Row::punt(
+                "ipv4 src local by a policy rule",
+                lab.r0,
+                frame.clone(),
+                PUNT_MARTIAN,
+            );
+            let ebpf = load_lab_checking(lab, ALL_FAMILIES, &after);
+            check_table(&ebpf, &[punted], XDP_PASS, XDP_REDIRECT, |row| {
+                run(&ebpf, row)
+            });
+            // The stale set would have forwarded it: the check is what punts.
+            let ebpf = load_lab_checking(lab, ALL_FAMILIES, &before);
+            let out = run(&ebpf, &Row::punt("stale", lab.r0, frame, PUNT_MARTIAN));
+            assert_eq!(out.verdict, XDP_REDIRECT, "the stale set forwards it");
+        },
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_REDIRECT, bpf_fib_lookup as FibParams, xdp_action},
     helpers::{bpf_csum_update, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     macros::{classifier, map, xdp},
-    maps::{Array, DevMapHash},
+    maps::{Array, DevMapHash, HashMap},
     programs::{TcContext, XdpContext},
 };
 use linuxfp_ebpf_common::{
@@ -31,10 +31,17 @@ declare_abi_maps!();
 
 #[unsafe(no_mangle)]
 static ROUTER_CONF: aya_ebpf::Global<RouterConf> =
-    aya_ebpf::Global::new(RouterConf { families: 0, ipv4_route_mtu: 0 });
+    aya_ebpf::Global::new(RouterConf {
+        families: 0,
+        ipv4_route_mtu: 0,
+        src_check: SRC_CHECK_FIB,
+    });
 
 #[map]
 static ROUTER_XDP_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_IFACES, 0);
+
+#[map]
+static ROUTER_SRC4: HashMap<u32, u8> = HashMap::with_max_entries(MAX_SRC4, 0);
 
 #[map]
 static ROUTER_IFACES: Array<RouterIface> =
@@ -121,14 +128,24 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
 
 /// `ip_route_input` drops an IPv4 packet whose source is one of this host's
 /// own addresses (`fib_validate_source`: a martian source), and with custom
-/// local routes or policy rules any source the FIB calls local, broadcast
-/// or multicast; `bpf_fib_lookup` checks neither. So the FIB is asked about
-/// the source as well: unless it answers with a unicast route (or one whose
-/// neighbour is unresolved), the kernel decides. A source without any route
-/// back goes to the kernel too, which forwards it: a punt, never a
-/// difference. IPv6 forwarding has no such check.
+/// local routes or policy rules any source the FIB calls local, broadcast,
+/// anycast or multicast; `bpf_fib_lookup` checks neither.
+///
+/// Under [`SRC_CHECK_MAP`] the parameterizer has put every such source in
+/// `ROUTER_SRC4` (the addresses, and the host routes of those types; it
+/// only chooses this when no other source can be one): one hash lookup,
+/// the same test the kernel itself makes without custom rules.
+/// Otherwise the FIB is asked about the source: unless it answers with a
+/// unicast route (or one whose neighbour is unresolved), the kernel
+/// decides. A source without any route back goes to the kernel too, which
+/// forwards it: a punt, never a difference. IPv6 forwarding has no such
+/// check.
 #[inline(always)]
 fn ipv4_source_is_unicast<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32) -> bool {
+    if ROUTER_CONF.load().src_check == SRC_CHECK_MAP {
+        // SAFETY: a plain lookup; the value is not kept.
+        return unsafe { ROUTER_SRC4.get(&pkt.src4_be) }.is_none();
+    }
     let mut slot = core::mem::MaybeUninit::uninit();
     let p = zeroed_fib_params(&mut slot);
     p.family = AF_INET;
@@ -170,11 +187,23 @@ fn egress_flags(ifindex: u32) -> u16 {
     ROUTER_IFACES.get(ifindex).map_or(0, |i| i.flags)
 }
 
-/// Decrements TTL / hop limit and writes the MACs. The header pointers were
-/// bounds checked by `parse`.
+/// Decrements TTL / hop limit and writes the MACs. `parse` checked the
+/// headers against `end`, but the verifier may have lost that range by
+/// now (the offsets spilled to the stack), so the bytes written are
+/// checked again, before anything is written: a failure (which cannot
+/// happen) leaves the packet as it arrived, for the kernel.
 #[inline(always)]
-fn rewrite(start: usize, pkt: &Packet, p: &FibParams) {
-    // SAFETY: offsets were checked against data_end by `parse`, and the
+fn rewrite(start: usize, end: usize, pkt: &Packet, p: &FibParams) -> Result<(), u32> {
+    // The mask changes nothing (the offset is the Ethernet header's
+    // length) but bounds it, which the verifier needs to accept the check
+    // below as giving a range.
+    let l3 = start + (pkt.l3_offset as usize & 0xFF);
+    // TTL (byte 8) and checksum (bytes 10-11); IPv6: hop limit (byte 7).
+    let touched = if pkt.v6 { 8 } else { 12 };
+    if start + 12 > end || l3 + touched > end {
+        return Err(PUNT_MALFORMED);
+    }
+    // SAFETY: every byte written was just checked against `end`, and the
     // packet has not been resized since.
     unsafe {
         let eth = start as *mut [u8; 12];
@@ -182,7 +211,6 @@ fn rewrite(start: usize, pkt: &Packet, p: &FibParams) {
         macs[..6].copy_from_slice(&p.dmac);
         macs[6..].copy_from_slice(&p.smac);
         core::ptr::write_unaligned(eth, macs);
-        let l3 = start + pkt.l3_offset as usize;
         if pkt.v6 {
             let hl = (l3 + 7) as *mut u8;
             *hl -= 1;
@@ -196,6 +224,7 @@ fn rewrite(start: usize, pkt: &Packet, p: &FibParams) {
             *ttl -= 1;
         }
     }
+    Ok(())
 }
 
 #[xdp]
@@ -245,7 +274,7 @@ fn xdp_forward(ctx: &XdpContext, ingress: u32) -> Result<u32, u32> {
             let action = ROUTER_XDP_PORTS
                 .redirect(p.ifindex, 0)
                 .map_err(|_| PUNT_REDIRECT_FAILED)?;
-            rewrite(start, &pkt, &p);
+            rewrite(start, end, &pkt, &p)?;
             Ok(action)
         }
         Decision::NoNeigh(_) => Err(PUNT_NO_NEIGH),
@@ -269,6 +298,9 @@ pub fn router_tc(ctx: TcContext) -> i32 {
     }
 }
 
+/// Ethernet, the largest IPv4 header and a TCP header: all `parse` reads.
+const HEADERS_MAX: usize = 14 + 60 + 20;
+
 #[inline(always)]
 fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
     // SAFETY: reading fields of the skb context.
@@ -282,9 +314,12 @@ fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
     if vlan_present != 0 {
         return Err(PUNT_VLAN);
     }
-    // Make sure the headers are in the linear part before parsing.
-    if ctx.data() + 14 + 60 + 20 > ctx.data_end() {
-        let _ = ctx.pull_data(14 + 60 + 20);
+    // Make sure the headers are in the linear part before parsing: the
+    // largest headers parsed, or the whole packet if shorter. A small
+    // packet is usually linear already, and then no helper call is made.
+    let want = core::cmp::min(HEADERS_MAX, ctx.len() as usize);
+    if ctx.data() + want > ctx.data_end() {
+        let _ = ctx.pull_data(want as u32);
     }
     let (start, end) = (ctx.data(), ctx.data_end());
     let pkt = parse(
@@ -315,7 +350,7 @@ fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
             if rc as i32 != TC_ACT_REDIRECT {
                 return Err(PUNT_REDIRECT_FAILED);
             }
-            rewrite(start, &pkt, &p);
+            rewrite(start, end, &pkt, &p)?;
             keep_csum_complete(ctx, &pkt);
             set_priority(ctx, &pkt);
             Ok(TC_ACT_REDIRECT)
@@ -353,7 +388,7 @@ fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
             if rc as i32 != TC_ACT_REDIRECT {
                 return Err(PUNT_REDIRECT_FAILED);
             }
-            rewrite_ttl_only(start, &pkt);
+            rewrite_ttl_only(start, end, &pkt)?;
             keep_csum_complete(ctx, &pkt);
             set_priority(ctx, &pkt);
             Ok(TC_ACT_REDIRECT)
@@ -363,18 +398,21 @@ fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
 }
 
 #[inline(always)]
-fn rewrite_ttl_only(start: usize, pkt: &Packet) {
+fn rewrite_ttl_only(start: usize, end: usize, pkt: &Packet) -> Result<(), u32> {
     let mut slot = core::mem::MaybeUninit::uninit();
     let p = zeroed_fib_params(&mut slot);
     // Keep the MACs as they are; bpf_redirect_neigh fills them.
-    // SAFETY: the Ethernet header was bounds checked by `parse`.
+    if start + 12 > end {
+        return Err(PUNT_MALFORMED);
+    }
+    // SAFETY: just checked against `end`.
     unsafe {
         let eth = start as *const [u8; 12];
         let macs = core::ptr::read_unaligned(eth);
         p.dmac.copy_from_slice(&macs[..6]);
         p.smac.copy_from_slice(&macs[6..]);
     }
-    rewrite(start, pkt, &p);
+    rewrite(start, end, pkt, &p)
 }
 
 /// Keeps a CHECKSUM_COMPLETE `skb->csum` (the sum of the bytes from the

@@ -18,7 +18,7 @@ use linuxfp_ebpf_common::{
     abi::{COUNTERS_PER_IF, STAGE_CONF_GLOBAL, STATS_MAP, StageConf, counter, stats_index},
     router::{
         self, CONF_GLOBAL, FAMILY_IPV4, FAMILY_IPV6, IFACES_MAP, RouterConf, RouterIface,
-        XDP_PORTS_MAP,
+        SRC_CHECK_FIB, SRC4_MAP, XDP_PORTS_MAP,
     },
 };
 use linuxfp_fpm_router::bytecode::ROUTER_OBJ;
@@ -154,15 +154,44 @@ impl Lab {
     }
 }
 
-/// Loads the router object with `families` forwarded and the router as
-/// the first stage of its chains.
+/// Loads the router object with `families` forwarded, sources checked
+/// with a FIB lookup, and the router as the first stage of its chains.
 pub fn load(families: u32) -> Ebpf {
-    EbpfLoader::new()
+    load_checking(families, &SourceCheck::fib())
+}
+
+/// How a table run checks IPv4 sources, and the set it fills in
+/// `ROUTER_SRC4` (from the parameterizer, for the namespace's state).
+#[derive(Debug, Clone)]
+pub struct SourceCheck(pub linuxfp_fpm_router::source_check::SourceCheck);
+
+impl SourceCheck {
+    /// The second FIB lookup.
+    pub fn fib() -> Self {
+        SourceCheck(linuxfp_fpm_router::source_check::SourceCheck {
+            mode: SRC_CHECK_FIB,
+            sources: Default::default(),
+            why_fib: Some("chosen by the test".into()),
+        })
+    }
+
+    /// What the parameterizer chooses for `ns` as it is now.
+    pub fn of(ns: &Netns) -> Self {
+        let state = linuxfp::inspector::dump(&linuxfp::netns::NetnsRef::Named(ns.name().into()))
+            .expect("dump the router namespace");
+        SourceCheck(linuxfp_fpm_router::source_check::source_check(Some(&state)))
+    }
+}
+
+/// Loads the router object as [`load`], with `check` for IPv4 sources.
+pub fn load_checking(families: u32, check: &SourceCheck) -> Ebpf {
+    let mut ebpf = EbpfLoader::new()
         .override_global(
             CONF_GLOBAL,
             &RouterConf {
                 families,
                 ipv4_route_mtu: 0,
+                src_check: check.0.mode,
             },
             true,
         )
@@ -175,7 +204,14 @@ pub fn load(families: u32) -> Ebpf {
             true,
         )
         .load(ROUTER_OBJ)
-        .expect("load the router object")
+        .expect("load the router object");
+    let mut map: aya::maps::HashMap<_, u32, u8> =
+        aya::maps::HashMap::try_from(ebpf.map_mut(SRC4_MAP).expect(SRC4_MAP)).expect("hash");
+    for a in &check.0.sources {
+        map.insert(u32::from_ne_bytes(*a), 1, 0)
+            .expect("insert source");
+    }
+    ebpf
 }
 
 /// Loads program `name` (of type `P`, e.g. `Xdp`) from `ebpf` into the
@@ -642,6 +678,10 @@ pub fn punt_rows(lab: &Lab) -> Vec<Row> {
         // fib_validate_source: a local address as source is martian (found
         // by the differential harness).
         ("ipv4 src the ingress's own address", "10.1.0.1", "10.2.0.2"),
+        // A subnet broadcast: the kernel's full check rejects it (a
+        // broadcast route), its quick check does not; either way, the
+        // kernel's to decide.
+        ("ipv4 src a subnet broadcast", "10.1.0.255", "10.2.0.2"),
         (
             "ipv4 src another interface's address",
             "10.2.0.1",
@@ -762,4 +802,13 @@ pub fn ifaces(lab: &Lab, hook_flags: u16) -> Vec<(Port, u16)> {
 /// The XDP devmap: every XDP router interface but x1.
 pub fn xdp_ports(lab: &Lab) -> Vec<Port> {
     vec![lab.r0, lab.r1, lab.r2, lab.x2]
+}
+
+/// Adds a policy rule consulting table 100, which makes 10.77.0.0/16 local:
+/// the kernel now rejects those sources (`fib_validate_source`'s full
+/// check), through a table the default rules never read.
+pub fn custom_local_routes(lab: &Lab) {
+    lab.rtr()
+        .sh("ip rule add pref 100 lookup 100 && ip route add local 10.77.0.0/16 dev lo table 100")
+        .expect("add the policy rule and the local route");
 }

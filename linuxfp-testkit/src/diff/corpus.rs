@@ -125,6 +125,10 @@ impl Side {
     }
 }
 
+/// A source the router corpus sends from, which a test may make local
+/// through a policy rule (the kernel then rejects it as a martian source).
+pub const POLICY_LOCAL_SRC4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 5);
+
 /// The router corpus for `l` ([`super::bed::ROUTER`]): probes enter on
 /// wires `"s0"` and `"d0"`. `fuzz` mutated packets are generated from
 /// `seed`.
@@ -414,6 +418,17 @@ fn router_ipv4_edges(c: &mut Corpus, l: &RouterLayout, s: Side) {
         ("src the router's r1 address", &|h| h.src = l.r1_4),
         ("src on the dst link", &|h| {
             h.src = Ipv4Addr::new(10, 2, 0, 9)
+        }),
+        // The r0 subnet's broadcast address: a broadcast route, which only
+        // the kernel's full source check rejects.
+        ("src the r0 subnet's broadcast", &|h| {
+            let [a, b, c, _] = l.r0_4.octets();
+            h.src = Ipv4Addr::new(a, b, c, 255)
+        }),
+        // Local only when a test adds a policy rule making it so
+        // ([`POLICY_LOCAL_SRC4`]).
+        ("src in a policy-routed local range", &|h| {
+            h.src = POLICY_LOCAL_SRC4
         }),
     ];
     header_probes(c, w, "ipv4", &s.h4(UDP), edits, &build);

@@ -24,16 +24,16 @@ use std::{
 };
 
 use aya::maps::{HashMap, Map, MapData};
-use linuxfp::fpm::{HexBytes, UpkeepCtx};
-use linuxfp_ebpf_common::bridge::{FDB_LOCAL, FDB_MAP, FdbKey, SEEN_MAP, Seen};
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+use linuxfp::{
+    fpm::{HexBytes, UpkeepCtx},
+    rtnl::{Reply, Requester, RtnlError},
 };
+use linuxfp_ebpf_common::bridge::{FDB_LOCAL, FDB_MAP, FdbKey, SEEN_MAP, Seen};
+use netlink_packet_core::NLM_F_ACK;
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 /// Errors of one refresh round.
 #[derive(Debug, thiserror::Error)]
@@ -49,14 +49,8 @@ pub enum RefreshError {
         reason: String,
     },
     /// The rtnetlink socket failed.
-    #[error("rtnetlink {op}: {source}")]
-    Netlink {
-        /// What was being done.
-        op: &'static str,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Netlink(#[from] RtnlError),
     /// The kernel refused some refreshes (the first error is given).
     #[error("{failed} of {sent} FDB refreshes refused; first: port {port}: {reason}")]
     Refused {
@@ -169,8 +163,9 @@ fn mirror_has(mirror: &BTreeMap<HexBytes, HexBytes>, key: &HexBytes, port: u32) 
 }
 
 /// The `RTM_NEWNEIGH` that makes the kernel bridge refresh `mac` in `vlan`
-/// on `port`, as `bridge fdb replace <mac> dev <port> master use` does.
-fn refresh_message(key: &FdbKey, port: u32, seq: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+/// on `port`, as `bridge fdb replace <mac> dev <port> master use` does
+/// (sent with `NLM_F_ACK`).
+fn refresh_message(key: &FdbKey, port: u32) -> RouteNetlinkMessage {
     let mut msg = NeighbourMessage::default();
     msg.header.family = AddressFamily::Bridge;
     msg.header.ifindex = port;
@@ -181,19 +176,11 @@ fn refresh_message(key: &FdbKey, port: u32, seq: u32) -> NetlinkMessage<RouteNet
     if key.vlan != 0 {
         msg.attributes.push(NeighbourAttribute::Vlan(key.vlan));
     }
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_ACK;
-    header.sequence_number = seq;
-    let mut nl = NetlinkMessage::new(
-        header,
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(msg)),
-    );
-    nl.finalize();
-    nl
+    RouteNetlinkMessage::NewNeighbour(msg)
 }
 
 /// `RTM_GETNEIGH` for one bridge FDB entry (`bridge fdb get`).
-fn get_message(key: &FdbKey, seq: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+fn get_message(key: &FdbKey) -> RouteNetlinkMessage {
     let mut msg = NeighbourMessage::default();
     msg.header.family = AddressFamily::Bridge;
     msg.attributes
@@ -203,73 +190,20 @@ fn get_message(key: &FdbKey, seq: u32) -> NetlinkMessage<RouteNetlinkMessage> {
     if key.vlan != 0 {
         msg.attributes.push(NeighbourAttribute::Vlan(key.vlan));
     }
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST;
-    header.sequence_number = seq;
-    let mut nl = NetlinkMessage::new(
-        header,
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetNeighbour(msg)),
-    );
-    nl.finalize();
-    nl
-}
-
-/// What the kernel answered to one request.
-enum Reply {
-    /// An acknowledgement, with the error if it refused.
-    Ack(Option<String>),
-    /// An FDB entry.
-    Entry(NeighbourMessage),
-}
-
-/// Sends one request and reads its answer.
-fn request(
-    socket: &mut Socket,
-    buf: &mut Vec<u8>,
-    msg: &NetlinkMessage<RouteNetlinkMessage>,
-) -> Result<Reply, RefreshError> {
-    let nl = |op| move |source| RefreshError::Netlink { op, source };
-    let mut out = vec![0u8; msg.buffer_len()];
-    msg.serialize(&mut out);
-    socket.send(&out, 0).map_err(nl("send"))?;
-    buf.clear();
-    let n = socket.recv(buf, 0).map_err(nl("recv"))?;
-    Ok(
-        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[..n.min(buf.len())]) {
-            Ok(NetlinkMessage {
-                payload: NetlinkPayload::Error(e),
-                ..
-            }) => Reply::Ack(
-                e.code
-                    .map(|c| std::io::Error::from_raw_os_error(-c.get()).to_string()),
-            ),
-            Ok(NetlinkMessage {
-                payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(m)),
-                ..
-            }) => Reply::Entry(m),
-            Ok(_) => Reply::Ack(None),
-            Err(e) => Reply::Ack(Some(format!("unparsable reply: {e}"))),
-        },
-    )
+    RouteNetlinkMessage::GetNeighbour(msg)
 }
 
 /// Is the kernel's entry for `key` a learnt (ageing) one on `port`?
-fn kernel_has_learnt(
-    socket: &mut Socket,
-    buf: &mut Vec<u8>,
-    key: &FdbKey,
-    port: u32,
-    seq: u32,
-) -> Result<bool, RefreshError> {
-    Ok(match request(socket, buf, &get_message(key, seq))? {
-        Reply::Entry(m) => {
+fn kernel_has_learnt(rtnl: &mut Requester, key: &FdbKey, port: u32) -> Result<bool, RefreshError> {
+    Ok(match rtnl.request(0, get_message(key))? {
+        Reply::Message(RouteNetlinkMessage::NewNeighbour(m)) => {
             m.header.ifindex == port
                 && matches!(
                     m.header.state,
                     NeighbourState::Reachable | NeighbourState::Stale
                 )
         }
-        Reply::Ack(_) => false,
+        _ => false,
     })
 }
 
@@ -278,22 +212,15 @@ fn kernel_has_learnt(
 /// entry the kernel has meanwhile moved (the mirror may lag by an event).
 /// Returns (refreshed, skipped).
 fn refresh_kernel(todo: &[(FdbKey, u32)]) -> Result<(usize, usize), RefreshError> {
-    let nl = |op| move |source| RefreshError::Netlink { op, source };
-    let mut socket = Socket::new(NETLINK_ROUTE).map_err(nl("socket"))?;
-    socket.bind_auto().map_err(nl("bind"))?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .map_err(nl("connect"))?;
+    let mut rtnl = Requester::open()?;
     let mut refused: Option<(u32, String)> = None;
     let (mut failed, mut refreshed, mut skipped) = (0, 0, 0);
-    let mut buf = Vec::with_capacity(8192);
-    for (i, (key, port)) in todo.iter().enumerate() {
-        let seq = 2 * i as u32 + 1;
-        if !kernel_has_learnt(&mut socket, &mut buf, key, *port, seq)? {
+    for (key, port) in todo {
+        if !kernel_has_learnt(&mut rtnl, key, *port)? {
             skipped += 1;
             continue;
         }
-        match request(&mut socket, &mut buf, &refresh_message(key, *port, seq + 1))? {
+        match rtnl.request(NLM_F_ACK, refresh_message(key, *port))? {
             Reply::Ack(Some(reason)) => {
                 failed += 1;
                 refused.get_or_insert((*port, reason));
@@ -325,9 +252,8 @@ mod tests {
             vlan: 10,
             mac: [0x02, 0, 0, 0, 0, 0x11],
         };
-        let msg = refresh_message(&key, 7, 3);
-        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) = &msg.payload
-        else {
+        let msg = refresh_message(&key, 7);
+        let RouteNetlinkMessage::NewNeighbour(n) = &msg else {
             panic!("not a new neighbour message: {msg:?}");
         };
         assert_eq!(n.header.family, AddressFamily::Bridge);
@@ -341,11 +267,9 @@ mod tests {
                 .contains(&NeighbourAttribute::LinkLayerAddress(key.mac.to_vec()))
         );
         assert!(n.attributes.contains(&NeighbourAttribute::Vlan(10)));
-        assert_eq!(msg.header.flags, NLM_F_REQUEST | NLM_F_ACK);
         // Without VLAN filtering (vlan 0), no NDA_VLAN.
-        let untagged = refresh_message(&FdbKey { vlan: 0, ..key }, 7, 4);
-        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) = &untagged.payload
-        else {
+        let untagged = refresh_message(&FdbKey { vlan: 0, ..key }, 7);
+        let RouteNetlinkMessage::NewNeighbour(n) = &untagged else {
             panic!("not a new neighbour message");
         };
         assert!(

@@ -25,6 +25,7 @@ pub mod deploy;
 pub mod fpm;
 pub mod inspector;
 pub mod netns;
+pub mod rtnl;
 pub mod state;
 pub mod synth;
 pub mod topology;

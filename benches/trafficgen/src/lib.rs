@@ -13,7 +13,7 @@ pub mod frame;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{PerCpuArray, PerCpuValues},
+    maps::{DevMap, PerCpuArray, PerCpuValues},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLink},
 };
 
@@ -40,6 +40,9 @@ pub enum TrafficError {
     /// A map operation failed.
     #[error("sink counter map")]
     Map(#[source] aya::maps::MapError),
+    /// Setting the ceiling's egress in its devmap failed.
+    #[error("bare_redirect devmap")]
+    Devmap(#[source] aya::maps::xdp::XdpMapError),
     /// The header template is too long.
     #[error("header template of {0} bytes exceeds {TEMPLATE_MAX}")]
     Template(usize),
@@ -206,6 +209,62 @@ impl Sink {
 
 fn sum(v: PerCpuValues<u64>) -> u64 {
     v.iter().sum()
+}
+
+/// The ceiling a forwarder is measured against: an XDP program on one
+/// interface that writes fixed MACs and redirects every frame to another
+/// interface, with no parsing, lookup or check at all. Detached when
+/// dropped.
+pub struct BareRedirect {
+    _ebpf: Ebpf,
+    _link: XdpLink,
+}
+
+impl BareRedirect {
+    /// Attaches to `ingress`, sending every frame out of `egress` with
+    /// destination `dst` and source `src` (interfaces in the caller's
+    /// namespace). A veth egress needs NAPI on its peer (an XDP program
+    /// there, such as a [`Sink`]).
+    pub fn attach(
+        ingress: u32,
+        egress: u32,
+        dst: [u8; 6],
+        src: [u8; 6],
+    ) -> Result<Self, TrafficError> {
+        let mut macs = [0u8; 16];
+        macs[..6].copy_from_slice(&dst);
+        macs[6..12].copy_from_slice(&src);
+        let words = [
+            u64::from_ne_bytes(macs[..8].try_into().unwrap_or_default()),
+            u64::from_ne_bytes(macs[8..].try_into().unwrap_or_default()),
+        ];
+        let mut ebpf = EbpfLoader::new()
+            .override_global("BARE_MACS", &words, true)
+            .load(OBJ)
+            .map_err(|e| TrafficError::Load(Box::new(e)))?;
+        let mut ports: DevMap<_> =
+            DevMap::try_from(ebpf.map_mut("BARE_PORTS").ok_or_else(|| {
+                TrafficError::Map(aya::maps::MapError::InvalidName {
+                    name: "BARE_PORTS".into(),
+                })
+            })?)
+            .map_err(TrafficError::Map)?;
+        ports
+            .set(0, egress, None, 0)
+            .map_err(TrafficError::Devmap)?;
+        let prog: &mut Xdp = program(&mut ebpf, "bare_redirect")?;
+        prog.load().map_err(prog_err("loading bare_redirect"))?;
+        let id = prog
+            .attach_to_if_index(ingress, XdpMode::default())
+            .map_err(prog_err("attaching bare_redirect"))?;
+        let link = prog
+            .take_link(id)
+            .map_err(prog_err("taking the bare_redirect link"))?;
+        Ok(BareRedirect {
+            _ebpf: ebpf,
+            _link: link,
+        })
+    }
 }
 
 /// Histogram bucket width of [`Latency`], in ns (as in the eBPF sink).

@@ -10,6 +10,10 @@
 //!
 //! `sink_count` counts and drops what arrives; attached to the receiving
 //! veth it also gives that veth the NAPI context XDP redirects need.
+//!
+//! `bare_redirect` is the ceiling a forwarder is measured against: it
+//! writes fixed MACs and redirects every frame through a devmap to one
+//! interface, with no parsing, lookup or check at all.
 #![no_std]
 #![no_main]
 
@@ -17,7 +21,7 @@ use aya_ebpf::{
     Global,
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::PerCpuArray,
+    maps::{DevMap, PerCpuArray},
     programs::XdpContext,
 };
 
@@ -66,6 +70,15 @@ const BUCKETS: u32 = 4096;
 /// [i * BUCKET_NS, (i + 1) * BUCKET_NS).
 #[map]
 static SINK_LATENCY: PerCpuArray<u64> = PerCpuArray::with_max_entries(BUCKETS, 0);
+
+/// The MACs `bare_redirect` writes: destination then source, in the first
+/// 12 bytes (the rest is unused).
+#[unsafe(no_mangle)]
+static BARE_MACS: [u64; 2] = [0; 2];
+
+/// `bare_redirect`'s egress: slot 0.
+#[map]
+static BARE_PORTS: DevMap = DevMap::with_max_entries(1, 0);
 
 #[inline(always)]
 fn add(map: &PerCpuArray<u64>, index: u32, value: u64) {
@@ -158,6 +171,27 @@ pub fn sink_count(ctx: XdpContext) -> u32 {
         }
     }
     xdp_action::XDP_DROP
+}
+
+#[xdp]
+pub fn bare_redirect(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + 16 > ctx.data_end() {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: 16 bytes bounds checked above; the statics are read with
+    // volatile loads so the loader's values are used.
+    unsafe {
+        let dst_src = core::ptr::read_volatile(&BARE_MACS[0]);
+        let rest = core::ptr::read_volatile(&BARE_MACS[1]);
+        core::ptr::write_unaligned(start as *mut u64, dst_src);
+        // Bytes 8..12 (the end of the source MAC) from the second word,
+        // keeping the EtherType that follows.
+        core::ptr::write_unaligned((start + 8) as *mut u32, rest as u32);
+    }
+    BARE_PORTS
+        .redirect(0, 0)
+        .unwrap_or(xdp_action::XDP_ABORTED)
 }
 
 #[cfg(not(test))]

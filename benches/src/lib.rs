@@ -10,6 +10,7 @@
 
 pub mod dataplane;
 pub mod plot;
+pub mod prog_stats;
 
 use linuxfp::state::{Address, KernelState, Link, NetEvent, Netconf};
 

@@ -246,6 +246,10 @@ impl Deployer {
         // programs are already detached (links die with the process); start
         // clean so no stale map content or chain slot survives.
         pins::remove_pins(&layout.root);
+        // The shared parent (`/sys/fs/bpf/linuxfp`) too: it may predate us.
+        if let Some(parent) = layout.root.parent() {
+            pins::mkdir_private(parent)?;
+        }
         pins::mkdir_private(&layout.root)?;
         if let Err(e) = pins::require_bpffs(&layout.root) {
             pins::remove_pins(&layout.root);
@@ -758,13 +762,10 @@ impl Deployer {
             path: self.layout.status.clone(),
             source: std::io::Error::other(e),
         })?;
-        let tmp = self.layout.status.with_extension("json.tmp");
-        std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, &self.layout.status))
-            .map_err(|source| DeployError::Status {
-                path: self.layout.status.clone(),
-                source,
-            })
+        pins::write_private(&self.layout.status, &json).map_err(|source| DeployError::Status {
+            path: self.layout.status.clone(),
+            source,
+        })
     }
 
     fn status_file(&self) -> StatusFile {

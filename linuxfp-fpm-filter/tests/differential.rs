@@ -146,8 +146,10 @@ async fn differential_on(
         100.0 * share.decided(),
         after.totals("filter"),
     );
+    // A sanity check of the testbed (routes, the ruleset's policy): a
+    // random ruleset with policy drop lets only a tenth or so through.
     assert!(
-        base.total() > rc.corpus.len() / 10,
+        base.total() > rc.corpus.len() / 20,
         "{}: Linux sent out too little",
         ruleset.name
     );

@@ -125,41 +125,44 @@ impl Vocabulary {
     /// ([`usable`]).
     pub fn addresses(&self, l: &RouterLayout, rng: &mut Rng) -> Vec<IpAddr> {
         let mut out = BTreeSet::new();
+        let random = |rng: &mut Rng| u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
         for &(a, len) in &self.v4 {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            let net = u32::from(a) & mask;
-            let last = net | !mask;
-            let inside = net | (rng.next_u64() as u32 & !mask);
-            for x in [
-                net.wrapping_add(1),
-                last.wrapping_sub(1),
-                inside,
-                u32::from(a),
-                net.wrapping_sub(1),
-                last.wrapping_add(1),
-            ] {
-                out.insert(IpAddr::V4(Ipv4Addr::from(x)));
+            let r = random(rng);
+            for x in around(u128::from(u32::from(a)), len, 32, r) {
+                out.insert(IpAddr::V4(Ipv4Addr::from(x as u32)));
             }
         }
         for &(a, len) in &self.v6 {
-            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            let net = u128::from(a) & mask;
-            let last = net | !mask;
-            let inside =
-                net | ((u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())) & !mask);
-            for x in [
-                net.wrapping_add(1),
-                last.wrapping_sub(1),
-                inside,
-                u128::from(a),
-                net.wrapping_sub(1),
-                last.wrapping_add(1),
-            ] {
+            let r = random(rng);
+            for x in around(u128::from(a), len, 128, r) {
                 out.insert(IpAddr::V6(Ipv6Addr::from(x)));
             }
         }
         out.into_iter().filter(|a| usable(l, *a)).collect()
     }
+}
+
+/// The addresses around prefix `a`/`len` of a `width`-bit family: its
+/// first and last host, one inside drawn from `random`, `a` itself, and
+/// the addresses just before and after it (wrapping within the family).
+fn around(a: u128, len: u8, width: u32, random: u128) -> [u128; 6] {
+    let all = u128::MAX >> (128 - width);
+    let mask = all
+        & all
+            .checked_shl(width - u32::from(len).min(width))
+            .unwrap_or(0);
+    let net = a & mask;
+    let last = net | (all & !mask);
+    let inside = net | (random & all & !mask);
+    [
+        net.wrapping_add(1),
+        last.wrapping_sub(1),
+        inside,
+        a,
+        net.wrapping_sub(1),
+        last.wrapping_add(1),
+    ]
+    .map(|x| x & all)
 }
 
 /// Whether the router testbed can send to and from `a` with no neighbour
@@ -379,6 +382,30 @@ pub fn route_corpus(vr: &VirtualRouter, l: &RouterLayout, left: &[IpAddr]) -> Re
 mod tests {
     use super::*;
     use crate::diff::{bed::ROUTER, rulesets};
+
+    #[test]
+    fn addresses_around_a_prefix() {
+        let a = u128::from(u32::from(Ipv4Addr::new(10, 244, 3, 7)));
+        let got = around(a, 16, 32, 0x0102).map(|x| Ipv4Addr::from(x as u32).to_string());
+        assert_eq!(
+            got,
+            [
+                "10.244.0.1",
+                "10.244.255.254",
+                "10.244.1.2",
+                "10.244.3.7",
+                "10.243.255.255",
+                "10.245.0.0"
+            ]
+        );
+        let host = around(a, 32, 32, 5).map(|x| x as u32);
+        assert_eq!(host[2], a as u32, "a /32 has one address inside");
+        assert_eq!(
+            around(0, 0, 32, 9)[4],
+            u128::from(u32::MAX),
+            "wraps in 32 bits"
+        );
+    }
 
     #[test]
     fn words_are_found_in_both_syntaxes() {

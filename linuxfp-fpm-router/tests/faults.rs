@@ -436,6 +436,8 @@ async fn the_deploy_worker_dying_fails_open_and_is_reported() {
         );
     }
     assert!(!pins.exists(), "{} removed", pins.display());
+    let status = PinLayout::new(&netns.pin_name()).status;
+    assert!(!status.exists(), "{} removed", status.display());
     assert!(tb.ping(false, 10).expect("ping"), "Linux forwards");
     assert!(
         matches!(handle.stats().await, Err(ControllerError::Worker(_))),

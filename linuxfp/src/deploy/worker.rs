@@ -4,8 +4,8 @@
 //!
 //! The thread runs FPM code (bytecode, upkeep). If that panics, the
 //! deployer is dropped while unwinding, which detaches every program it
-//! attached (its links are owned, never pinned), its pins are removed, and
-//! the death is announced ([`DeployWorker::death`]): Linux carries the
+//! attached (its links are owned, never pinned), its pins and status file
+//! are removed, and the death is announced ([`DeployWorker::death`]): Linux carries the
 //! traffic, and the owner learns why.
 
 use std::{
@@ -93,7 +93,10 @@ impl DeployWorker {
                         return;
                     }
                 };
-                let root = deployer.layout().root.clone();
+                let (root, status) = (
+                    deployer.layout().root.clone(),
+                    deployer.layout().status.clone(),
+                );
                 // The deployer moves into `serve`: if FPM code panics there, it
                 // is dropped while unwinding, which detaches its programs.
                 let served =
@@ -102,6 +105,8 @@ impl DeployWorker {
                     let reason = panic_message(payload.as_ref());
                     tracing::error!(netns = %netns, %reason, "deploy worker died; its programs are detached");
                     super::pins::remove_pins(&root);
+                    // Best effort: a stale status would show chains that are gone.
+                    let _ = std::fs::remove_file(&status);
                     let _ = died_tx.send(reason);
                 }
             })

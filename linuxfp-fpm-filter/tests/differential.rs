@@ -219,3 +219,40 @@ async fn a_random_10k_ruleset_agrees_with_the_kernel() {
         share.assert_substantial(&rs.name, 0.3);
     }
 }
+
+/// The test can fail: the same corpus through Linux alone twice, with
+/// Flannel's filter table and with the same table under policy accept,
+/// must differ by the packets the policy dropped (a fast path that
+/// accepted them would be caught the same way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_more_permissive_verdict_is_caught() {
+    if !require_root("a_more_permissive_verdict_is_caught") {
+        return;
+    }
+    let strict = rulesets::flannel().without_nat();
+    let mut lax = strict.clone();
+    lax.text = lax.text.replace(":FORWARD DROP", ":FORWARD ACCEPT");
+    assert_ne!(lax.text, strict.text);
+    let rc = rule_corpus(&ROUTER, &Vocabulary::scan(&strict.text), 300, 0xF1A);
+    let runs: Vec<_> = [("fcs", &strict), ("fcl", &lax)]
+        .into_iter()
+        .map(|(tag, rs)| {
+            tokio::task::block_in_place(|| {
+                let vr = testbed(tag, HookPolicy::Auto, rs, &rc);
+                diff::run(&bed::router_wires(&vr), &rc.corpus, &Options::default())
+                    .expect("run with Linux alone")
+            })
+        })
+        .collect();
+    let norm = Normaliser {
+        own_ipv4: vec![ROUTER.r0_4, ROUTER.r1_4],
+    };
+    let report = diff::compare(&runs[0], &runs[1], &rc.corpus, &norm);
+    let extra: usize = report.diffs.iter().map(|d| d.fast_only.len()).sum();
+    let missing: usize = report.diffs.iter().map(|d| d.linux_only.len()).sum();
+    eprintln!("policy drop against policy accept: {extra} more frames, {missing} fewer");
+    assert!(
+        extra > 50 && missing == 0,
+        "the comparison sees what a more permissive filter lets through:\n{report}"
+    );
+}

@@ -193,6 +193,15 @@ async fn flannel_rules_agree_with_the_kernel() {
     differential("ffl", &rulesets::flannel(), 300, 0xF1A).await;
     let filter = differential("fff", &rulesets::flannel().without_nat(), 300, 0xF1A).await;
     filter.assert_substantial("flannel (filter table)", 0.5);
+    let xdp = differential_on(
+        HookPolicy::Xdp,
+        "ffx",
+        &rulesets::flannel().without_nat(),
+        300,
+        0xF1B,
+    )
+    .await;
+    xdp.assert_substantial("flannel (filter table) on XDP", 0.5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,12 +16,16 @@ use std::{sync::Arc, time::Duration};
 
 use linuxfp::{compat::HookPolicy, deploy::Stats, fpm::Fpm};
 use linuxfp_fpm_bridge::BridgeFpm;
+use linuxfp_fpm_router::RouterFpm;
 use linuxfp_run::{assert_same, with_linuxfp};
 use linuxfp_testkit::{
     attached_programs,
     diff::{self, Corpus, Normaliser, Options, Run, bed},
     require_root,
 };
+
+/// Mutated packets in the bridge-then-router corpus.
+const CHAIN_FUZZ: usize = 400;
 
 /// Random frames in the corpus, and the seed they come from.
 const FUZZ: usize = 800;
@@ -110,4 +114,49 @@ async fn a_moved_mac_is_followed_like_linux() {
     let fast = fast.expect("run with LinuxFP");
     let report = diff::compare(&base, &fast, &corpus, &Normaliser::default());
     assert_same("moved macs", &report, "bridge", &before, &after, 15);
+}
+
+/// A chain of stages: the router corpus (normal traffic, every ICMP
+/// error, edge cases, seeded fuzz) sent by `h1` to the bridge's own
+/// address and routed on to `far`, and back: the bridge stage on the
+/// ports hands frames for `br0` up through the kernel bridge, the router
+/// stage on `br0` and `r9` routes them. What reaches `h1`, `h2`, `h3` and
+/// `far` must be what Linux alone sends, and both stages must have run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_then_router_sends_out_what_linux_sends() {
+    if !require_root("bridge_then_router_sends_out_what_linux_sends") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let l = bed::BRIDGED_ROUTER;
+    let corpus = diff::corpus::router(&l, CHAIN_FUZZ, SEED);
+    let base = tokio::task::block_in_place(|| {
+        let b = bed::bridged_router("dcl").expect("testbed");
+        diff::run(&bed::bridged_router_wires(&b), &corpus, &Options::default())
+    })
+    .expect("run with Linux alone");
+    let b = bed::bridged_router("dcf").expect("testbed");
+    let fpms: Vec<Arc<dyn Fpm>> = vec![Arc::new(BridgeFpm::new()), Arc::new(RouterFpm::new())];
+    let (fast, before, after) = with_linuxfp(&b.switch.sw, fpms, HookPolicy::Auto, || {
+        for ifname in ["br0", "r9", "p1"] {
+            let att = attached_programs(&b.switch.sw, ifname).expect("query");
+            assert!(!att.tc_ingress.is_empty(), "{ifname}: {att:?}");
+        }
+        diff::run(&bed::bridged_router_wires(&b), &corpus, &Options::default())
+    })
+    .await;
+    let fast = fast.expect("run with LinuxFP");
+    assert!(base.total() > corpus.len() / 4, "Linux sent out too little");
+    let norm = Normaliser {
+        own_ipv4: vec![l.r0_4, l.r1_4],
+    };
+    let report = diff::compare(&base, &fast, &corpus, &norm);
+    let label = format!("bridge then router (test took {:?})", started.elapsed());
+    let up = after.total("bridge", "local") - before.total("bridge", "local");
+    eprintln!(
+        "bridge: {up} frames handed up to br0; {:?}",
+        after.totals("bridge")
+    );
+    assert_same(&label, &report, "router", &before, &after, 50);
+    assert!(up > 50, "the bridge stage passed frames for br0 up: {up}");
 }

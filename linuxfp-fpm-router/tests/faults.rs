@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Faults on the virtual router, each ending in a correct state or a clear
 //! error with Linux still forwarding: a kernel too old for the fast path, a
-//! netlink overrun in a route storm while the controller runs, and an
-//! interface deleted under an attached program.
+//! netlink overrun in a route storm while the controller runs, an
+//! interface deleted under an attached program, and the deploy worker
+//! dying while the controller runs.
 
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -19,7 +20,8 @@ use linuxfp::{
         Controller, ControllerBuilder, ControllerError, ControllerEvent, ControllerHandle,
         TopologyUpdate, plan_once,
     },
-    fpm::FpmRegistry,
+    deploy::{PinLayout, worker::WorkerError},
+    fpm::{Fpm, FpmConfig, FpmDeclaration, FpmError, FpmRegistry, ParamInput, UpkeepCtx},
     inspector::{Inspector, InspectorEvent},
     netns::NetnsRef,
 };
@@ -327,4 +329,118 @@ async fn a_deleted_interface_leaves_the_plan_quietly() {
     assert!(seen.len() < 10, "a few events, not a storm: {seen:?}");
     forwards_fast(&tb, &handle, "after r2 was deleted").await;
     stop(handle, task).await;
+}
+
+/// The router FPM, whose upkeep (run on the deploy worker's thread) panics
+/// once armed: third-party code failing inside the worker.
+struct PanickingUpkeep {
+    router: RouterFpm,
+    armed: Arc<AtomicBool>,
+}
+
+impl Fpm for PanickingUpkeep {
+    fn declaration(&self) -> &FpmDeclaration {
+        self.router.declaration()
+    }
+    fn bytecode(&self) -> &'static [u8] {
+        self.router.bytecode()
+    }
+    fn parameterize(&self, input: &ParamInput<'_>) -> Result<FpmConfig, FpmError> {
+        self.router.parameterize(input)
+    }
+    fn upkeep_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(20))
+    }
+    fn upkeep(&self, _ctx: &UpkeepCtx<'_>) -> Result<(), FpmError> {
+        assert!(!self.armed.load(Ordering::SeqCst), "injected upkeep panic");
+        Ok(())
+    }
+}
+
+/// The deploy worker's thread dies (an FPM's upkeep panics in it) while
+/// the controller runs: the programs are detached with the deployer (fail
+/// open), the pins are removed, the controller reports the death (an
+/// `Error` event naming the panic, every interface in the plan's slow path
+/// with that reason) and its run ends with `WorkerError::Died`; Linux
+/// forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_worker_dying_fails_open_and_is_reported() {
+    if !require_root("the_deploy_worker_dying_fails_open_and_is_reported") {
+        return;
+    }
+    let tb = VirtualRouter::new("fwd").expect("testbed");
+    let armed = Arc::new(AtomicBool::new(false));
+    let fpm = PanickingUpkeep {
+        router: RouterFpm::new(),
+        armed: armed.clone(),
+    };
+    let netns = NetnsRef::Named(tb.rtr.name().to_string());
+    let (handle, run) = Controller::builder()
+        .netns(netns.clone())
+        .fpm(Arc::new(fpm))
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let mut events = handle.events();
+    let task = tokio::spawn(run);
+    until(
+        &handle,
+        &mut events,
+        Duration::from_secs(5),
+        "r0 and r1 deployed",
+        |h| h.plan().interfaces.len() >= 2,
+    )
+    .await;
+    forwards_fast(&tb, &handle, "before the fault").await;
+    let pins = PinLayout::new(&netns.pin_name()).root;
+    assert!(pins.exists(), "{} while deployed", pins.display());
+
+    armed.store(true, Ordering::SeqCst);
+    let ended = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the run ends when the worker dies")
+        .expect("join");
+    match ended {
+        Err(ControllerError::Worker(WorkerError::Died { reason })) => {
+            assert!(reason.contains("injected upkeep panic"), "{reason}");
+        }
+        other => panic!("the run ended with {other:?}"),
+    }
+    let mut seen = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+        seen.push(ev);
+    }
+    let errs = errors(&seen);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("deploy worker died") && e.contains("injected upkeep panic")),
+        "reported: {errs:?}"
+    );
+    let plan = handle.plan();
+    assert!(plan.interfaces.is_empty(), "{plan:?}");
+    for ifindex in [tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex] {
+        let slow = plan.slow_path.get(&ifindex).expect("in the slow path");
+        assert!(
+            slow.reasons
+                .iter()
+                .any(|r| r.contains("deploy worker died")),
+            "{slow:?}"
+        );
+    }
+    for ifname in ["r0", "r1"] {
+        let att = attached_programs(&tb.rtr, ifname).expect("query");
+        assert!(
+            att.tc_ingress.is_empty() && att.xdp.is_empty(),
+            "{ifname}: {att:?}"
+        );
+    }
+    assert!(!pins.exists(), "{} removed", pins.display());
+    let status = PinLayout::new(&netns.pin_name()).status;
+    assert!(!status.exists(), "{} removed", status.display());
+    assert!(tb.ping(false, 10).expect("ping"), "Linux forwards");
+    assert!(
+        matches!(handle.stats().await, Err(ControllerError::Worker(_))),
+        "the worker is gone"
+    );
 }

@@ -44,7 +44,7 @@ use crate::{
     fpm::{Fpm, FpmError, FpmRegistry},
     netns::NetnsRef,
     state::KernelState,
-    synth::{self, FastPathPlan, PlanDiff, SynthError},
+    synth::{self, FastPathPlan, PlanDiff, SlowPath, SynthError},
     topology::{Topology, TopologyDiff},
 };
 
@@ -82,7 +82,10 @@ pub enum ControllerEvent {
         /// Milliseconds from the topology update to the deployed plan.
         latency_ms: f64,
     },
-    /// Planning or deploying failed; the previous plan stays in force.
+    /// Planning or deploying failed; the previous plan stays in force. Or
+    /// the deploy worker died: then nothing is deployed any more (the plan
+    /// has every interface in its slow path, with this message) and the
+    /// controller's run ends with [`WorkerError::Died`].
     Error {
         /// The error, with its causes.
         message: String,
@@ -324,7 +327,26 @@ where
 {
     let mut source = source.take_until(stop.map(|_| ()));
     let mut last_plan: Option<Instant> = None;
-    while let Some(mut update) = source.next().await {
+    // The deploy worker's death (FPM code panicked in it) ends the run: its
+    // programs are already detached, so Linux carries the traffic; the
+    // plan says so and the host is told.
+    let mut death: std::pin::Pin<Box<dyn Future<Output = WorkerError> + Send>> =
+        match handle.worker.as_ref() {
+            Some(w) => Box::pin(w.death()),
+            None => Box::pin(futures::future::pending()),
+        };
+    loop {
+        let mut update = match select(&mut death, source.next()).await {
+            Either::Left((died, _)) => {
+                handle.worker_died(&died);
+                if let Some(w) = handle.worker.as_ref() {
+                    w.shutdown();
+                }
+                return Err(ControllerError::Worker(died));
+            }
+            Either::Right((Some(u), _)) => u,
+            Either::Right((None, _)) => break,
+        };
         let started = Instant::now();
         let mut ended = false;
         // Whatever is already queued is folded in (the newest wins: each
@@ -419,6 +441,27 @@ impl ControllerHandle {
                 latency_ms: started.elapsed().as_secs_f64() * 1e3,
             });
         }
+    }
+
+    /// Records the deploy worker's death: nothing is deployed any more
+    /// (every planned interface moves to the slow path, with the reason),
+    /// and an [`ControllerEvent::Error`] says why.
+    fn worker_died(&self, died: &WorkerError) {
+        let message = error_chain(died);
+        tracing::error!(error = %message, "controller: the deploy worker died");
+        let mut s = self.lock();
+        let planned = std::mem::take(&mut s.plan.interfaces);
+        for (ifindex, p) in planned {
+            s.plan.slow_path.insert(
+                ifindex,
+                SlowPath {
+                    name: p.name,
+                    reasons: vec![message.clone()],
+                },
+            );
+        }
+        s.plan.fpms.clear();
+        s.emit(ControllerEvent::Error { message });
     }
 
     fn error(&self, e: &(dyn std::error::Error + 'static)) {

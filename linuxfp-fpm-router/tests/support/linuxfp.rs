@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use linuxfp::{
     compat::HookPolicy,
-    controller::{Controller, ControllerEvent},
+    controller::{Controller, ControllerEvent, ControllerHandle},
     deploy::Stats,
     fpm::Fpm,
     netns::NetnsRef,
@@ -24,6 +24,17 @@ pub async fn with_linuxfp<R>(
     fpms: Vec<Arc<dyn Fpm>>,
     hook: HookPolicy,
     body: impl FnOnce() -> R,
+) -> (R, Stats, Stats) {
+    with_controller(ns, fpms, hook, |_| body()).await
+}
+
+/// [`with_linuxfp`] with the controller's handle given to `body` (to read
+/// the deployed plan).
+pub async fn with_controller<R>(
+    ns: &Netns,
+    fpms: Vec<Arc<dyn Fpm>>,
+    hook: HookPolicy,
+    body: impl FnOnce(&ControllerHandle) -> R,
 ) -> (R, Stats, Stats) {
     let mut builder = Controller::builder()
         .netns(NetnsRef::Named(ns.name().to_string()))
@@ -50,7 +61,7 @@ pub async fn with_linuxfp<R>(
     .await
     .expect("deployed in time");
     let before = handle.stats().await.expect("stats");
-    let out = tokio::task::block_in_place(body);
+    let out = tokio::task::block_in_place(|| body(&handle));
     let after = handle.stats().await.expect("stats");
     handle.shutdown();
     tokio::time::timeout(Duration::from_secs(5), task)

@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use super::{Injector, Wire, frame};
 use crate::{
     error::Result,
-    links::{format_mac, neighbour, route, sysctl, wait_up},
+    links::{addr, format_mac, neighbour, route, sysctl, up, veth, wait_up},
     netns::Netns,
     router::VirtualRouter,
     switch::Switch,
@@ -191,6 +191,23 @@ pub fn unlimited_icmp(ns: &Netns) -> Result<()> {
     sysctl(ns, "net.ipv6.icmp.ratemask", "")
 }
 
+/// The routes of a router layout that make the router generate every kind
+/// of ICMP error (blackhole, unreachable, prohibit, back out of the
+/// ingress interface), and no rate limit on those errors.
+fn special_routes(rtr: &Netns, l: &RouterLayout) -> Result<()> {
+    for (kind, (a4, a6)) in [
+        ("blackhole", l.blackhole),
+        ("unreachable", l.unreachable),
+        ("prohibit", l.prohibit),
+    ] {
+        route(rtr, &format!("{kind} {}", net24(a4)))?;
+        route(rtr, &format!("{kind} {}", net64(a6)))?;
+    }
+    route(rtr, &format!("{} via {}", net24(l.same_if.0), l.stranger4))?;
+    route(rtr, &format!("{} via {}", net64(l.same_if.1), l.stranger6))?;
+    unlimited_icmp(rtr)
+}
+
 /// Builds the router testbed ([`ROUTER`]). With `napi_peers`, GRO is on
 /// at `s0` and `d0`, which gives them the NAPI an XDP redirect into a veth
 /// needs (both runs must use the same setting).
@@ -221,17 +238,7 @@ pub fn router(tag: &str, napi_peers: bool) -> Result<VirtualRouter> {
     ] {
         neighbour(rtr, dev, &ip, mac)?;
     }
-    for (kind, (a4, a6)) in [
-        ("blackhole", l.blackhole),
-        ("unreachable", l.unreachable),
-        ("prohibit", l.prohibit),
-    ] {
-        route(rtr, &format!("{kind} {}", net24(a4)))?;
-        route(rtr, &format!("{kind} {}", net64(a6)))?;
-    }
-    route(rtr, &format!("{} via {}", net24(l.same_if.0), l.stranger4))?;
-    route(rtr, &format!("{} via {}", net64(l.same_if.1), l.stranger6))?;
-    unlimited_icmp(rtr)?;
+    special_routes(rtr, &l)?;
     if napi_peers {
         vr.src.exec(&["ethtool", "-K", "s0", "gro", "on"])?;
         vr.dst.exec(&["ethtool", "-K", "d0", "gro", "on"])?;
@@ -349,4 +356,127 @@ pub fn switch_wires(s: &Switch) -> Vec<Wire<'_>> {
             ifname: "e0",
         })
         .collect()
+}
+
+/// The layout of the bridge-then-router testbed ([`bridged_router`]): the
+/// router's `src` side is the bridge testbed's `br0` (its MAC, an address
+/// in the hosts' subnet) with `h1` as the source host, and its `dst` side
+/// a routed link `r9` to a namespace `far` (`x0`). The stranger sits
+/// behind the bridge (frames to it are flooded to every host).
+pub const BRIDGED_ROUTER: RouterLayout = RouterLayout {
+    src_mac: SWITCH.host_macs[0],
+    r0_mac: SWITCH.bridge_mac,
+    r1_mac: [0x02, 0, 0, 0x60, 0, 0x01],
+    dst_mac: [0x02, 0, 0, 0x60, 0, 0x02],
+    stranger_mac: [0x02, 0, 0, 0x50, 0, 0x99],
+    src4: Ipv4Addr::new(10, 50, 0, 1),
+    r0_4: Ipv4Addr::new(10, 50, 0, 254),
+    r1_4: Ipv4Addr::new(10, 60, 0, 1),
+    dst4: Ipv4Addr::new(10, 60, 0, 2),
+    stranger4: Ipv4Addr::new(10, 50, 0, 5),
+    src6: v6(0xfd50, 0, 1),
+    r0_6: v6(0xfd50, 0, 0xfe),
+    r1_6: v6(0xfd60, 0, 1),
+    dst6: v6(0xfd60, 0, 2),
+    stranger6: v6(0xfd50, 0, 5),
+    link_local6: ROUTER.link_local6,
+    blackhole: ROUTER.blackhole,
+    unreachable: ROUTER.unreachable,
+    prohibit: ROUTER.prohibit,
+    same_if: ROUTER.same_if,
+    src_mtu: SWITCH.h1_mtu,
+    dst_mtu: 1400,
+};
+
+/// A bridge that routes: the bridge testbed ([`switch`]) whose `br0` has
+/// addresses and forwards to a routed link `r9` – `x0` (namespace `far`).
+#[derive(Debug)]
+pub struct BridgedRouter {
+    /// The bridge testbed; `sw` is the router too.
+    pub switch: Switch,
+    /// The host behind the routed link.
+    pub far: Netns,
+}
+
+/// Builds the bridge-then-router testbed ([`BRIDGED_ROUTER`]), prepared
+/// like the others: fixed MACs, silent hosts, permanent neighbour entries
+/// for every address an error goes to, ICMP rate limits off. IPv6 is on
+/// `br0` (no DAD; its ports stay without).
+pub fn bridged_router(tag: &str) -> Result<BridgedRouter> {
+    let l = BRIDGED_ROUTER;
+    let switch = switch(tag, false)?;
+    let sw = &switch.sw;
+    let far = Netns::new(&format!("{tag}far"))?;
+    silence(&far)?;
+    veth(sw, "r9", &far, "x0")?;
+    for (ns, ifname) in [(sw, "br0"), (sw, "r9"), (&far, "x0")] {
+        sysctl(ns, &format!("net.ipv6.conf.{ifname}.accept_dad"), "0")?;
+        sysctl(ns, &format!("net.ipv6.conf.{ifname}.disable_ipv6"), "0")?;
+    }
+    for (ns, ifname, mac, a4, a6) in [
+        (sw, "br0", l.r0_mac, l.r0_4, l.r0_6),
+        (sw, "r9", l.r1_mac, l.r1_4, l.r1_6),
+        (&far, "x0", l.dst_mac, l.dst4, l.dst6),
+    ] {
+        up(ns, ifname)?;
+        set_mac(ns, ifname, mac)?;
+        addr(ns, ifname, &format!("{a4}/24"))?;
+        ns.exec(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("{a6}/64"),
+            "dev",
+            ifname,
+            "nodad",
+        ])?;
+    }
+    for (ns, ifname) in [(sw, "r9"), (&far, "x0")] {
+        set_mtu(ns, ifname, l.dst_mtu)?;
+    }
+    sysctl(sw, "net.ipv4.ip_forward", "1")?;
+    sysctl(sw, "net.ipv6.conf.all.forwarding", "1")?;
+    for (dev, ip, mac) in [
+        ("br0", l.src4.to_string(), l.src_mac),
+        ("br0", l.src6.to_string(), l.src_mac),
+        ("br0", l.stranger4.to_string(), l.stranger_mac),
+        ("br0", l.stranger6.to_string(), l.stranger_mac),
+        ("br0", l.link_local6.to_string(), l.stranger_mac),
+        ("r9", l.dst4.to_string(), l.dst_mac),
+        ("r9", l.dst6.to_string(), l.dst_mac),
+    ] {
+        neighbour(sw, dev, &ip, mac)?;
+    }
+    special_routes(sw, &l)?;
+    wait_up(&far, "x0", std::time::Duration::from_secs(5))?;
+    Ok(BridgedRouter { switch, far })
+}
+
+/// The bridge-then-router testbed's receiving interfaces, labelled for
+/// the router corpus: `s0` (`h1`), `d0` (`far`), and `h2`, `h3`.
+pub fn bridged_router_wires(b: &BridgedRouter) -> Vec<Wire<'_>> {
+    let h = &b.switch.hosts;
+    vec![
+        Wire {
+            label: "s0",
+            ns: &h[0].ns,
+            ifname: "e0",
+        },
+        Wire {
+            label: "h2",
+            ns: &h[1].ns,
+            ifname: "e0",
+        },
+        Wire {
+            label: "h3",
+            ns: &h[2].ns,
+            ifname: "e0",
+        },
+        Wire {
+            label: "d0",
+            ns: &b.far,
+            ifname: "x0",
+        },
+    ]
 }

@@ -17,11 +17,15 @@
 //! ([`frame::tag`]).
 //!
 //! The corpora for the router and the bridge are in [`corpus`]; the
-//! testbeds prepared for a deterministic run in [`bed`].
+//! firewall rulesets of the filter's test in [`rulesets`] and the corpus
+//! drawn from a ruleset in [`rule_corpus`]; the testbeds prepared for a
+//! deterministic run in [`bed`].
 
 pub mod bed;
 pub mod corpus;
 pub mod frame;
+pub mod rule_corpus;
+pub mod rulesets;
 mod socket;
 
 use std::{

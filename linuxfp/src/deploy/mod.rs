@@ -246,6 +246,10 @@ impl Deployer {
         // programs are already detached (links die with the process); start
         // clean so no stale map content or chain slot survives.
         pins::remove_pins(&layout.root);
+        // The shared parent (`/sys/fs/bpf/linuxfp`) too: it may predate us.
+        if let Some(parent) = layout.root.parent() {
+            pins::mkdir_private(parent)?;
+        }
         pins::mkdir_private(&layout.root)?;
         if let Err(e) = pins::require_bpffs(&layout.root) {
             pins::remove_pins(&layout.root);
@@ -287,13 +291,18 @@ impl Deployer {
 
     /// Moves the kernel from the deployed plan to `plan`. Failures on one
     /// interface leave it to the kernel and are reported; they do not stop
-    /// the others.
+    /// the others. A stage whose program cannot be loaded (the verifier
+    /// refuses it, a map cannot be created) fails every interface whose
+    /// chain needs it: those are left to the kernel whole (their previous
+    /// chain detached too, since its parameters are out of date), never
+    /// with a part of their chain.
     pub fn apply(&mut self, plan: &FastPathPlan) -> Result<DeployReport, DeployError> {
         let mut report = DeployReport::default();
         let mut next = plan.clone();
 
         // 1. Programs: load what is missing or whose globals changed.
         let mut fresh: BTreeMap<InstanceKey, Instance> = BTreeMap::new();
+        let mut unloadable: BTreeMap<InstanceKey, String> = BTreeMap::new();
         for p in plan.interfaces.values() {
             for (position, fpm) in p.stages.iter().enumerate() {
                 let key = InstanceKey {
@@ -307,15 +316,41 @@ impl Deployer {
                     .map(|c| c.globals.clone())
                     .unwrap_or_default();
                 let current = self.instances.get(&key).map(|i| &i.globals);
-                if current != Some(&globals) && !fresh.contains_key(&key) {
-                    let inst = self.load(&key, globals)?;
-                    fresh.insert(key, inst);
+                if current == Some(&globals)
+                    || fresh.contains_key(&key)
+                    || unloadable.contains_key(&key)
+                {
+                    continue;
+                }
+                match self.load(&key, globals) {
+                    Ok(inst) => {
+                        fresh.insert(key, inst);
+                    }
+                    Err(e) => {
+                        let message = error_chain(&e);
+                        tracing::warn!(fpm = %key.fpm, hook = %key.hook, position = key.position, error = %message, "cannot load; its interfaces are left to the kernel");
+                        unloadable.insert(key, message);
+                    }
                 }
             }
         }
+        for (&ifindex, p) in &plan.interfaces {
+            let unloaded = p.stages.iter().enumerate().find_map(|(position, fpm)| {
+                unloadable.get(&InstanceKey {
+                    fpm: fpm.clone(),
+                    hook: p.hook,
+                    position: position as u32,
+                })
+            });
+            if let Some(message) = unloaded {
+                Self::leave_to_kernel(&mut next, &mut report, ifindex, &p.name, message.clone());
+            }
+        }
+        let needed: BTreeSet<&String> = next.interfaces.values().flat_map(|p| &p.stages).collect();
 
-        // 2. Maps, before anything that reads them is attached.
-        for (fpm, cfg) in &plan.fpms {
+        // 2. Maps, before anything that reads them is attached (only of
+        //    the FPMs still used: one that failed to load may have none).
+        for (fpm, cfg) in plan.fpms.iter().filter(|(f, _)| needed.contains(f)) {
             let n = self.sync_maps(fpm, &cfg.maps)?;
             if n > 0 {
                 report.map_writes.insert(fpm.clone(), n);
@@ -333,7 +368,12 @@ impl Deployer {
 
         // 3. Chains: later stages first (slots), then the attached stage, so
         //    a packet entering the new first stage finds its successors.
-        for (&ifindex, p) in &plan.interfaces {
+        let chains: Vec<(u32, crate::synth::InterfacePlan)> = next
+            .interfaces
+            .iter()
+            .map(|(i, p)| (*i, p.clone()))
+            .collect();
+        for (ifindex, p) in chains {
             let result = self
                 .set_slots(ifindex, p.hook, &p.stages)
                 .and_then(|()| self.attach_first(ifindex, &p.name, p.hook, &p.stages[0]));
@@ -350,14 +390,12 @@ impl Deployer {
                     tracing::warn!(ifindex, interface = %p.name, error = %error_chain(&e), "left to the kernel");
                     self.clear_slots(ifindex, p.hook);
                     self.links.remove(&ifindex);
-                    report.failed.insert(ifindex, error_chain(&e));
-                    next.interfaces.remove(&ifindex);
-                    next.slow_path.insert(
+                    Self::leave_to_kernel(
+                        &mut next,
+                        &mut report,
                         ifindex,
-                        SlowPath {
-                            name: p.name.clone(),
-                            reasons: vec![error_chain(&e)],
-                        },
+                        &p.name,
+                        error_chain(&e),
                     );
                 }
             }
@@ -404,11 +442,35 @@ impl Deployer {
             self.maps.retain(|(f, _), _| *f != fpm);
             pins::remove_pins(&self.layout.root.join(&fpm));
         }
+        // Maps a refused load pinned, for an FPM used nowhere.
+        for key in unloadable.keys().filter(|k| !live.contains(&k.fpm)) {
+            pins::remove_pins(&self.layout.root.join(&key.fpm));
+        }
 
         next.fpms.retain(|f, _| live.contains(f));
         self.deployed = next;
         self.write_status()?;
         Ok(report)
+    }
+
+    /// Moves `ifindex` from `next`'s chains to its slow path, and reports
+    /// it failed, with `reason`.
+    fn leave_to_kernel(
+        next: &mut FastPathPlan,
+        report: &mut DeployReport,
+        ifindex: u32,
+        name: &str,
+        reason: String,
+    ) {
+        report.failed.insert(ifindex, reason.clone());
+        next.interfaces.remove(&ifindex);
+        next.slow_path.insert(
+            ifindex,
+            SlowPath {
+                name: name.to_string(),
+                reasons: vec![reason],
+            },
+        );
     }
 
     /// Detaches everything and removes the pins and status file.
@@ -700,13 +762,10 @@ impl Deployer {
             path: self.layout.status.clone(),
             source: std::io::Error::other(e),
         })?;
-        let tmp = self.layout.status.with_extension("json.tmp");
-        std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, &self.layout.status))
-            .map_err(|source| DeployError::Status {
-                path: self.layout.status.clone(),
-                source,
-            })
+        pins::write_private(&self.layout.status, &json).map_err(|source| DeployError::Status {
+            path: self.layout.status.clone(),
+            source,
+        })
     }
 
     fn status_file(&self) -> StatusFile {

@@ -12,7 +12,11 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    os::{fd::AsRawFd, unix::fs::DirBuilderExt},
+    io::Write,
+    os::{
+        fd::AsRawFd,
+        unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
 };
 
@@ -126,16 +130,47 @@ fn is_bpffs(path: &Path) -> bool {
     }
 }
 
-/// Creates a root-only directory and its parents.
+/// Creates a root-only directory and its parents. A directory that was
+/// already there is made ours and private too: whoever else owned it or
+/// could write to it could swap the pins under it.
 pub(crate) fn mkdir_private(path: &Path) -> Result<(), DeployError> {
+    let pin_err = |source| DeployError::Pin {
+        path: path.to_path_buf(),
+        source,
+    };
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|source| DeployError::Pin {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(pin_err)?;
+    make_private(path).map_err(pin_err)
+}
+
+/// Gives `path` to this process's user and group, mode 0700 for a
+/// directory and 0600 for a file.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    // SAFETY: geteuid/getegid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    let mode = if path.is_dir() { 0o700 } else { 0o600 };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed over it, both
+/// readable by this process's user only.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    // A temporary file left by an older version keeps its old mode.
+    make_private(&tmp)?;
+    file.write_all(bytes)?;
+    drop(file);
+    fs::rename(&tmp, path)
 }
 
 /// An exclusive lock on one namespace: only one controller manages it.
@@ -151,15 +186,19 @@ impl InstanceLock {
         if let Some(dir) = path.parent() {
             mkdir_private(dir)?;
         }
+        let pin_err = |source| DeployError::Pin {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(path)
-            .map_err(|source| DeployError::Pin {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(pin_err)?;
+        // A lock file an older version created keeps its old mode.
+        make_private(path).map_err(pin_err)?;
         // SAFETY: flock on a valid fd we own.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {

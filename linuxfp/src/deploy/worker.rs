@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! A [`Deployer`] on its own thread inside the target network namespace,
 //! driven asynchronously (executor-agnostic: futures oneshot channels).
+//!
+//! The thread runs FPM code (bytecode, upkeep). If that panics, the
+//! deployer is dropped while unwinding, which detaches every program it
+//! attached (its links are owned, never pinned), its pins and status file
+//! are removed, and the death is announced ([`DeployWorker::death`]): Linux carries the
+//! traffic, and the owner learns why.
 
 use std::{
     sync::{Mutex, mpsc},
@@ -38,6 +44,13 @@ pub enum WorkerError {
     /// The worker thread is gone (it panicked or was shut down).
     #[error("deploy worker stopped")]
     Stopped,
+    /// The worker thread died: code run in it panicked. Everything it had
+    /// attached is detached.
+    #[error("deploy worker died ({reason}); its programs are detached, Linux carries all traffic")]
+    Died {
+        /// The panic message.
+        reason: String,
+    },
 }
 
 /// Handle to a deployer running on a thread inside a network namespace.
@@ -46,6 +59,7 @@ pub enum WorkerError {
 pub struct DeployWorker {
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
+    died: Mutex<Option<oneshot::Receiver<String>>>,
 }
 
 impl DeployWorker {
@@ -54,6 +68,7 @@ impl DeployWorker {
     pub fn spawn(netns: NetnsRef, registry: FpmRegistry) -> Result<Self, WorkerError> {
         let (tx, rx) = mpsc::channel::<Command>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), WorkerError>>();
+        let (died_tx, died_rx) = oneshot::channel::<String>();
         let label = netns.to_string();
         let thread = thread::Builder::new()
             .name("linuxfp-deploy".into())
@@ -68,7 +83,7 @@ impl DeployWorker {
                         Deployer::new(PinLayout::new(&netns.pin_name()), registry)
                             .map_err(WorkerError::from)
                     });
-                let mut deployer = match deployer {
+                let deployer = match deployer {
                     Ok(d) => {
                         let _ = ready_tx.send(Ok(()));
                         d
@@ -78,38 +93,22 @@ impl DeployWorker {
                         return;
                     }
                 };
-                // Between commands, FPM upkeep runs when due.
-                let mut upkept = std::collections::BTreeMap::new();
-                let mut wait = None;
-                loop {
-                    let cmd = match wait {
-                        Some(w) => match rx.recv_timeout(w) {
-                            Ok(cmd) => cmd,
-                            Err(mpsc::RecvTimeoutError::Timeout) => {
-                                wait = deployer.upkeep(&mut upkept);
-                                continue;
-                            }
-                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        },
-                        None => match rx.recv() {
-                            Ok(cmd) => cmd,
-                            Err(_) => break,
-                        },
-                    };
-                    match cmd {
-                        Command::Apply(plan, reply) => {
-                            let _ = reply.send(deployer.apply(&plan));
-                            wait = deployer.upkeep(&mut upkept);
-                        }
-                        Command::Stats(reply) => {
-                            let _ = reply.send(deployer.stats());
-                        }
-                        Command::Deployed(reply) => {
-                            let _ = reply.send(deployer.deployed().clone());
-                        }
-                    }
+                let (root, status) = (
+                    deployer.layout().root.clone(),
+                    deployer.layout().status.clone(),
+                );
+                // The deployer moves into `serve`: if FPM code panics there, it
+                // is dropped while unwinding, which detaches its programs.
+                let served =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(deployer, &rx)));
+                if let Err(payload) = served {
+                    let reason = panic_message(payload.as_ref());
+                    tracing::error!(netns = %netns, %reason, "deploy worker died; its programs are detached");
+                    super::pins::remove_pins(&root);
+                    // Best effort: a stale status would show chains that are gone.
+                    let _ = std::fs::remove_file(&status);
+                    let _ = died_tx.send(reason);
                 }
-                deployer.shutdown();
             })
             .map_err(|e| WorkerError::Start {
                 netns: label.clone(),
@@ -119,6 +118,7 @@ impl DeployWorker {
             Ok(Ok(())) => Ok(DeployWorker {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
+                died: Mutex::new(Some(died_rx)),
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -165,6 +165,24 @@ impl DeployWorker {
         rx.await.map_err(|_| WorkerError::Stopped)
     }
 
+    /// Resolves with [`WorkerError::Died`] when the worker thread dies of
+    /// a panic; never resolves otherwise (nor after a clean shutdown).
+    /// There is one such future per worker: later calls get one that never
+    /// resolves.
+    pub fn death(&self) -> impl std::future::Future<Output = WorkerError> + Send + 'static {
+        let died = self.died.lock().unwrap_or_else(|p| p.into_inner()).take();
+        async move {
+            match died {
+                Some(rx) => match rx.await {
+                    Ok(reason) => WorkerError::Died { reason },
+                    // Shut down cleanly: nothing to announce, ever.
+                    Err(_) => futures::future::pending().await,
+                },
+                None => futures::future::pending().await,
+            }
+        }
+    }
+
     /// Detaches everything, removes pins, and waits for the thread.
     /// Later calls on this worker fail with [`WorkerError::Stopped`].
     pub fn shutdown(&self) {
@@ -180,4 +198,50 @@ impl Drop for DeployWorker {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The worker's command loop: applies plans, answers queries, and runs FPM
+/// upkeep between commands until the handle is gone; then detaches
+/// everything.
+fn serve(mut deployer: Deployer, rx: &mpsc::Receiver<Command>) {
+    let mut upkept = std::collections::BTreeMap::new();
+    let mut wait = None;
+    loop {
+        let cmd = match wait {
+            Some(w) => match rx.recv_timeout(w) {
+                Ok(cmd) => cmd,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    wait = deployer.upkeep(&mut upkept);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(cmd) => cmd,
+                Err(_) => break,
+            },
+        };
+        match cmd {
+            Command::Apply(plan, reply) => {
+                let _ = reply.send(deployer.apply(&plan));
+                wait = deployer.upkeep(&mut upkept);
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(deployer.stats());
+            }
+            Command::Deployed(reply) => {
+                let _ = reply.send(deployer.deployed().clone());
+            }
+        }
+    }
+    deployer.shutdown();
+}
+
+/// The message of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_string())
 }

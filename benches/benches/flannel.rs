@@ -72,6 +72,8 @@ impl Path {
 #[derive(Clone, Debug, Serialize)]
 struct Case {
     backend: &'static str,
+    /// Whether flanneld's `--ip-masq` nat rules are installed.
+    ip_masq: bool,
     path: Path,
     pairs: usize,
     /// Summed Gbit/s of the pairs, per repeat.
@@ -103,8 +105,9 @@ struct Report {
     seconds: u32,
     repeats: usize,
     cases: Vec<Case>,
-    /// Per backend: what the Compatibility Manager chose on each node.
-    hooks: BTreeMap<&'static str, Vec<HookChoice>>,
+    /// Per setup (backend, with or without ip-masq): what the
+    /// Compatibility Manager chose on each node.
+    hooks: BTreeMap<String, Vec<HookChoice>>,
 }
 
 struct Config {
@@ -166,11 +169,22 @@ struct Runs {
     counters: Counters,
 }
 
-fn run_backend(backend: Backend, cfg: &Config, report: &mut Report) {
+/// `vxlan` or `vxlan, no ip-masq`.
+fn setup(backend: &str, ip_masq: bool) -> String {
+    if ip_masq {
+        backend.to_string()
+    } else {
+        format!("{backend}, no ip-masq")
+    }
+}
+
+fn run_backend(backend: Backend, ip_masq: bool, cfg: &Config, report: &mut Report) {
     let most = cfg.pairs.iter().copied().max().unwrap_or(1);
+    let name = setup(backend.name(), ip_masq);
     // Intra-node pairs take two pods of node 1 each.
-    let c = FlannelCluster::new(&format!("bf{}", backend.name()), backend, 2 * most)
-        .expect("flannel cluster");
+    let tag = format!("bf{}{}", backend.name(), u8::from(ip_masq));
+    let c =
+        FlannelCluster::with_ip_masq(&tag, backend, 2 * most, ip_masq).expect("flannel cluster");
     let iperf = Iperf3 {
         seconds: cfg.seconds,
         ..Default::default()
@@ -184,8 +198,7 @@ fn run_backend(backend: Backend, cfg: &Config, report: &mut Report) {
     for r in 0..cfg.repeats {
         for (&(path, pairs), out) in cases.iter().zip(&mut runs) {
             eprintln!(
-                "== flannel {} {} x{pairs}, repeat {}: Linux",
-                backend.name(),
+                "== flannel {name} {} x{pairs}, repeat {}: Linux",
                 path.label(),
                 r + 1
             );
@@ -197,12 +210,11 @@ fn run_backend(backend: Backend, cfg: &Config, report: &mut Report) {
         let ctl = Controllers::start(&nodes, &fpms()).expect("controllers");
         report
             .hooks
-            .entry(backend.name())
+            .entry(name.clone())
             .or_insert_with(|| ctl.hook_choices());
         for (&(path, pairs), out) in cases.iter().zip(&mut runs) {
             eprintln!(
-                "== flannel {} {} x{pairs}, repeat {}: LinuxFP",
-                backend.name(),
+                "== flannel {name} {} x{pairs}, repeat {}: LinuxFP",
                 path.label(),
                 r + 1
             );
@@ -225,6 +237,7 @@ fn run_backend(backend: Backend, cfg: &Config, report: &mut Report) {
         };
         report.cases.push(Case {
             backend: backend.name(),
+            ip_masq,
             path,
             pairs,
             linux_runs: r.linux,
@@ -272,37 +285,51 @@ fn main() {
         repeats: cfg.repeats,
         ..Default::default()
     };
-    for backend in Backend::ALL {
-        run_backend(backend, &cfg, &mut report);
+    for ip_masq in [true, false] {
+        for backend in Backend::ALL {
+            run_backend(backend, ip_masq, &cfg, &mut report);
+        }
     }
-    let cats: Vec<String> = report
-        .cases
-        .iter()
-        .map(|c| format!("{} {} x{}", c.backend, short(c.path), c.pairs))
-        .collect();
-    let series = [
-        ("Linux", medians(&report, |c| c.linux.as_ref())),
-        ("LinuxFP", medians(&report, |c| c.linuxfp.as_ref())),
-    ]
-    .map(|(name, values)| linuxfp_benches::plot::Series {
-        name: name.to_string(),
-        values,
-    });
-    linuxfp_benches::write_chart(
-        "flannel",
-        &linuxfp_benches::plot::bar_chart(
-            "Flannel: pod-to-pod TCP by backend, path and pod pairs (Gbit/s, median)",
-            "Gbit/s",
-            &cats,
-            &series,
+    for (ip_masq, file, title) in [
+        (
+            true,
+            "flannel",
+            "Flannel (ip-masq): pod-to-pod TCP (Gbit/s, median)",
         ),
-    );
+        (
+            false,
+            "flannel-no-masq",
+            "Flannel without ip-masq: pod-to-pod TCP (Gbit/s, median)",
+        ),
+    ] {
+        let cases: Vec<&Case> = report
+            .cases
+            .iter()
+            .filter(|c| c.ip_masq == ip_masq)
+            .collect();
+        let cats: Vec<String> = cases
+            .iter()
+            .map(|c| format!("{} {} x{}", c.backend, short(c.path), c.pairs))
+            .collect();
+        let series = [
+            ("Linux", medians(&cases, |c| c.linux.as_ref())),
+            ("LinuxFP", medians(&cases, |c| c.linuxfp.as_ref())),
+        ]
+        .map(|(name, values)| linuxfp_benches::plot::Series {
+            name: name.to_string(),
+            values,
+        });
+        linuxfp_benches::write_chart(
+            file,
+            &linuxfp_benches::plot::bar_chart(title, "Gbit/s", &cats, &series),
+        );
+    }
     linuxfp_benches::write_results("flannel", &markdown(&report), &report);
 }
 
 /// Each case's median (0 where every run failed), for the chart.
-fn medians(r: &Report, side: fn(&Case) -> Option<&Spread>) -> Vec<f64> {
-    r.cases
+fn medians(cases: &[&Case], side: fn(&Case) -> Option<&Spread>) -> Vec<f64> {
+    cases
         .iter()
         .map(|c| side(c).map_or(0.0, |x| x.median))
         .collect()
@@ -319,7 +346,7 @@ fn markdown(r: &Report) -> String {
     let mut s = format!(
         "## Flannel: pod-to-pod TCP, LinuxFP vs Linux (same run)\n\n\
          Kernel {}, {} CPUs ({}). {}; {} s per run, {} repeats.\n\n\
-         | backend | path | pod pairs | Linux Gbit/s median [min–max] | LinuxFP Gbit/s median [min–max] | ratio | fast path | top punts |\n\
+         | setup | path | pod pairs | Linux Gbit/s median [min–max] | LinuxFP Gbit/s median [min–max] | ratio | fast path | top punts |\n\
          |---|---|---|---|---|---|---|---|\n",
         r.kernel, r.cpus, r.cpu, r.method, r.seconds, r.repeats
     );
@@ -332,7 +359,7 @@ fn markdown(r: &Report) -> String {
             .join(", ");
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {:.1}% | {} |\n",
-            c.backend,
+            setup(c.backend, c.ip_masq),
             c.path.label(),
             c.pairs,
             runs_cell(c.linux.as_ref(), c.linux_failures),
@@ -404,6 +431,17 @@ fn explain(reason: &str) -> Option<&'static str> {
              until the filter FPM models conntrack and NAT; the router is left out of \
              the chains for the same reason"
         }
+        "filter/not_forwarded" => {
+            "the filter stage cannot show the packet is forwarded (VXLAN to the node \
+             itself, or a frame bridged within cni0, whose route leaves by the interface \
+             it came in on): the kernel takes it, and the bridge stage behind the filter \
+             on the pods' ports never sees intra-node frames"
+        }
+        "filter/unknown_if" => {
+            "the filter stage met an interface its compiled ruleset does not know \
+             (names are resolved when the ruleset is compiled)"
+        }
+        "router/l2_multicast" => "broadcast or multicast frames, for the kernel",
         "filter/chain_miss" => "a packet the filter let through with no stage after it",
         "bridge/multicast" => "broadcast or multicast frames (ARP), flooded by the kernel",
         "filter/rule_nat" => "a rule with NAT: evaluated by the kernel",

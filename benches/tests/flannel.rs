@@ -3,7 +3,9 @@
 //! node and between nodes, over VXLAN and over host-gw, with Linux alone
 //! and with LinuxFP (router, bridge and filter FPMs, one controller per
 //! node) running: ping and TCP get through in both cases, and LinuxFP's
-//! stages saw the traffic (their counters moved).
+//! stages saw the traffic (their counters moved). With flanneld's
+//! `--ip-masq` rules the ruleset has a nat chain and the filter hands
+//! IPv4 to the kernel; without them the router's fast path forwards.
 //!
 //! Root only; skips loudly otherwise.
 
@@ -59,8 +61,8 @@ fn fpms() -> Vec<Arc<dyn Fpm>> {
     ]
 }
 
-fn check(backend: Backend, tag: &str) {
-    let c = FlannelCluster::new(tag, backend, 2).expect("cluster");
+fn check(backend: Backend, ip_masq: bool, tag: &str) {
+    let c = FlannelCluster::with_ip_masq(tag, backend, 2, ip_masq).expect("cluster");
     reachable(&c, "Linux alone");
 
     let ctl = Controllers::start(
@@ -103,6 +105,17 @@ fn check(backend: Backend, tag: &str) {
     );
     let counted: u64 = seen.fpms.values().flat_map(|s| s.values()).sum();
     assert!(counted > 1000, "LinuxFP's stages saw the traffic: {seen:?}");
+    if !ip_masq {
+        // No nat chain: the filter evaluates Flannel's FORWARD rules and
+        // the router forwards in the fast path.
+        let forwarded = seen
+            .fpms
+            .get("router")
+            .and_then(|r| r.get("fast"))
+            .copied()
+            .unwrap_or(0);
+        assert!(forwarded > 1000, "the router forwarded: {seen:?}");
+    }
     ctl.stop().expect("stop");
     // Linux alone again, once everything is detached.
     reachable(&c, "Linux alone, after LinuxFP");
@@ -113,7 +126,7 @@ fn vxlan_pods_reach_each_other_with_and_without_linuxfp() {
     if !require_root("vxlan_pods_reach_each_other_with_and_without_linuxfp") {
         return;
     }
-    check(Backend::Vxlan, "flvx");
+    check(Backend::Vxlan, true, "flvx");
 }
 
 #[test]
@@ -121,5 +134,16 @@ fn host_gw_pods_reach_each_other_with_and_without_linuxfp() {
     if !require_root("host_gw_pods_reach_each_other_with_and_without_linuxfp") {
         return;
     }
-    check(Backend::HostGw, "flhg");
+    check(Backend::HostGw, true, "flhg");
+}
+
+/// Without flanneld's `--ip-masq` rules the ruleset has no nat chain, so
+/// the router runs in the fast path too, and forwards.
+#[test]
+fn pods_reach_each_other_without_ip_masq_with_the_router_in_the_fast_path() {
+    if !require_root("pods_reach_each_other_without_ip_masq_with_the_router_in_the_fast_path") {
+        return;
+    }
+    check(Backend::Vxlan, false, "flvxn");
+    check(Backend::HostGw, false, "flhgn");
 }

@@ -18,7 +18,8 @@
 //! peer node, learning off) or straight over the wire (`host-gw`: the
 //! peer's pod subnet routed via the peer's node address). Each node
 //! forwards, and carries Flannel's iptables rules: `FLANNEL-FWD` in the
-//! filter table's `FORWARD` accepting the cluster CIDR both ways, and
+//! filter table's `FORWARD` accepting the cluster CIDR both ways, and,
+//! with `--ip-masq` (as the kube-flannel manifest runs flanneld),
 //! `FLANNEL-POSTRTG` in the nat table's `POSTROUTING`, which returns
 //! pod-to-pod traffic un-NATed and masquerades pods' traffic leaving the
 //! cluster.
@@ -106,6 +107,8 @@ impl Node {
 pub struct FlannelCluster {
     /// How inter-node traffic travels.
     pub backend: Backend,
+    /// Whether flanneld's `--ip-masq` rules (the nat table) are installed.
+    pub ip_masq: bool,
     /// Node 1 and node 2.
     pub nodes: [Node; 2],
 }
@@ -114,13 +117,24 @@ pub struct FlannelCluster {
 const LINK_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl FlannelCluster {
-    /// Builds two nodes with `pods` pods each; `tag` goes into the
+    /// Builds two nodes with `pods` pods each, with flanneld's `--ip-masq`
+    /// rules as the kube-flannel manifest has them; `tag` goes into the
     /// namespace names, so say which test it is for.
     pub fn new(tag: &str, backend: Backend, pods: usize) -> Result<Self> {
+        Self::with_ip_masq(tag, backend, pods, true)
+    }
+
+    /// [`FlannelCluster::new`], with (`ip_masq`) or without the nat
+    /// table's `FLANNEL-POSTRTG` rules (flanneld's own default is
+    /// without).
+    pub fn with_ip_masq(tag: &str, backend: Backend, pods: usize, ip_masq: bool) -> Result<Self> {
         let n1 = Netns::new(&format!("{tag}n1"))?;
         let n2 = Netns::new(&format!("{tag}n2"))?;
         veth(&n1, "eth0", &n2, "eth0")?;
-        let mut nodes = [node(n1, 1, backend, pods)?, node(n2, 2, backend, pods)?];
+        let mut nodes = [
+            node(n1, 1, backend, pods, ip_masq)?,
+            node(n2, 2, backend, pods, ip_masq)?,
+        ];
         match backend {
             Backend::Vxlan => {
                 let macs = [
@@ -148,7 +162,11 @@ impl FlannelCluster {
                 wait_up(&pod.ns, "e0", LINK_UP_TIMEOUT)?;
             }
         }
-        Ok(Self { backend, nodes })
+        Ok(Self {
+            backend,
+            ip_masq,
+            nodes,
+        })
     }
 
     /// The pod `pod` (index) of node `node` (0 or 1).
@@ -209,9 +227,9 @@ impl FlannelCluster {
 pub type PodPair = ((usize, usize), (usize, usize));
 
 /// Builds one node: `eth0`'s address, `cni0` with its pods, forwarding,
-/// Flannel's iptables rules and, with VXLAN, `flannel.1` (its peer comes
+/// Flannel's iptables rules (with the nat ones if `ip_masq`) and, with VXLAN, `flannel.1` (its peer comes
 /// later, once both devices exist).
-fn node(ns: Netns, index: u8, backend: Backend, pods: usize) -> Result<Node> {
+fn node(ns: Netns, index: u8, backend: Backend, pods: usize, ip_masq: bool) -> Result<Node> {
     let address = Ipv4Addr::new(192, 168, 50, index);
     addr(&ns, "eth0", &format!("{address}/24"))?;
     up(&ns, "eth0")?;
@@ -280,7 +298,7 @@ fn node(ns: Netns, index: u8, backend: Backend, pods: usize) -> Result<Node> {
         address,
         pods: out,
     };
-    flannel_rules(&node)?;
+    flannel_rules(&node, ip_masq)?;
     Ok(node)
 }
 
@@ -313,8 +331,9 @@ fn vxlan_peer(this: &Node, peer: &Node, peer_mac: [u8; 6]) -> Result<()> {
 /// Flannel's iptables rules for this node (IPv4, iptables-nft): accept
 /// forwarding to and from the cluster, leave pod-to-pod traffic un-NATed,
 /// masquerade pods' traffic leaving the cluster (except multicast) and the
-/// host's traffic entering it. Each rule carries flanneld's comment.
-fn flannel_rules(node: &Node) -> Result<()> {
+/// host's traffic entering it (the nat rules only with `ip_masq`). Each
+/// rule carries flanneld's comment.
+fn flannel_rules(node: &Node, ip_masq: bool) -> Result<()> {
     let pods = node.pod_subnet();
     let cluster = CLUSTER_CIDR;
     let fwd = ["-m", "comment", "--comment", "flanneld forward"];
@@ -382,6 +401,9 @@ fn flannel_rules(node: &Node) -> Result<()> {
         ),
     ];
     for (table, matches, target) in rules {
+        if table == "nat" && !ip_masq {
+            continue;
+        }
         let mut argv = vec!["iptables", "-w", "-t", table];
         argv.extend_from_slice(matches);
         if !target.is_empty() {

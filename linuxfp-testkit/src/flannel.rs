@@ -117,7 +117,7 @@ pub struct FlannelCluster {
 const LINK_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl FlannelCluster {
-    /// Builds two nodes with `pods` pods each, with flanneld's `--ip-masq`
+    /// Builds two nodes with `pods` pods (at most 253) each, with flanneld's `--ip-masq`
     /// rules as the kube-flannel manifest has them; `tag` goes into the
     /// namespace names, so say which test it is for.
     pub fn new(tag: &str, backend: Backend, pods: usize) -> Result<Self> {
@@ -131,7 +131,7 @@ impl FlannelCluster {
         let n1 = Netns::new(&format!("{tag}n1"))?;
         let n2 = Netns::new(&format!("{tag}n2"))?;
         veth(&n1, "eth0", &n2, "eth0")?;
-        let mut nodes = [
+        let nodes = [
             node(n1, 1, backend, pods, ip_masq)?,
             node(n2, 2, backend, pods, ip_masq)?,
         ];
@@ -156,7 +156,7 @@ impl FlannelCluster {
                 }
             }
         }
-        for node in &mut nodes {
+        for node in &nodes {
             wait_up(&node.ns, "eth0", LINK_UP_TIMEOUT)?;
             for pod in &node.pods {
                 wait_up(&pod.ns, "e0", LINK_UP_TIMEOUT)?;

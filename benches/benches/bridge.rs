@@ -21,7 +21,7 @@ use std::{
 use linuxfp_benches::{
     Spread,
     dataplane::{Mode, deploy, share},
-    spread,
+    runs_cell, spread, spread_of_runs,
 };
 use linuxfp_fpm_bridge::BridgeFpm;
 use linuxfp_testkit::{Iperf3, Switch, format_mac, require_root};
@@ -32,7 +32,10 @@ use serde::Serialize;
 struct ModeResult {
     /// Frame size → delivered Mpps.
     mpps: BTreeMap<usize, Spread>,
-    tcp_gbps: Option<f64>,
+    /// TCP Gbit/s over the repeats that succeeded.
+    tcp_gbps: Option<Spread>,
+    /// TCP repeats that failed.
+    tcp_failures: usize,
     /// Share of the bridge stage's frames it forwarded itself.
     fast_share: Option<f64>,
 }
@@ -125,10 +128,11 @@ fn run_mode(mode: Mode, cfg: &Config) -> ModeResult {
     result.fast_share = worker.as_ref().map(|w| share(w, "bridge", &["fast"]));
     drop(sink);
     let iperf = Iperf3::default();
-    result.tcp_gbps = iperf
-        .run(&s.hosts[1].ns, &s.hosts[1].ipv4.to_string(), &s.hosts[0].ns)
-        .map(|t| t.gbps())
-        .ok();
+    (result.tcp_gbps, result.tcp_failures) = spread_of_runs(cfg.repeats, || {
+        iperf
+            .run(&s.hosts[1].ns, &s.hosts[1].ipv4.to_string(), &s.hosts[0].ns)
+            .map(|t| t.gbps())
+    });
     drop(worker);
     result
 }
@@ -215,12 +219,12 @@ fn markdown(r: &Report) -> String {
         }
         s.push('\n');
     }
-    s.push_str("\n| mode | TCP Gbit/s | fast path |\n|---|---|---|\n");
+    s.push_str("\n| mode | TCP Gbit/s, median [min–max] | fast path |\n|---|---|---|\n");
     for (mode, res) in &r.modes {
         s.push_str(&format!(
             "| {} | {} | {} |\n",
             mode.label(),
-            res.tcp_gbps.map_or("-".into(), |g| format!("{g:.1}")),
+            runs_cell(res.tcp_gbps.as_ref(), res.tcp_failures),
             res.fast_share
                 .map_or("-".into(), |f| format!("{:.1}%", f * 100.0)),
         ));

@@ -188,11 +188,15 @@ fn main() {
 fn markdown(r: &Report) -> String {
     let mut s = format!(
         "## Firewall: packets/s vs rules, LinuxFP vs Linux (same run)\n\nKernel {}, {} CPUs, {} B frames. {}.\n\n\
-         | rules | Linux Mpps | LinuxFP XDP Mpps (ratio) | LinuxFP TC Mpps (ratio) | filter decided (XDP / TC) |\n|---|---|---|---|---|\n",
+         | rules | Linux Mpps, median [min–max] | LinuxFP XDP Mpps (ratio) | LinuxFP TC Mpps (ratio) | filter decided (XDP / TC) |\n|---|---|---|---|---|\n",
         r.kernel, r.cpus, r.frame_bytes, r.method
     );
     for (n, modes) in &r.rules {
-        let base = modes.get(&Mode::Linux).map_or(0.0, |c| c.mpps.median);
+        let linux = modes
+            .get(&Mode::Linux)
+            .map(|c| c.mpps.clone())
+            .unwrap_or_default();
+        let base = linux.median;
         let cell = |m: Mode| {
             modes.get(&m).map_or("-".to_string(), |c| {
                 let ratio = if base > 0.0 {
@@ -200,7 +204,10 @@ fn markdown(r: &Report) -> String {
                 } else {
                     0.0
                 };
-                format!("{:.2} ({ratio:.2}x)", c.mpps.median)
+                format!(
+                    "{:.2} [{:.2}–{:.2}] ({ratio:.2}x)",
+                    c.mpps.median, c.mpps.min, c.mpps.max
+                )
             })
         };
         let share = |m: Mode| {
@@ -210,7 +217,9 @@ fn markdown(r: &Report) -> String {
                 .map_or("-".to_string(), |f| format!("{:.0}%", f * 100.0))
         };
         s.push_str(&format!(
-            "| {n} | {base:.2} | {} | {} | {} / {} |\n",
+            "| {n} | {base:.2} [{:.2}–{:.2}] | {} | {} | {} / {} |\n",
+            linux.min,
+            linux.max,
             cell(Mode::LinuxfpXdp),
             cell(Mode::LinuxfpTc),
             share(Mode::LinuxfpXdp),

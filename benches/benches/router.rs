@@ -25,20 +25,42 @@ use std::{
 use linuxfp_benches::{
     Spread,
     dataplane::{Mode, deploy, share},
-    spread,
+    runs_cell, spread, spread_of_runs,
 };
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{Iperf3, VirtualRouter, require_root};
 use linuxfp_trafficgen::{Generator, Latency, Sink, frame};
 use serde::Serialize;
 
-#[derive(Clone, Debug, Default, Serialize)]
-struct LatencyResult {
-    offered_mpps: f64,
+/// One latency run.
+struct LatencyRun {
     delivered_mpps: f64,
     mean_us: f64,
     p99_us: f64,
     stddev_us: f64,
+}
+
+/// Latency at one offered load, over the repeats.
+#[derive(Clone, Debug, Default, Serialize)]
+struct LatencyResult {
+    offered_mpps: f64,
+    delivered_mpps: Spread,
+    mean_us: Spread,
+    p99_us: Spread,
+    stddev_us: Spread,
+}
+
+impl LatencyResult {
+    fn of(offered_mpps: f64, runs: &[LatencyRun]) -> Self {
+        let field = |f: fn(&LatencyRun) -> f64| spread(runs.iter().map(f).collect());
+        Self {
+            offered_mpps,
+            delivered_mpps: field(|r| r.delivered_mpps),
+            mean_us: field(|r| r.mean_us),
+            p99_us: field(|r| r.p99_us),
+            stddev_us: field(|r| r.stddev_us),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -46,7 +68,10 @@ struct ModeResult {
     /// Frame size → delivered Mpps.
     mpps: BTreeMap<usize, Spread>,
     latency: Option<LatencyResult>,
-    tcp_gbps: Option<f64>,
+    /// TCP Gbit/s over the repeats that succeeded.
+    tcp_gbps: Option<Spread>,
+    /// TCP repeats that failed.
+    tcp_failures: usize,
     /// Share of forwarded packets the fast path handled (LinuxFP modes).
     fast_share: Option<f64>,
 }
@@ -134,7 +159,7 @@ fn stamp_offset(v6: bool) -> usize {
 }
 
 /// Latency at a fixed offered load: one long, paced generator run.
-fn measure_latency(tb: &VirtualRouter, sink: &Sink, v6: bool, offered_mpps: f64) -> LatencyResult {
+fn measure_latency(tb: &VirtualRouter, sink: &Sink, v6: bool, offered_mpps: f64) -> LatencyRun {
     let ts_offset = stamp_offset(v6);
     let (f, hdr) = test_frame(tb, v6, (ts_offset + 8).max(64));
     let ifindex = tb.src_if.ifindex;
@@ -153,8 +178,7 @@ fn measure_latency(tb: &VirtualRouter, sink: &Sink, v6: bool, offered_mpps: f64)
     let elapsed = started.elapsed().as_secs_f64() - 0.05;
     let (p1, _) = sink.counts().expect("sink");
     let lat: Latency = sink.latency().expect("latency").since(&before);
-    LatencyResult {
-        offered_mpps,
+    LatencyRun {
         delivered_mpps: (p1 - p0) as f64 / elapsed / 1e6,
         mean_us: lat.mean_us(),
         p99_us: lat.quantile_us(0.99),
@@ -190,12 +214,16 @@ fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeRes
     // Offered load for latency: given, or 90% of what this (Linux) run
     // delivered with 64 B frames.
     let offered = offered.unwrap_or_else(|| result.mpps.get(&64).map_or(0.5, |x| x.median * 0.9));
-    result.latency = Some(measure_latency(&tb, &sink, v6, offered));
+    let latency: Vec<LatencyRun> = (0..cfg.repeats)
+        .map(|_| measure_latency(&tb, &sink, v6, offered))
+        .collect();
+    result.latency = Some(LatencyResult::of(offered, &latency));
     result.fast_share = deployed.as_ref().map(|w| share(w, "router", &["fast"]));
     drop(sink);
     // TCP with default offloads, through the router, socket to socket.
-    let tcp = tb.iperf3(v6, &Iperf3::default()).map(|t| t.gbps());
-    result.tcp_gbps = tcp.ok();
+    (result.tcp_gbps, result.tcp_failures) = spread_of_runs(cfg.repeats, || {
+        tb.iperf3(v6, &Iperf3::default()).map(|t| t.gbps())
+    });
     drop(deployed);
     result
 }
@@ -292,19 +320,19 @@ fn markdown(r: &Report) -> String {
             s.push('\n');
         }
         s.push_str(&format!(
-            "\n### {family}: latency at a fixed offered load, TCP, fast-path share\n\n| mode | offered Mpps | delivered Mpps | mean µs | p99 µs | stddev µs | TCP Gbit/s | fast path |\n|---|---|---|---|---|---|---|---|\n"
+            "\n### {family}: latency at a fixed offered load, TCP, fast-path share (median [min–max] of repeats)\n\n| mode | offered Mpps | delivered Mpps | mean µs | p99 µs | stddev µs | TCP Gbit/s | fast path |\n|---|---|---|---|---|---|---|---|\n"
         ));
         for (mode, res) in modes {
             let l = res.latency.clone().unwrap_or_default();
             s.push_str(&format!(
-                "| {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
+                "| {} | {:.2} | {:.2} | {} | {} | {:.1} | {} | {} |\n",
                 mode.label(),
                 l.offered_mpps,
-                l.delivered_mpps,
-                l.mean_us,
-                l.p99_us,
-                l.stddev_us,
-                res.tcp_gbps.map_or("-".into(), |g| format!("{g:.1}")),
+                l.delivered_mpps.median,
+                l.mean_us.cell(),
+                l.p99_us.cell(),
+                l.stddev_us.median,
+                runs_cell(res.tcp_gbps.as_ref(), res.tcp_failures),
                 res.fast_share
                     .map_or("-".into(), |f| format!("{:.1}%", f * 100.0)),
             ));

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! LinuxFP's benchmarks live in `benches/`: `router` (the data plane
-//! against Linux, in the same run, reported as ratios), `control_plane`
+//! LinuxFP's benchmarks live in `benches/`: `router`, `bridge`, `filter`
+//! and `flannel` (the data plane against Linux, in the same run, reported
+//! as ratios), `reaction` (command to deployed fast path), `control_plane`
 //! (criterion: topology derivation and planning) and `fold` (criterion:
 //! decoding and folding a 100k-route rtnetlink dump, and deriving the
 //! topology from it). Run them with `cargo xtask bench`.
@@ -8,6 +9,7 @@
 //! This library holds the synthetic inputs the control-plane benches share
 //! and the summary statistics the data-plane benches report.
 
+pub mod controllers;
 pub mod dataplane;
 pub mod plot;
 pub mod prog_stats;
@@ -125,6 +127,23 @@ pub struct Spread {
     pub max: f64,
 }
 
+impl Spread {
+    /// `median [min–max]` with one decimal, for a table cell.
+    pub fn cell(&self) -> String {
+        format!("{:.1} [{:.1}–{:.1}]", self.median, self.min, self.max)
+    }
+}
+
+/// A table cell for a measurement over repeats that can fail: its
+/// [`Spread::cell`], or `-` if every run failed, noting failed runs.
+pub fn runs_cell(spread: Option<&Spread>, failures: usize) -> String {
+    let mut cell = spread.map_or_else(|| "-".to_string(), Spread::cell);
+    if failures > 0 {
+        cell.push_str(&format!(" ({failures} failed)"));
+    }
+    cell
+}
+
 /// The spread of `values` (all zero if empty).
 pub fn spread(mut values: Vec<f64>) -> Spread {
     values.sort_by(f64::total_cmp);
@@ -133,6 +152,19 @@ pub fn spread(mut values: Vec<f64>) -> Spread {
         median: values.get(values.len() / 2).copied().unwrap_or(0.0),
         max: values.last().copied().unwrap_or(0.0),
     }
+}
+
+/// The spread of up to `repeats` runs of a measurement that can fail
+/// (iperf3 through an XDP fast path on veth does), over the runs that
+/// succeeded, with the number that failed; `None` if every run failed.
+pub fn spread_of_runs<E>(
+    repeats: usize,
+    mut run: impl FnMut() -> Result<f64, E>,
+) -> (Option<Spread>, usize) {
+    let (ok, failed): (Vec<_>, Vec<_>) = (0..repeats).map(|_| run()).partition(Result::is_ok);
+    let values: Vec<f64> = ok.into_iter().filter_map(Result::ok).collect();
+    let spread = (!values.is_empty()).then(|| spread(values));
+    (spread, failed.len())
 }
 
 /// Prints a data-plane bench's Markdown and writes it, with the JSON of
@@ -152,4 +184,24 @@ pub fn write_chart(name: &str, svg: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join(format!("{name}.svg")), svg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_leave_failed_runs_out() {
+        let s = spread(vec![3.0, 1.0, 2.0]);
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.0, 3.0));
+        let mut outcomes = vec![Ok(5.0), Err("reset"), Ok(7.0)].into_iter();
+        let (s, failed) = spread_of_runs(3, || outcomes.next().expect("three runs"));
+        let s = s.expect("two runs succeeded");
+        assert_eq!((s.min, s.median, s.max, failed), (5.0, 7.0, 7.0, 1));
+        let (none, failed) = spread_of_runs(2, || Err::<f64, _>("refused"));
+        assert!(none.is_none());
+        assert_eq!(failed, 2);
+        assert_eq!(runs_cell(Some(&s), 1), "7.0 [5.0–7.0] (1 failed)");
+        assert_eq!(runs_cell(None, 2), "- (2 failed)");
+    }
 }

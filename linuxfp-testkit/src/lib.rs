@@ -4,7 +4,8 @@
 //! crate: namespaces that exist exactly as long as their guard ([`Netns`],
 //! removed on drop and while unwinding from a panic), veth pairs whose ends
 //! never touch the host namespace ([`veth`]), the seed paper's
-//! [`VirtualRouter`] testbed, and bounded real traffic ([`ping`],
+//! [`VirtualRouter`] testbed, a Flannel-like two-node cluster
+//! ([`FlannelCluster`]), and bounded real traffic ([`ping`],
 //! [`Iperf3`]). The API is synchronous; call it from plain threads or from
 //! inside a tokio runtime alike.
 //!
@@ -30,6 +31,7 @@
 mod command;
 pub mod diff;
 mod error;
+mod flannel;
 mod links;
 mod netns;
 mod programs;
@@ -39,6 +41,7 @@ mod traffic;
 
 pub use command::{DEFAULT_TIMEOUT, Finished, NsChild};
 pub use error::{Error, Result};
+pub use flannel::{Backend, CLUSTER_CIDR, FlannelCluster, Node, Pod, PodPair, VXLAN_PORT};
 pub use links::{
     LinkStats, addr, bridge, enslave, format_mac, ifindex, link_stats, mac, neighbour, parse_mac,
     route, sysctl, up, veth, wait_up,

@@ -1,4 +1,9 @@
-//! `cargo xtask bench`: the benchmarks of `linuxfp-benches`, if it has any.
+//! `cargo xtask bench [--quick]`: every benchmark of `linuxfp-benches`.
+//!
+//! The data-plane benches (router, bridge, filter, flannel) measure Linux
+//! and LinuxFP in the same run and report min/median/max over repeats;
+//! `--quick` sets `LINUXFP_BENCH_QUICK=1`, which makes them short (fewer
+//! sizes and repeats), and passes `--quick` to the criterion benches.
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -7,7 +12,7 @@ use crate::run;
 
 const PACKAGE: &str = "linuxfp-benches";
 
-pub fn run() -> Result<()> {
+pub fn run(quick: bool) -> Result<()> {
     run::setup()?;
     let benches = bench_targets()?;
     if benches.is_empty() {
@@ -18,7 +23,18 @@ pub fn run() -> Result<()> {
     if !linuxfp_testkit::is_root() {
         println!("note: not root, so benchmarks that build namespaces will skip");
     }
-    run::checked(&mut run::cargo(&["bench", "-p", PACKAGE]))
+    let mut args = vec!["bench", "-p", PACKAGE];
+    let mut cmd = if quick {
+        // Every bench binary gets the flag; the data-plane ones ignore
+        // their arguments and read the environment instead.
+        args.extend(["--", "--quick"]);
+        let mut cmd = run::cargo(&args);
+        cmd.env("LINUXFP_BENCH_QUICK", "1");
+        cmd
+    } else {
+        run::cargo(&args)
+    };
+    run::checked(&mut cmd)
 }
 
 /// The names of the package's `bench` targets, from `cargo metadata`.

@@ -4,7 +4,7 @@
 //! - `test`: setup, fmt, clippy, build, every unit and root test, and a
 //!   check that the tests left no namespace, program or pin behind.
 //! - `demo`: the seed paper's virtual router in namespaces, with traffic.
-//! - `bench`: the benchmarks of `linuxfp-benches`.
+//! - `bench [--quick]`: every benchmark of `linuxfp-benches`.
 
 mod bench;
 mod demo;
@@ -35,8 +35,13 @@ enum Task {
     },
     /// Build the virtual-router testbed and show traffic across it (root).
     Demo,
-    /// Run the benchmarks of linuxfp-benches.
-    Bench,
+    /// Run every benchmark of linuxfp-benches (root for the data-plane ones).
+    Bench {
+        /// Short runs: fewer sizes, pair counts and repeats
+        /// (`LINUXFP_BENCH_QUICK=1`), criterion's `--quick`.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,7 +50,7 @@ fn main() -> ExitCode {
         Task::Setup => run::setup(),
         Task::Test { cargo_test_args } => test::run(&cargo_test_args),
         Task::Demo => demo::run(),
-        Task::Bench => bench::run(),
+        Task::Bench { quick } => bench::run(quick),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

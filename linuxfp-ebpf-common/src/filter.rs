@@ -30,7 +30,8 @@ pub const PUNT_NOT_FORWARDED: u32 = FIRST_FPM_REASON + 4;
 pub const PUNT_PATH: u32 = FIRST_FPM_REASON + 5;
 /// A rule with an expression the compiler does not understand matched.
 pub const PUNT_RULE_UNSUPPORTED: u32 = FIRST_FPM_REASON + 6;
-/// A rule reading conntrack state matched (phase 1 does not look up ct).
+/// A rule reading conntrack state matched a packet whose flow is not in
+/// the conntrack mirror ([`CT_MAP`]): only the kernel knows its state.
 pub const PUNT_RULE_CONNTRACK: u32 = FIRST_FPM_REASON + 7;
 /// A rule with side effects or hidden state (log, limit, quota, set
 /// updates, mark writes, queue) matched.
@@ -81,6 +82,14 @@ pub const SETS_MAP: &str = "FILTER_SETS";
 /// indexed by ifindex, below [`crate::abi::MAX_IFINDEX`]): their MACs tell
 /// frames for this host from others, as `skb->pkt_type` does at TC.
 pub const IFACES_MAP: &str = "FILTER_IFACES";
+/// Map: the conntrack mirror (`HashMap<CtKey, CtValue>`): the flows the
+/// fast path may treat as ESTABLISHED, both directions of each, written
+/// by the FPM's upkeep from the kernel's conntrack table.
+pub const CT_MAP: &str = "FILTER_CT";
+/// Map: mirrored flows the fast path forwarded (`LruHashMap<CtKey, u64>`,
+/// the `bpf_ktime_get_ns` of the last one), read by the upkeep to refresh
+/// the kernel entries' timeouts.
+pub const CT_SEEN_MAP: &str = "FILTER_CT_SEEN";
 /// Map: the per-flow verdict cache (`LruHashMap<FlowKey, CachedVerdict>`),
 /// private to each program instance (never written from userspace).
 pub const CACHE_MAP: &str = "FILTER_CACHE";
@@ -91,6 +100,10 @@ pub const RULES_ENTRIES: u32 = 2 * MAX_RULES;
 pub const MAX_RULES: u32 = 16384;
 /// Capacity of [`SETS_MAP`].
 pub const SETS_ENTRIES: u32 = 65536;
+/// Capacity of [`CT_MAP`] (two keys per flow).
+pub const CT_ENTRIES: u32 = 131072;
+/// Capacity of [`CT_SEEN_MAP`].
+pub const CT_SEEN_ENTRIES: u32 = 65536;
 /// Capacity of [`CACHE_MAP`].
 pub const CACHE_ENTRIES: u32 = 65536;
 /// Most rules one packet is evaluated against (loop bound).
@@ -119,6 +132,10 @@ pub struct PathConf {
     pub start: u32,
 }
 
+/// `FilterConf::flags`: some rule reads conntrack state: look packets up
+/// in [`CT_MAP`].
+pub const CONF_CT: u32 = 1;
+
 /// Load-time configuration of the filter programs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,8 +143,8 @@ pub struct FilterConf {
     /// Generation of the compiled ruleset in the maps (never 0 once
     /// compiled: 0 means "nothing compiled", every packet punts).
     pub generation: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// `CONF_*` bits.
+    pub flags: u32,
     /// The IPv4 path.
     pub v4: PathConf,
     /// The IPv6 path.
@@ -171,7 +188,27 @@ pub mod m {
     pub const SET0: u32 = 1 << 10;
     /// Set lookup 1 (`sets[1]`).
     pub const SET1: u32 = 1 << 11;
+    /// `ct state & ct_state != 0`. Only known for flows in [`super::CT_MAP`]
+    /// (state ESTABLISHED); for any other packet a rule with this bit
+    /// punts when its other predicates hold.
+    pub const CT_STATE: u32 = 1 << 12;
+    /// `ct direction == ct_dir` (0 original, 1 reply); known as
+    /// [`CT_STATE`].
+    pub const CT_DIR: u32 = 1 << 13;
 }
+
+/// `ct state` bit of ESTABLISHED (`NF_CT_STATE_BIT(IP_CT_ESTABLISHED)`,
+/// also the `-m conntrack`/`-m state` bit): the state of every packet of
+/// a mirrored flow.
+pub const CT_STATE_ESTABLISHED: u8 = 2;
+
+/// `FlowKey::ct`: the flow is not in [`CT_MAP`] (or the packet cannot be
+/// classified from it: TCP SYN/FIN/RST, not TCP or UDP).
+pub const CT_UNKNOWN: u8 = 0;
+/// `FlowKey::ct`: ESTABLISHED, original direction.
+pub const CT_EST_ORIGINAL: u8 = 1;
+/// `FlowKey::ct`: ESTABLISHED, reply direction.
+pub const CT_EST_REPLY: u8 = 2;
 
 /// What a set lookup's key is made of.
 pub mod field {
@@ -247,8 +284,10 @@ pub struct FilterRule {
     pub icmp_code: [u8; 2],
     /// `field::*` of the two set lookups.
     pub set_field: [u8; 2],
-    /// Reserved, zero.
-    pub reserved: [u8; 2],
+    /// `ct state` bits for [`m::CT_STATE`].
+    pub ct_state: u8,
+    /// Direction for [`m::CT_DIR`].
+    pub ct_dir: u8,
     /// The generation this rule belongs to (0: no rule).
     pub generation: u32,
     /// Set ids of the two set lookups.
@@ -293,8 +332,8 @@ pub struct FlowKey {
     pub l4proto: u8,
     /// TCP flags.
     pub tcp_flags: u8,
-    /// Reserved, zero.
-    pub reserved: u8,
+    /// `CT_UNKNOWN`, `CT_EST_ORIGINAL` or `CT_EST_REPLY`.
+    pub ct: u8,
     /// Source port (TCP/UDP) or ICMP type (host order).
     pub sport: u16,
     /// Destination port (TCP/UDP) or ICMP code (host order).
@@ -335,6 +374,38 @@ pub struct CachedVerdict {
     pub reason: u32,
 }
 
+/// Key of [`CT_MAP`] and [`CT_SEEN_MAP`]: one direction of a flow as its
+/// packets carry it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    /// 4 or 6.
+    pub l3: u8,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub l4proto: u8,
+    /// Reserved, zero.
+    pub reserved: u16,
+    /// Source port (host order).
+    pub sport: u16,
+    /// Destination port (host order).
+    pub dport: u16,
+    /// Source address (network order; IPv4 in the first 4 bytes).
+    pub saddr: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+}
+
+/// Value of [`CT_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtValue {
+    /// `CT_EST_ORIGINAL` or `CT_EST_REPLY`: the direction of the key's
+    /// tuple in the kernel's entry.
+    pub ct: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all types below are repr(C), contain only integers and byte
@@ -350,6 +421,10 @@ mod pod {
     unsafe impl aya::Pod for super::CachedVerdict {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FilterIface {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CtKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CtValue {}
 }
 
 const _: () = assert!(core::mem::size_of::<FilterConf>() == 24);
@@ -358,3 +433,5 @@ const _: () = assert!(core::mem::size_of::<SetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
 const _: () = assert!(core::mem::size_of::<CachedVerdict>() == 8);
 const _: () = assert!(core::mem::size_of::<FilterIface>() == 8);
+const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
+const _: () = assert!(core::mem::size_of::<CtValue>() == 8);

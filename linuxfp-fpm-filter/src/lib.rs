@@ -46,12 +46,16 @@
 
 pub mod bytecode;
 pub mod compile;
+pub mod ct;
 pub mod params;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use linuxfp::{
-    fpm::{Capability, Fpm, FpmConfig, FpmDeclaration, FpmError, FpmRole, Hook, ParamInput},
+    fpm::{
+        Capability, Fpm, FpmConfig, FpmDeclaration, FpmError, FpmRole, Hook, ParamInput,
+        UpkeepCtx,
+    },
     topology::NetworkFunction,
 };
 use linuxfp_ebpf_common::filter;
@@ -61,11 +65,16 @@ pub const XDP_PROGRAM: &str = "filter_xdp";
 /// Name of the TC program in the object.
 pub const TC_PROGRAM: &str = "filter_tc";
 
+/// How often the upkeep follows the kernel's conntrack table: the most a
+/// mirrored flow's state can lag the kernel's.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The filter FPM.
 #[derive(Debug)]
 pub struct FilterFpm {
     declaration: FpmDeclaration,
     generations: params::Generations,
+    mirror: ct::CtMirror,
 }
 
 impl Default for FilterFpm {
@@ -83,11 +92,23 @@ impl FilterFpm {
                 role: FpmRole::Accelerates(NetworkFunction::Filter),
                 programs: BTreeMap::from([(Hook::Xdp, XDP_PROGRAM), (Hook::Tc, TC_PROGRAM)]),
                 capabilities: vec![Capability::FibLookup],
-                shared_maps: vec![filter::RULES_MAP, filter::SETS_MAP, filter::IFACES_MAP],
+                shared_maps: vec![
+                    filter::RULES_MAP,
+                    filter::SETS_MAP,
+                    filter::IFACES_MAP,
+                    filter::CT_MAP,
+                    filter::CT_SEEN_MAP,
+                ],
                 punt_reasons: filter::PUNT_NAMES.to_vec(),
             },
             generations: params::Generations::default(),
+            mirror: ct::CtMirror::default(),
         }
+    }
+
+    /// What the conntrack mirror has done so far.
+    pub fn ct_stats(&self) -> ct::MirrorStats {
+        self.mirror.stats()
     }
 
     /// The generation of the ruleset last handed to the deployer.
@@ -137,6 +158,17 @@ impl Fpm for FilterFpm {
         );
         Ok(cfg)
     }
+
+    fn upkeep_interval(&self) -> Option<Duration> {
+        Some(UPKEEP_INTERVAL)
+    }
+
+    fn upkeep(&self, ctx: &UpkeepCtx<'_>) -> Result<(), FpmError> {
+        self.mirror.run(ctx).map_err(|e| FpmError::Upkeep {
+            fpm: self.declaration.name,
+            reason: e.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -182,7 +214,7 @@ mod tests {
         let u = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         FilterConf {
             generation: u(0),
-            reserved: u(4),
+            flags: u(4),
             v4: filter::PathConf {
                 state: u(8),
                 start: u(12),

@@ -62,6 +62,8 @@ pub struct Layout {
     /// Set elements: (set id, value bytes zero padded, prefix bits on the
     /// value).
     pub sets: Vec<(u32, [u8; 16], u32)>,
+    /// Some rule reads conntrack state ([`CONF_CT`]).
+    pub ct: bool,
 }
 
 fn field_code(f: Field) -> u8 {
@@ -119,6 +121,7 @@ pub fn layout(c: &Compiled) -> Result<Layout, LayoutError> {
                 start: 0,
             },
             PathPlan::Rules(p) => {
+                out.ct |= p.reads_ct();
                 let start = out.rules.len() as u32;
                 lay_program(p, &mut out, &mut next_set);
                 PathConf {
@@ -227,6 +230,14 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
                         fr.set_field[slot] = field_code(*field);
                         fr.set_id[slot] = set_base + *set as u32;
                         if slot == 0 { m::SET0 } else { m::SET1 }
+                    }
+                    Pred::CtState(bits) => {
+                        fr.ct_state = *bits;
+                        m::CT_STATE
+                    }
+                    Pred::CtDirection(d) => {
+                        fr.ct_dir = *d;
+                        m::CT_DIR
                     }
                 };
                 fr.matches |= bit;
@@ -364,7 +375,7 @@ impl Generations {
             write(l, *g, &mut rules, &mut sets);
             conf = FilterConf {
                 generation: *g,
-                reserved: 0,
+                flags: if l.ct { CONF_CT } else { 0 },
                 v4: l.v4,
                 v6: l.v6,
             };

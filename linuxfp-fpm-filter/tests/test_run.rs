@@ -167,7 +167,7 @@ impl Lab {
 fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
     let conf = FilterConf {
         generation,
-        reserved: 0,
+        flags: if l.ct { CONF_CT } else { 0 },
         v4: l.v4,
         v6: l.v6,
     };

@@ -9,6 +9,13 @@
 //! (every field the rules can read, plus the ruleset generation); a miss
 //! runs the chain interpreter over the rules in `FILTER_RULES` with
 //! `bpf_loop`, so the verifier sees one step, not the ruleset.
+//!
+//! When the ruleset reads conntrack state, a TCP (without SYN, FIN or RST)
+//! or UDP packet is looked up in the conntrack mirror `FILTER_CT`: found,
+//! it is ESTABLISHED in the direction the mirror says, and rules testing
+//! `ct state`/`ct direction` are decided; not found, such a rule punts the
+//! packet. Mirrored packets that continue are recorded in `FILTER_CT_SEEN`
+//! so the FPM's upkeep refreshes the kernel entry's timeout.
 #![no_std]
 #![no_main]
 
@@ -17,9 +24,9 @@ mod parse;
 use aya_ebpf::{
     EbpfContext,
     bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_fib_lookup, bpf_loop},
+    helpers::{bpf_fib_lookup, bpf_ktime_get_ns, bpf_loop},
     macros::{classifier, map, xdp},
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
 use linuxfp_ebpf_common::{
@@ -27,7 +34,7 @@ use linuxfp_ebpf_common::{
     declare_abi_maps,
     ebpf::{count, next_stage, ptr_at, zeroed_fib_params},
     filter::*,
-    net::IPPROTO_TCP,
+    net::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
 use crate::parse::{Packet, parse};
@@ -37,7 +44,7 @@ declare_abi_maps!();
 #[unsafe(no_mangle)]
 static FILTER_CONF: aya_ebpf::Global<FilterConf> = aya_ebpf::Global::new(FilterConf {
     generation: 0,
-    reserved: 0,
+    flags: 0,
     v4: PathConf { state: 0, start: 0 },
     v6: PathConf { state: 0, start: 0 },
 });
@@ -51,6 +58,14 @@ static FILTER_SETS: LpmTrie<SetKey, u8> = LpmTrie::with_max_entries(SETS_ENTRIES
 #[map]
 static FILTER_CACHE: LruHashMap<FlowKey, CachedVerdict> =
     LruHashMap::with_max_entries(CACHE_ENTRIES, 0);
+
+/// The conntrack mirror, written by the FPM's upkeep.
+#[map]
+static FILTER_CT: HashMap<CtKey, CtValue> = HashMap::with_max_entries(CT_ENTRIES, 0);
+
+/// Mirrored flows forwarded, with the time of the last packet.
+#[map]
+static FILTER_CT_SEEN: LruHashMap<CtKey, u64> = LruHashMap::with_max_entries(CT_SEEN_ENTRIES, 0);
 
 /// The interfaces the XDP program runs on, with their MACs.
 #[map]
@@ -200,14 +215,74 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     ev.key.generation = conf.generation;
     ev.key.iif = ingress;
     ev.key.oif = oif;
-    // SAFETY: plain lookup; the value is copied out at once.
-    if let Some(v) = unsafe { FILTER_CACHE.get(&ev.key) } {
-        return verdict(v.verdict, v.reason);
+    if conf.flags & CONF_CT != 0 {
+        ct_class(ev);
     }
-    if !known_iface(conf.generation, ingress) || !known_iface(conf.generation, oif) {
+    // SAFETY: plain lookup; the value is copied out at once.
+    let (v, reason) = match unsafe { FILTER_CACHE.get(&ev.key) } {
+        Some(c) => (c.verdict, c.reason),
+        None => evaluate(ev, conf.generation, path.start)?,
+    };
+    if v == VERDICT_CONTINUE && ev.key.ct != CT_UNKNOWN {
+        seen(&ev.ct_key);
+    }
+    verdict(v, reason)
+}
+
+/// The packet's conntrack class from the mirror (`ev.key.ct`), and its
+/// mirror key (`ev.ct_key`). SYN, FIN and RST change the kernel's TCP
+/// state and go to the kernel as unknown; only TCP and UDP are mirrored.
+#[inline(always)]
+fn ct_class(ev: &mut Eval) {
+    const FIN_SYN_RST: u8 = 0x07;
+    let k = &ev.key;
+    let tracked = k.l4proto == IPPROTO_UDP
+        || (k.l4proto == IPPROTO_TCP && k.tcp_flags & FIN_SYN_RST == 0);
+    if !tracked {
+        return;
+    }
+    ev.ct_key = CtKey {
+        l3: k.l3,
+        l4proto: k.l4proto,
+        reserved: 0,
+        sport: k.sport,
+        dport: k.dport,
+        saddr: k.saddr,
+        daddr: k.daddr,
+    };
+    // SAFETY: plain lookup; the value is copied out at once.
+    if let Some(v) = unsafe { FILTER_CT.get(&ev.ct_key) }
+        && (v.ct == u32::from(CT_EST_ORIGINAL) || v.ct == u32::from(CT_EST_REPLY))
+    {
+        ev.key.ct = v.ct as u8;
+    }
+}
+
+/// Records that the fast path passed a packet of a mirrored flow.
+#[inline(always)]
+fn seen(key: &CtKey) {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match FILTER_CT_SEEN.get_ptr_mut(key) {
+        // SAFETY: the pointer comes from a successful lookup; a racing
+        // writer stores a time just as recent.
+        Some(p) => unsafe { *p = now },
+        None => {
+            let _ = FILTER_CT_SEEN.insert(key, &now, 0);
+        }
+    }
+}
+
+/// Runs the interpreter for a packet the cache does not know, and caches
+/// its verdict.
+#[inline(always)]
+fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<(u32, u32), u32> {
+    let ingress = ev.key.iif;
+    let oif = ev.key.oif;
+    if !known_iface(generation, ingress) || !known_iface(generation, oif) {
         return Err(PUNT_UNKNOWN_IF);
     }
-    ev.pc = path.start;
+    ev.pc = start;
     ev.base_end = NO_NEXT;
     ev.sp = 0;
     ev.done = 0;
@@ -236,7 +311,7 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
             0,
         );
     }
-    verdict(v, reason)
+    Ok((v, reason))
 }
 
 #[inline(always)]
@@ -352,6 +427,8 @@ fn known_iface(generation: u32, ifindex: u32) -> bool {
 #[repr(C)]
 struct Eval {
     key: FlowKey,
+    /// The packet's conntrack mirror key (valid when `key.ct` is set).
+    ct_key: CtKey,
     pc: u32,
     /// End rule of the current base chain (`NO_NEXT` until entered).
     base_end: u32,
@@ -408,7 +485,21 @@ fn step(ev: &mut Eval) -> i64 {
     if ev.base_end == NO_NEXT {
         ev.base_end = r.base_end;
     }
-    if !matches(r, &ev.key) {
+    if r.matches & (m::CT_STATE | m::CT_DIR) != 0 && ev.key.ct == CT_UNKNOWN {
+        // Only the kernel knows this packet's conntrack state: if the
+        // rule's other predicates hold, it might match.
+        if matches(r, &ev.key, false) {
+            let reason = if r.action == ACT_PUNT {
+                r.arg
+            } else {
+                PUNT_RULE_CONNTRACK
+            };
+            return finish(ev, VERDICT_PUNT, reason);
+        }
+        ev.pc += 1;
+        return 0;
+    }
+    if !matches(r, &ev.key, true) {
         ev.pc += 1;
         return 0;
     }
@@ -494,10 +585,15 @@ fn set_value(field: u8, k: &FlowKey) -> [u8; 16] {
     v
 }
 
-/// True if every predicate of `r` holds (each negated as flagged).
+/// True if every predicate of `r` holds (each negated as flagged); with
+/// `with_ct` false, the conntrack predicates are left out.
 #[inline(always)]
-fn matches(r: &FilterRule, k: &FlowKey) -> bool {
-    let want = r.matches;
+fn matches(r: &FilterRule, k: &FlowKey, with_ct: bool) -> bool {
+    let want = if with_ct {
+        r.matches
+    } else {
+        r.matches & !(m::CT_STATE | m::CT_DIR)
+    };
     if want == 0 {
         return true;
     }
@@ -530,6 +626,11 @@ fn matches(r: &FilterRule, k: &FlowKey) -> bool {
             m::TCP_FLAGS,
             k.l4proto == 6 && (k.tcp_flags & r.tcp_mask) == r.tcp_cmp,
         )
+        && test(
+            m::CT_STATE,
+            k.ct != CT_UNKNOWN && r.ct_state & CT_STATE_ESTABLISHED != 0,
+        )
+        && test(m::CT_DIR, k.ct != CT_UNKNOWN && k.ct - 1 == r.ct_dir)
         && (want & m::SET0 == 0
             || (in_set(k.generation, r.set_id[0], set_value(r.set_field[0], k))
                 != (neg & m::SET0 != 0)))

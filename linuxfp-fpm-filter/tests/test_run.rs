@@ -16,7 +16,7 @@ mod common;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap as AyaHashMap, LpmTrie, lpm_trie::Key},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use linuxfp::{inspector::nftables, netns::NetnsRef};
@@ -165,6 +165,11 @@ impl Lab {
 /// Loads both programs with `l` at `generation` in the maps, and the lab's
 /// router interfaces as XDP interfaces (their MACs).
 fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
+    load_with_ct(lab, l, generation, &[])
+}
+
+/// As [`load`], with `ct` in the conntrack mirror.
+fn load_with_ct(lab: &Lab, l: &Layout, generation: u32, ct: &[(CtKey, CtValue)]) -> Ebpf {
     let conf = FilterConf {
         generation,
         flags: if l.ct { CONF_CT } else { 0 },
@@ -218,6 +223,13 @@ fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
             ifaces.set(e.ifindex, v, 0).expect("set iface");
         }
     }
+    {
+        let mut mirror: AyaHashMap<_, CtKey, CtValue> =
+            AyaHashMap::try_from(ebpf.map_mut(CT_MAP).expect(CT_MAP)).expect("hash");
+        for (k, v) in ct {
+            mirror.insert(k, v, 0).expect("insert mirror entry");
+        }
+    }
     load_program(&mut ebpf, TC_PROGRAM, SchedClassifier::load);
     load_program(&mut ebpf, XDP_PROGRAM, Xdp::load);
     ebpf
@@ -247,6 +259,26 @@ fn check(lab: &Lab, l: &Layout, generation: u32, ingress: u32, rows: &[Row]) {
     for on in [On::Tc, On::Xdp] {
         check_on(&load(lab, l, generation), on, ingress, rows);
     }
+}
+
+/// As [`check`], with `ct` in the conntrack mirror; returns, per hook, the
+/// keys the stage recorded as forwarded (`FILTER_CT_SEEN`).
+fn check_ct(
+    lab: &Lab,
+    l: &Layout,
+    generation: u32,
+    ct: &[(CtKey, CtValue)],
+    rows: &[Row],
+) -> Vec<Vec<CtKey>> {
+    let mut seen = Vec::new();
+    for on in [On::Tc, On::Xdp] {
+        let ebpf = load_with_ct(lab, l, generation, ct);
+        check_on(&ebpf, on, lab.tb.rtr_src_if.ifindex, rows);
+        let m: AyaHashMap<_, CtKey, u64> =
+            AyaHashMap::try_from(ebpf.map(CT_SEEN_MAP).expect(CT_SEEN_MAP)).expect("hash");
+        seen.push(m.keys().map(|k| k.expect("key")).collect());
+    }
+    seen
 }
 
 fn check_on(ebpf: &Ebpf, on: On, ingress: u32, rows: &[Row]) {
@@ -350,6 +382,171 @@ fn skb_ctx(ingress: u32) -> Vec<u8> {
 #[test]
 fn filter_table() {
     in_lab("filter_table", "fltr", &[], table);
+}
+
+/// Conntrack: the ruleset of a stateful router (established first, invalid
+/// dropped, a new-flow rule, drop policy) with a masquerade chain, and a
+/// mirror holding some flows.
+#[test]
+fn conntrack_table() {
+    in_lab("conntrack_table", "fltct", &[], ct_table);
+}
+
+const CT_RULESET: &str = r#"
+table inet t {
+    chain fwdc {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        ct state new udp dport 5000 accept
+    }
+}
+table ip n {
+    chain post {
+        type nat hook postrouting priority 100; policy accept;
+        oifname "nowhere" masquerade
+    }
+}
+"#;
+
+/// The mirror key of a packet from `s`:`sp` to `d`:`dp`.
+fn ct_key(proto: u8, s: &str, d: &str, sp: u16, dp: u16) -> CtKey {
+    let mut k = CtKey {
+        l3: 4,
+        l4proto: proto,
+        sport: sp,
+        dport: dp,
+        ..Default::default()
+    };
+    let (s, d): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+        (s.parse().expect("addr"), d.parse().expect("addr"));
+    k.saddr[..4].copy_from_slice(&s.octets());
+    k.daddr[..4].copy_from_slice(&d.octets());
+    k
+}
+
+fn ct_table(lab: &Lab) {
+    let (s, d) = ("10.1.0.2", "10.2.0.2");
+    let est = |ct: u8| CtValue {
+        ct: u32::from(ct),
+        reserved: 0,
+    };
+    let udp_flow = ct_key(UDP, s, d, 40000, 5000);
+    // A flow opened from the other side: this packet is its reply.
+    let udp_reply = ct_key(UDP, s, d, 53, 41000);
+    let tcp_flow = ct_key(TCP, s, d, 40001, 80);
+    let mirror = [
+        (udp_flow, est(CT_EST_ORIGINAL)),
+        (udp_reply, est(CT_EST_REPLY)),
+        (tcp_flow, est(CT_EST_ORIGINAL)),
+    ];
+    let with_flags = |flags: u8| {
+        let mut t = tcp(40001, 80, 8);
+        t[13] = flags;
+        lab.v4(TCP, s, d, &t)
+    };
+    let l = lab.compile(CT_RULESET);
+    assert!(l.ct, "the ruleset reads conntrack");
+    let rows = vec![
+        (
+            "mirrored udp, original direction: established, accepted",
+            lab.v4(UDP, s, d, &udp(40000, 5000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "mirrored udp, reply direction: established, accepted",
+            lab.v4(UDP, s, d, &udp(53, 41000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "mirrored tcp ack: established, accepted",
+            with_flags(0x10),
+            Expect::Continue,
+        ),
+        (
+            "mirrored tcp fin: the kernel's tracker must see it",
+            with_flags(0x11),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "mirrored tcp rst",
+            with_flags(0x14),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "mirrored tcp syn",
+            with_flags(0x02),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "udp of no mirrored flow: only the kernel knows its state",
+            lab.v4(UDP, s, d, &udp(40002, 5000, 8)),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "icmp is never mirrored",
+            lab.v4(1, s, d, &[8, 0, 0, 0, 0, 1, 0, 1]),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+    ];
+    let seen = check_ct(lab, &l, 1, &mirror, &rows);
+    for (hook, keys) in ["tc", "xdp"].iter().zip(&seen) {
+        let mut keys = keys.clone();
+        keys.sort_by_key(|k| (k.l4proto, k.sport));
+        // Exactly the mirrored packets that went on were recorded.
+        assert_eq!(keys, [tcp_flow, udp_reply, udp_flow], "{hook}");
+    }
+
+    // Only the nat chain reads conntrack: established packets pass it,
+    // the others punt there.
+    let l = lab.compile(
+        "table ip n {
+ chain post {
+ type nat hook postrouting priority 100; policy accept;
+ masquerade
+ }
+}",
+    );
+    check_ct(
+        lab,
+        &l,
+        2,
+        &mirror,
+        &[
+            (
+                "mirrored: skips the nat chain",
+                lab.v4(UDP, s, d, &udp(40000, 5000, 8)),
+                Expect::Continue,
+            ),
+            (
+                "not mirrored: the kernel sets up nat",
+                lab.v4(UDP, s, d, &udp(40002, 5000, 8)),
+                Expect::Punt(PUNT_RULE_NAT),
+            ),
+        ],
+    );
+
+    // A ruleset without ct: no lookups, nothing recorded.
+    let l = lab.compile(
+        "table ip t {
+ chain f {
+ type filter hook forward priority 0; policy accept;
+ }
+}",
+    );
+    assert!(!l.ct);
+    let seen = check_ct(
+        lab,
+        &l,
+        3,
+        &mirror,
+        &[(
+            "no ct rule",
+            lab.v4(UDP, s, d, &udp(40000, 5000, 8)),
+            Expect::Continue,
+        )],
+    );
+    assert!(seen.iter().all(Vec::is_empty), "{seen:?}");
 }
 
 fn table(lab: &Lab) {
@@ -530,7 +727,7 @@ fn table(lab: &Lab) {
         ],
     );
 
-    // A nat chain: every IPv4 packet punts.
+    // A nat chain: every IPv4 packet of an unknown flow punts.
     let l = lab.compile(
         "table ip n {\n chain p {\n type nat hook postrouting priority 100; policy accept;\n masquerade\n }\n}",
     );
@@ -540,9 +737,9 @@ fn table(lab: &Lab) {
         3,
         lab.tb.rtr_src_if.ifindex,
         &[(
-            "nat on the path",
+            "nat on the path: a packet of no mirrored flow punts there",
             lab.v4(UDP, s, d, &udp(1000, 53, 8)),
-            Expect::Punt(PUNT_PATH),
+            Expect::Punt(PUNT_RULE_NAT),
         )],
     );
 

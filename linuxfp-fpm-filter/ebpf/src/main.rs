@@ -298,10 +298,21 @@ fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<(u32, u32), u3
             0,
         )
     };
-    let (v, reason) = if ev.done == 0 {
+    // The callback wrote these through its own pointer to the scratch
+    // entry; `ev` is a `&mut` argument here, which the compiler may assume
+    // nothing else changed: read them afresh.
+    // SAFETY: plain reads of fields of a valid, aligned entry.
+    let (done, v, reason) = unsafe {
+        (
+            core::ptr::read_volatile(&ev.done),
+            core::ptr::read_volatile(&ev.verdict),
+            core::ptr::read_volatile(&ev.reason),
+        )
+    };
+    let (v, reason) = if done == 0 {
         (VERDICT_PUNT, PUNT_TOO_LONG)
     } else {
-        (ev.verdict, ev.reason)
+        (v, reason)
     };
     // A missing rule is a race with an update: do not remember it.
     if !(v == VERDICT_PUNT && reason == PUNT_NO_RULES) {

@@ -261,24 +261,41 @@ fn check(lab: &Lab, l: &Layout, generation: u32, ingress: u32, rows: &[Row]) {
     }
 }
 
-/// As [`check`], with `ct` in the conntrack mirror; returns, per hook, the
-/// keys the stage recorded as forwarded (`FILTER_CT_SEEN`).
+/// What the stage left in its conntrack maps after a table.
+struct CtAfter {
+    /// Keys recorded as forwarded (`FILTER_CT_SEEN`).
+    seen: Vec<CtKey>,
+    /// Keys still in the mirror (`FILTER_CT`).
+    mirror: Vec<CtKey>,
+}
+
+fn keys_of<V: aya::Pod>(ebpf: &Ebpf, map: &str) -> Vec<CtKey> {
+    let m: AyaHashMap<_, CtKey, V> =
+        AyaHashMap::try_from(ebpf.map(map).expect(map)).expect("hash");
+    let mut keys: Vec<CtKey> = m.keys().map(|k| k.expect("key")).collect();
+    keys.sort_by_key(|k| (k.l4proto, k.sport, k.dport));
+    keys
+}
+
+/// As [`check`], with `ct` in the conntrack mirror; returns, per hook,
+/// what the stage left in its conntrack maps.
 fn check_ct(
     lab: &Lab,
     l: &Layout,
     generation: u32,
     ct: &[(CtKey, CtValue)],
     rows: &[Row],
-) -> Vec<Vec<CtKey>> {
-    let mut seen = Vec::new();
+) -> Vec<CtAfter> {
+    let mut out = Vec::new();
     for on in [On::Tc, On::Xdp] {
         let ebpf = load_with_ct(lab, l, generation, ct);
         check_on(&ebpf, on, lab.tb.rtr_src_if.ifindex, rows);
-        let m: AyaHashMap<_, CtKey, u64> =
-            AyaHashMap::try_from(ebpf.map(CT_SEEN_MAP).expect(CT_SEEN_MAP)).expect("hash");
-        seen.push(m.keys().map(|k| k.expect("key")).collect());
+        out.push(CtAfter {
+            seen: keys_of::<u64>(&ebpf, CT_SEEN_MAP),
+            mirror: keys_of::<CtValue>(&ebpf, CT_MAP),
+        });
     }
-    seen
+    out
 }
 
 fn check_on(ebpf: &Ebpf, on: On, ingress: u32, rows: &[Row]) {
@@ -464,16 +481,6 @@ fn ct_table(lab: &Lab) {
             Expect::Continue,
         ),
         (
-            "mirrored tcp fin: the kernel's tracker must see it",
-            with_flags(0x11),
-            Expect::Punt(PUNT_RULE_CONNTRACK),
-        ),
-        (
-            "mirrored tcp rst",
-            with_flags(0x14),
-            Expect::Punt(PUNT_RULE_CONNTRACK),
-        ),
-        (
             "mirrored tcp syn",
             with_flags(0x02),
             Expect::Punt(PUNT_RULE_CONNTRACK),
@@ -489,12 +496,43 @@ fn ct_table(lab: &Lab) {
             Expect::Punt(PUNT_RULE_CONNTRACK),
         ),
     ];
-    let seen = check_ct(lab, &l, 1, &mirror, &rows);
-    for (hook, keys) in ["tc", "xdp"].iter().zip(&seen) {
-        let mut keys = keys.clone();
-        keys.sort_by_key(|k| (k.l4proto, k.sport));
+    let after = check_ct(lab, &l, 1, &mirror, &rows);
+    for (hook, a) in ["tc", "xdp"].iter().zip(&after) {
         // Exactly the mirrored packets that went on were recorded.
-        assert_eq!(keys, [tcp_flow, udp_reply, udp_flow], "{hook}");
+        assert_eq!(a.seen, [tcp_flow, udp_reply, udp_flow], "{hook}");
+        assert_eq!(a.mirror.len(), 3, "{hook}");
+    }
+
+    // A FIN or RST goes to the kernel and takes the flow (both
+    // directions) out of the mirror: the ACKs after it go to the kernel
+    // too, so its tracker follows the whole teardown.
+    let mut tcp_reverse = tcp_flow;
+    (tcp_reverse.saddr, tcp_reverse.daddr) = (tcp_flow.daddr, tcp_flow.saddr);
+    (tcp_reverse.sport, tcp_reverse.dport) = (tcp_flow.dport, tcp_flow.sport);
+    let both = [
+        (tcp_flow, est(CT_EST_ORIGINAL)),
+        (tcp_reverse, est(CT_EST_REPLY)),
+        (udp_flow, est(CT_EST_ORIGINAL)),
+    ];
+    for (flags, what) in [(0x11, "fin"), (0x14, "rst")] {
+        let after = check_ct(
+            lab,
+            &l,
+            1,
+            &both,
+            &[
+                (what, with_flags(flags), Expect::Punt(PUNT_RULE_CONNTRACK)),
+                (
+                    "an ack after it",
+                    with_flags(0x10),
+                    Expect::Punt(PUNT_RULE_CONNTRACK),
+                ),
+            ],
+        );
+        for (hook, a) in ["tc", "xdp"].iter().zip(&after) {
+            assert_eq!(a.mirror, [udp_flow], "{what} on {hook}");
+            assert!(a.seen.is_empty(), "{what} on {hook}");
+        }
     }
 
     // Only the nat chain reads conntrack: established packets pass it,
@@ -535,7 +573,7 @@ fn ct_table(lab: &Lab) {
 }",
     );
     assert!(!l.ct);
-    let seen = check_ct(
+    let after = check_ct(
         lab,
         &l,
         3,
@@ -546,7 +584,7 @@ fn ct_table(lab: &Lab) {
             Expect::Continue,
         )],
     );
-    assert!(seen.iter().all(Vec::is_empty), "{seen:?}");
+    assert!(after.iter().all(|a| a.seen.is_empty()));
 }
 
 fn table(lab: &Lab) {

@@ -231,14 +231,14 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
 
 /// The packet's conntrack class from the mirror (`ev.key.ct`), and its
 /// mirror key (`ev.ct_key`). SYN, FIN and RST change the kernel's TCP
-/// state and go to the kernel as unknown; only TCP and UDP are mirrored.
+/// state and go to the kernel as unknown, and FIN or RST take the flow
+/// out of the mirror; only TCP and UDP are mirrored.
 #[inline(always)]
 fn ct_class(ev: &mut Eval) {
-    const FIN_SYN_RST: u8 = 0x07;
+    const FIN_RST: u8 = 0x05;
+    const SYN: u8 = 0x02;
     let k = &ev.key;
-    let tracked = k.l4proto == IPPROTO_UDP
-        || (k.l4proto == IPPROTO_TCP && k.tcp_flags & FIN_SYN_RST == 0);
-    if !tracked {
+    if k.l4proto != IPPROTO_UDP && k.l4proto != IPPROTO_TCP {
         return;
     }
     ev.ct_key = CtKey {
@@ -250,6 +250,25 @@ fn ct_class(ev: &mut Eval) {
         saddr: k.saddr,
         daddr: k.daddr,
     };
+    if k.l4proto == IPPROTO_TCP && k.tcp_flags & FIN_RST != 0 {
+        // Teardown: from now on every packet of the flow goes to the
+        // kernel, so its tracker sees the last ACKs too (the upkeep would
+        // only learn of the state change an interval later). A non-NAT
+        // flow's other direction is this key inverted.
+        let _ = FILTER_CT.remove(&ev.ct_key);
+        ev.ct_key = CtKey {
+            sport: k.dport,
+            dport: k.sport,
+            saddr: k.daddr,
+            daddr: k.saddr,
+            ..ev.ct_key
+        };
+        let _ = FILTER_CT.remove(&ev.ct_key);
+        return;
+    }
+    if k.l4proto == IPPROTO_TCP && k.tcp_flags & SYN != 0 {
+        return;
+    }
     // SAFETY: plain lookup; the value is copied out at once.
     if let Some(v) = unsafe { FILTER_CT.get(&ev.ct_key) }
         && (v.ct == u32::from(CT_EST_ORIGINAL) || v.ct == u32::from(CT_EST_REPLY))

@@ -402,9 +402,15 @@ pub struct CtValue {
     /// `CT_EST_ORIGINAL` or `CT_EST_REPLY`: the direction of the key's
     /// tuple in the kernel's entry.
     pub ct: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// `CT_CSUM_*` bits.
+    pub flags: u32,
 }
+
+/// `CtValue::flags`: the kernel verifies L4 checksums of this flow's
+/// packets (`nf_conntrack_checksum=1`) and calls a bad one INVALID: the
+/// fast path classifies the packet only when its checksum is known good
+/// (at TC, `CHECKSUM_UNNECESSARY`).
+pub const CT_CSUM_CHECKED: u32 = 1;
 
 #[cfg(feature = "user")]
 mod pod {

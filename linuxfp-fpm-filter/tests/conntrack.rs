@@ -314,6 +314,11 @@ async fn conntrack_established_flows_take_the_fast_path_like_linux() {
         &tb,
         &format!("net.netfilter.nf_conntrack_udp_timeout_stream={UDP_STREAM_TIMEOUT}"),
     );
+    // The senders' checksums are left to offload (CHECKSUM_PARTIAL on the
+    // veth), which the fast path cannot tell from an unverified one: the
+    // fast path classifies these packets only if the kernel does not check
+    // checksums either (the last phase shows the default).
+    sysctl(&tb, "net.netfilter.nf_conntrack_checksum=0");
 
     // Linux alone. The UDP flow's timeout is read near its end.
     sysctl(&tb, "net.netfilter.nf_conntrack_tcp_be_liberal=1");
@@ -430,6 +435,17 @@ async fn conntrack_established_flows_take_the_fast_path_like_linux() {
     let cont = delta(&s6, &s7, "continue");
     eprintln!("masqueraded: {fast_masq:?} seen as {fast_masq_seen}; continue {cont}");
     assert_eq!(cont, 0, "a NAT'd flow never takes the fast path");
+
+    // The kernel checks checksums (the default): packets whose checksum
+    // no device verified stay on the slow path, and work.
+    sysctl(&tb, "net.netfilter.nf_conntrack_checksum=1");
+    let s8 = handle.stats().await.expect("stats");
+    let (checked, _) = finish_udp(start_udp(&tb, "10.1.0.2", 40002, 4.0));
+    let s9 = handle.stats().await.expect("stats");
+    let cont = delta(&s8, &s9, "continue");
+    eprintln!("nf_conntrack_checksum=1: {checked:?}; continue {cont}");
+    assert_eq!(checked.0, checked.1);
+    assert_eq!(cont, 0, "unverified checksums are the kernel's to judge");
 
     let fast = Results {
         udp: fast_udp,

@@ -446,7 +446,7 @@ fn ct_table(lab: &Lab) {
     let (s, d) = ("10.1.0.2", "10.2.0.2");
     let est = |ct: u8| CtValue {
         ct: u32::from(ct),
-        reserved: 0,
+        flags: 0,
     };
     let udp_flow = ct_key(UDP, s, d, 40000, 5000);
     // A flow opened from the other side: this packet is its reply.
@@ -464,6 +464,11 @@ fn ct_table(lab: &Lab) {
     };
     let l = lab.compile(CT_RULESET);
     assert!(l.ct, "the ruleset reads conntrack");
+    let with_udp_len = |len: u16| {
+        let mut u = udp(40000, 5000, 8);
+        u[4..6].copy_from_slice(&len.to_be_bytes());
+        lab.v4(UDP, s, d, &u)
+    };
     let rows = vec![
         (
             "mirrored udp, original direction: established, accepted",
@@ -479,6 +484,26 @@ fn ct_table(lab: &Lab) {
             "mirrored tcp ack: established, accepted",
             with_flags(0x10),
             Expect::Continue,
+        ),
+        (
+            "mirrored tcp ack+psh+urg+ece+cwr: still established",
+            with_flags(0x10 | 0x08 | 0x20 | 0x40 | 0x80),
+            Expect::Continue,
+        ),
+        (
+            "mirrored tcp without ack: the kernel calls it invalid",
+            with_flags(0x08),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "mirrored udp with a length past the packet: invalid",
+            with_udp_len(17),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "mirrored udp with a length under its header: invalid",
+            with_udp_len(7),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
         ),
         (
             "mirrored tcp syn",
@@ -562,6 +587,28 @@ fn ct_table(lab: &Lab) {
                 Expect::Punt(PUNT_RULE_NAT),
             ),
         ],
+    );
+
+    // The kernel checks L4 checksums (`nf_conntrack_checksum=1`): a
+    // checksum the device did not verify leaves the packet to the kernel
+    // (test-run skbs are not CHECKSUM_UNNECESSARY; XDP never knows).
+    let checked = [(
+        udp_flow,
+        CtValue {
+            ct: u32::from(CT_EST_ORIGINAL),
+            flags: CT_CSUM_CHECKED,
+        },
+    )];
+    check_ct(
+        lab,
+        &l,
+        1,
+        &checked,
+        &[(
+            "checksum not verified by the device: not established, the nat chain punts",
+            lab.v4(UDP, s, d, &udp(40000, 5000, 8)),
+            Expect::Punt(PUNT_RULE_NAT),
+        )],
     );
 
     // A ruleset without ct: no lookups, nothing recorded.

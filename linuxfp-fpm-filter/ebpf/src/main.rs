@@ -24,7 +24,7 @@ mod parse;
 use aya_ebpf::{
     EbpfContext,
     bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_fib_lookup, bpf_ktime_get_ns, bpf_loop},
+    helpers::{bpf_csum_level, bpf_fib_lookup, bpf_ktime_get_ns, bpf_loop},
     macros::{classifier, map, xdp},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
@@ -94,6 +94,9 @@ struct Frame {
     host: bool,
     /// `skb->gso_size` (0 at XDP).
     gso_size: u32,
+    /// The L4 checksum is known good (`CHECKSUM_UNNECESSARY` at TC; never
+    /// known at XDP).
+    csum_ok: bool,
 }
 
 #[classifier]
@@ -109,12 +112,15 @@ pub fn filter_tc(ctx: TcContext) -> i32 {
         if ctx.data() + 14 + 60 + 20 > ctx.data_end() {
             let _ = ctx.pull_data(14 + 60 + 20);
         }
+        // SAFETY: a query of the skb's checksum state; nothing is changed.
+        let level = unsafe { bpf_csum_level(ctx.skb.skb, 0) };
         let frame = Frame {
             start: ctx.data(),
             end: ctx.data_end(),
             len: ctx.len() as usize,
             host: pkt_type == PACKET_HOST,
             gso_size,
+            csum_ok: level >= 0,
         };
         decide(&ctx, ingress, &frame)
     };
@@ -159,6 +165,7 @@ pub fn filter_xdp(ctx: XdpContext) -> u32 {
         len: end - start,
         host,
         gso_size: 0,
+        csum_ok: false,
     };
     match decide(&ctx, ingress, &frame) {
         Ok(VERDICT_CONTINUE) => {
@@ -216,7 +223,7 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     ev.key.iif = ingress;
     ev.key.oif = oif;
     if conf.flags & CONF_CT != 0 {
-        ct_class(ev);
+        ct_class(ev, &pkt, frame.csum_ok);
     }
     // SAFETY: plain lookup; the value is copied out at once.
     let (v, reason) = match unsafe { FILTER_CACHE.get(&ev.key) } {
@@ -234,9 +241,13 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
 /// state and go to the kernel as unknown, and FIN or RST take the flow
 /// out of the mirror; only TCP and UDP are mirrored.
 #[inline(always)]
-fn ct_class(ev: &mut Eval) {
+fn ct_class(ev: &mut Eval, pkt: &Packet, csum_ok: bool) {
     const FIN_RST: u8 = 0x05;
     const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    // Flags the kernel's TCP tracker ignores when it checks the
+    // combination (`tcp_error`: ECE, CWR, PSH); URG may go with ACK.
+    const IGNORED: u8 = 0xc8 | 0x20;
     let k = &ev.key;
     if k.l4proto != IPPROTO_UDP && k.l4proto != IPPROTO_TCP {
         return;
@@ -266,12 +277,23 @@ fn ct_class(ev: &mut Eval) {
         let _ = FILTER_CT.remove(&ev.ct_key);
         return;
     }
-    if k.l4proto == IPPROTO_TCP && k.tcp_flags & SYN != 0 {
+    // What the kernel's tracker would call INVALID is not ESTABLISHED: a
+    // TCP flag combination other than ACK (+ URG, PSH, ECE, CWR), a UDP
+    // length outside the packet.
+    if k.l4proto == IPPROTO_TCP && (k.tcp_flags & SYN != 0 || k.tcp_flags & !IGNORED != ACK) {
+        return;
+    }
+    let ip_payload = u32::from(pkt.l3_len).saturating_sub(pkt.l4_offset - pkt.l3_offset);
+    if k.l4proto == IPPROTO_UDP && (pkt.udp_len < 8 || u32::from(pkt.udp_len) > ip_payload) {
         return;
     }
     // SAFETY: plain lookup; the value is copied out at once.
     if let Some(v) = unsafe { FILTER_CT.get(&ev.ct_key) }
         && (v.ct == u32::from(CT_EST_ORIGINAL) || v.ct == u32::from(CT_EST_REPLY))
+        // A bad checksum makes the packet INVALID where the kernel checks
+        // it (`nf_conntrack_checksum=1`): only a checksum the device
+        // verified is known good here.
+        && (v.flags & CT_CSUM_CHECKED == 0 || csum_ok)
     {
         ev.key.ct = v.ct as u8;
     }

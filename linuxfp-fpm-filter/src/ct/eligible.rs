@@ -27,7 +27,9 @@ use linuxfp::inspector::conntrack::{
     IPS_HW_OFFLOAD, IPS_OFFLOAD, IPS_SEEN_REPLY, IPS_SRC_NAT, IPS_TEMPLATE, IPS_UNTRACKED,
     PROTO_TCP, PROTO_UDP, TCP_CONNTRACK_ESTABLISHED,
 };
-use linuxfp_ebpf_common::filter::{CT_EST_ORIGINAL, CT_EST_REPLY, CtKey, CtValue};
+use linuxfp_ebpf_common::filter::{
+    CT_CSUM_CHECKED, CT_EST_ORIGINAL, CT_EST_REPLY, CtKey, CtValue,
+};
 
 /// The namespace's conntrack settings that decide eligibility and
 /// timeouts.
@@ -39,6 +41,9 @@ pub struct CtSettings {
     pub tcp_established: u32,
     /// `net.netfilter.nf_conntrack_udp_timeout_stream`, seconds.
     pub udp_stream: u32,
+    /// `net.netfilter.nf_conntrack_checksum`: the kernel calls packets
+    /// with a bad L4 checksum INVALID (at prerouting).
+    pub checksum: bool,
 }
 
 impl Default for CtSettings {
@@ -48,6 +53,7 @@ impl Default for CtSettings {
             tcp_be_liberal: false,
             tcp_established: 432_000,
             udp_stream: 120,
+            checksum: true,
         }
     }
 }
@@ -148,10 +154,10 @@ pub fn ct_key(t: &CtTuple) -> CtKey {
 
 /// The two mirror entries of an eligible entry: packets in the original
 /// direction, then in the reply direction.
-pub fn mirror_entries(e: &CtEntry) -> [(CtKey, CtValue); 2] {
+pub fn mirror_entries(e: &CtEntry, s: &CtSettings) -> [(CtKey, CtValue); 2] {
     let value = |ct: u8| CtValue {
         ct: u32::from(ct),
-        reserved: 0,
+        flags: if s.checksum { CT_CSUM_CHECKED } else { 0 },
     };
     [
         (ct_key(&e.orig), value(CT_EST_ORIGINAL)),
@@ -262,7 +268,7 @@ mod tests {
     #[test]
     fn both_directions_are_keyed() {
         let e = udp();
-        let [(ko, vo), (kr, vr)] = mirror_entries(&e);
+        let [(ko, vo), (kr, vr)] = mirror_entries(&e, &CtSettings::default());
         assert_eq!((ko.l3, ko.l4proto, ko.sport, ko.dport), (4, 17, 40000, 5000));
         assert_eq!(&ko.saddr[..4], &[10, 0, 1, 2]);
         assert_eq!(&ko.daddr[..4], &[10, 0, 2, 2]);
@@ -270,6 +276,12 @@ mod tests {
         assert_eq!(&kr.saddr[..4], &[10, 0, 2, 2]);
         assert_eq!(vo.ct, u32::from(CT_EST_ORIGINAL));
         assert_eq!(vr.ct, u32::from(CT_EST_REPLY));
+        assert_eq!(vo.flags, CT_CSUM_CHECKED, "the kernel checks by default");
+        let unchecked = CtSettings {
+            checksum: false,
+            ..CtSettings::default()
+        };
+        assert_eq!(mirror_entries(&e, &unchecked)[1].1.flags, 0);
         let mut six = e.clone();
         six.orig.src = "fd00::1".parse().expect("addr");
         six.orig.dst = "fd00::2".parse().expect("addr");

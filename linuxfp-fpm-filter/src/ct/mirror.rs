@@ -160,6 +160,7 @@ fn read_settings() -> CtSettings {
         tcp_established: read("nf_conntrack_tcp_timeout_established")
             .unwrap_or(d.tcp_established),
         udp_stream: read("nf_conntrack_udp_timeout_stream").unwrap_or(d.udp_stream),
+        checksum: read("nf_conntrack_checksum").is_none_or(|v| v != 0),
     }
 }
 
@@ -265,7 +266,7 @@ impl CtMirror {
         let known = live.flows.contains_key(&entry.orig);
         if !ok {
             if let Some(f) = live.flows.remove(&entry.orig) {
-                for (k, _) in mirror_entries(&f.entry) {
+                for (k, _) in mirror_entries(&f.entry, &live.settings) {
                     live.by_key.remove(&k);
                     remove_key(map, &k)?;
                 }
@@ -280,7 +281,7 @@ impl CtMirror {
             }
             return Ok(());
         }
-        let entries = mirror_entries(&entry);
+        let entries = mirror_entries(&entry, &live.settings);
         for (i, (k, v)) in entries.iter().enumerate() {
             if let Err(e) = map.insert(k, v, 0) {
                 // Undo the half written.

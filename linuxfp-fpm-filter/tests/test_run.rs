@@ -273,7 +273,7 @@ fn keys_of<V: aya::Pod>(ebpf: &Ebpf, map: &str) -> Vec<CtKey> {
     let m: AyaHashMap<_, CtKey, V> =
         AyaHashMap::try_from(ebpf.map(map).expect(map)).expect("hash");
     let mut keys: Vec<CtKey> = m.keys().map(|k| k.expect("key")).collect();
-    keys.sort_by_key(|k| (k.l4proto, k.sport, k.dport));
+    keys.sort_by_key(|k| (k.l4proto, k.sport, k.dport, k.l3));
     keys
 }
 
@@ -452,10 +452,20 @@ fn ct_table(lab: &Lab) {
     // A flow opened from the other side: this packet is its reply.
     let udp_reply = ct_key(UDP, s, d, 53, 41000);
     let tcp_flow = ct_key(TCP, s, d, 40001, 80);
+    let mut udp6_flow = CtKey {
+        l3: 6,
+        l4proto: UDP,
+        sport: 40000,
+        dport: 5000,
+        ..Default::default()
+    };
+    udp6_flow.saddr = "fd01::2".parse::<std::net::Ipv6Addr>().expect("addr").octets();
+    udp6_flow.daddr = "fd02::2".parse::<std::net::Ipv6Addr>().expect("addr").octets();
     let mirror = [
         (udp_flow, est(CT_EST_ORIGINAL)),
         (udp_reply, est(CT_EST_REPLY)),
         (tcp_flow, est(CT_EST_ORIGINAL)),
+        (udp6_flow, est(CT_EST_ORIGINAL)),
     ];
     let with_flags = |flags: u8| {
         let mut t = tcp(40001, 80, 8);
@@ -484,6 +494,16 @@ fn ct_table(lab: &Lab) {
             "mirrored tcp ack: established, accepted",
             with_flags(0x10),
             Expect::Continue,
+        ),
+        (
+            "mirrored ipv6 udp: established, accepted",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(40000, 5000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "ipv6 udp of no mirrored flow",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(40003, 5000, 8)),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
         ),
         (
             "mirrored tcp ack+psh+urg+ece+cwr: still established",
@@ -524,8 +544,8 @@ fn ct_table(lab: &Lab) {
     let after = check_ct(lab, &l, 1, &mirror, &rows);
     for (hook, a) in ["tc", "xdp"].iter().zip(&after) {
         // Exactly the mirrored packets that went on were recorded.
-        assert_eq!(a.seen, [tcp_flow, udp_reply, udp_flow], "{hook}");
-        assert_eq!(a.mirror.len(), 3, "{hook}");
+        assert_eq!(a.seen, [tcp_flow, udp_reply, udp_flow, udp6_flow], "{hook}");
+        assert_eq!(a.mirror.len(), 4, "{hook}");
     }
 
     // A FIN or RST goes to the kernel and takes the flow (both

@@ -278,12 +278,16 @@ fn ct_class(ev: &mut Eval, pkt: &Packet, csum_ok: bool) {
         return;
     }
     // What the kernel's tracker would call INVALID is not ESTABLISHED: a
-    // TCP flag combination other than ACK (+ URG, PSH, ECE, CWR), a UDP
-    // length outside the packet.
-    if k.l4proto == IPPROTO_TCP && (k.tcp_flags & SYN != 0 || k.tcp_flags & !IGNORED != ACK) {
+    // TCP flag combination other than ACK (+ URG, PSH, ECE, CWR) or a
+    // header longer than the packet, a UDP length outside the packet.
+    let ip_payload = u32::from(pkt.l3_len).saturating_sub(pkt.l4_offset - pkt.l3_offset);
+    if k.l4proto == IPPROTO_TCP
+        && (k.tcp_flags & SYN != 0
+            || k.tcp_flags & !IGNORED != ACK
+            || pkt.l4_hdr_len > ip_payload)
+    {
         return;
     }
-    let ip_payload = u32::from(pkt.l3_len).saturating_sub(pkt.l4_offset - pkt.l3_offset);
     if k.l4proto == IPPROTO_UDP && (pkt.udp_len < 8 || u32::from(pkt.udp_len) > ip_payload) {
         return;
     }

@@ -23,6 +23,51 @@
 //!   (only on a compiled `drop` verdict or drop policy), the rest punt
 //!   under a named reason ([`linuxfp_ebpf_common::filter::PUNT_NAMES`]).
 //!
+//! # Conntrack
+//!
+//! aya 0.14 cannot load kfunc calls (`bpf_skb_ct_lookup`), so the fast path
+//! follows the kernel's conntrack through a mirror ([`ct`]): the FPM's
+//! upkeep (every [`UPKEEP_INTERVAL`], on the deploy worker inside the
+//! namespace) dumps the table once, then applies the ctnetlink events, and
+//! keeps in `FILTER_CT` both directions of every flow whose packets the
+//! kernel would all classify ESTABLISHED without needing to see them:
+//! confirmed, seen-reply and assured, not dying, no NAT (no NAT bits or
+//! attributes, reply tuple = original inverted), no helper, zone 0, not
+//! offloaded, no fixed timeout; UDP, or TCP in state ESTABLISHED whose
+//! window tracking cannot go stale (`nf_conntrack_tcp_be_liberal=1`, or
+//! `BE_LIBERAL` on both directions: packets the fast path forwards never
+//! advance the kernel's window, so with tracking on a later FIN could be
+//! INVALID). Other flows, ICMP, and every packet of a flow not (yet) in
+//! the mirror stay on the slow path.
+//!
+//! What is accelerated: packets of mirrored flows that the kernel's
+//! tracker would call ESTABLISHED: UDP with a sane length, TCP with ACK
+//! (plus PSH, URG, ECE, CWR) and no SYN, FIN or RST, and, where the kernel
+//! verifies L4 checksums (`nf_conntrack_checksum=1`, the default), only
+//! packets whose checksum the device verified (TC, `CHECKSUM_UNNECESSARY`;
+//! never at XDP, and not for local senders' `CHECKSUM_PARTIAL` packets on a
+//! veth). For those, `ct state` and `ct direction` tests (also `-m
+//! conntrack --ctstate`, `-m state`) are decided (state ESTABLISHED), and
+//! `nat` base chains are skipped, as the kernel skips them after a
+//! connection's first packet. Every other packet reaching a rule that reads
+//! conntrack punts (`rule_conntrack`, or `rule_nat` at a nat chain); `ct
+//! mark`, `ct status` and the other keys always punt.
+//!
+//! A FIN or RST goes to the kernel and takes its flow out of the mirror at
+//! once, so the kernel's tracker sees the whole teardown. The kernel's
+//! timeouts: flows the fast path forwards are recorded (`FILTER_CT_SEEN`)
+//! and the upkeep sets their kernel entry's timeout to what the kernel sets
+//! on a packet (the TCP established or UDP stream timeout of the namespace)
+//! at most once a second ([`ct::mirror::REFRESH_EVERY`]); idle flows expire
+//! as without LinuxFP.
+//!
+//! Known deviations: the mirror lags the kernel by up to one upkeep
+//! interval, so for that long after an entry is deleted (`conntrack -D`,
+//! expiry) or changes state from outside the fast path, packets of the
+//! flow may still be classified ESTABLISHED; the kernel's per-entry
+//! accounting (`nf_conntrack_acct`) and `conntrack -E` UPDATE events do
+//! not see fast-path packets.
+//!
 //! Limits (each punts, never guesses): 16384 rules per generation including
 //! one synthetic end rule per chain (a larger ruleset punts whole,
 //! `path`), 8192 rules evaluated for one packet (`too_long`), 16 nested
@@ -53,8 +98,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use linuxfp::{
     fpm::{
-        Capability, Fpm, FpmConfig, FpmDeclaration, FpmError, FpmRole, Hook, ParamInput,
-        UpkeepCtx,
+        Capability, Fpm, FpmConfig, FpmDeclaration, FpmError, FpmRole, Hook, ParamInput, UpkeepCtx,
     },
     topology::NetworkFunction,
 };

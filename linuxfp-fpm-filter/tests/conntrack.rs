@@ -363,7 +363,10 @@ async fn conntrack_established_flows_take_the_fast_path_like_linux() {
     let mirrored_during = filter.ct_stats().mirrored;
     let (fast_udp, _) = finish_udp(flow);
     let s1 = handle.stats().await.expect("stats");
-    let (cont, punt_ct) = (delta(&s0, &s1, "continue"), delta(&s0, &s1, "rule_conntrack"));
+    let (cont, punt_ct) = (
+        delta(&s0, &s1, "continue"),
+        delta(&s0, &s1, "rule_conntrack"),
+    );
     eprintln!(
         "UDP flow: {fast_udp:?}; filter continue {cont}, rule_conntrack {punt_ct}; \
          timeout near the end {fast_timeout:?}; mirror {:?}",
@@ -401,7 +404,10 @@ async fn conntrack_established_flows_take_the_fast_path_like_linux() {
     let s2 = handle.stats().await.expect("stats");
     let fast_tcp_liberal = tcp_transfer(&tb, 3.0);
     let s3 = handle.stats().await.expect("stats");
-    let (cont, punt_ct) = (delta(&s2, &s3, "continue"), delta(&s2, &s3, "rule_conntrack"));
+    let (cont, punt_ct) = (
+        delta(&s2, &s3, "continue"),
+        delta(&s2, &s3, "rule_conntrack"),
+    );
     let after = tcp_states(&tb);
     eprintln!(
         "TCP liberal: {fast_tcp_liberal:?}; continue {cont}, rule_conntrack {punt_ct}; {after:?}"
@@ -419,7 +425,10 @@ async fn conntrack_established_flows_take_the_fast_path_like_linux() {
     let s4 = handle.stats().await.expect("stats");
     let fast_tcp_strict = tcp_transfer(&tb, 3.0);
     let s5 = handle.stats().await.expect("stats");
-    let (cont, punt_ct) = (delta(&s4, &s5, "continue"), delta(&s4, &s5, "rule_conntrack"));
+    let (cont, punt_ct) = (
+        delta(&s4, &s5, "continue"),
+        delta(&s4, &s5, "rule_conntrack"),
+    );
     let after = tcp_states(&tb);
     eprintln!(
         "TCP strict: {fast_tcp_strict:?}; continue {cont}, rule_conntrack {punt_ct}; {after:?}"

@@ -270,8 +270,7 @@ struct CtAfter {
 }
 
 fn keys_of<V: aya::Pod>(ebpf: &Ebpf, map: &str) -> Vec<CtKey> {
-    let m: AyaHashMap<_, CtKey, V> =
-        AyaHashMap::try_from(ebpf.map(map).expect(map)).expect("hash");
+    let m: AyaHashMap<_, CtKey, V> = AyaHashMap::try_from(ebpf.map(map).expect(map)).expect("hash");
     let mut keys: Vec<CtKey> = m.keys().map(|k| k.expect("key")).collect();
     keys.sort_by_key(|k| (k.l4proto, k.sport, k.dport, k.l3));
     keys
@@ -459,8 +458,14 @@ fn ct_table(lab: &Lab) {
         dport: 5000,
         ..Default::default()
     };
-    udp6_flow.saddr = "fd01::2".parse::<std::net::Ipv6Addr>().expect("addr").octets();
-    udp6_flow.daddr = "fd02::2".parse::<std::net::Ipv6Addr>().expect("addr").octets();
+    udp6_flow.saddr = "fd01::2"
+        .parse::<std::net::Ipv6Addr>()
+        .expect("addr")
+        .octets();
+    udp6_flow.daddr = "fd02::2"
+        .parse::<std::net::Ipv6Addr>()
+        .expect("addr")
+        .octets();
     let mirror = [
         (udp_flow, est(CT_EST_ORIGINAL)),
         (udp_reply, est(CT_EST_REPLY)),

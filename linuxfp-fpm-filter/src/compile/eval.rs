@@ -105,8 +105,7 @@ fn holds(p: &Program, m: &Match, f: &Fields, ct: CtClass) -> bool {
                 .is_some_and(|s| s.elements.iter().any(|(e, b)| prefix_match(&v, e, *b)))
         }
         Pred::CtState(bits) => {
-            ct != CtClass::Unknown
-                && bits & linuxfp_ebpf_common::filter::CT_STATE_ESTABLISHED != 0
+            ct != CtClass::Unknown && bits & linuxfp_ebpf_common::filter::CT_STATE_ESTABLISHED != 0
         }
         Pred::CtDirection(d) => ct == CtClass::Established(*d),
     };

@@ -127,7 +127,8 @@ pub enum Pred {
         field: Field,
         /// The set.
         set: usize,
-    },    /// `ct state & mask != 0` (nft `ct state` bits: invalid 1,
+    },
+    /// `ct state & mask != 0` (nft `ct state` bits: invalid 1,
     /// established 2, related 4, new 8, untracked 64). The fast path knows
     /// the state only of flows in its conntrack mirror (always
     /// ESTABLISHED); for other packets the rule punts.

@@ -681,7 +681,13 @@ impl Builder<'_, '_> {
         };
         // Every state bit the kernel defines fits in a byte.
         let m = mask & 0xff;
-        let constant = |eq: bool| if eq != negate { Step::Next } else { Step::Never };
+        let constant = |eq: bool| {
+            if eq != negate {
+                Step::Next
+            } else {
+                Step::Never
+            }
+        };
         if data & !m != 0 || data.count_ones() > 1 {
             // `state & mask` is one bit or none: never this value.
             return constant(false);

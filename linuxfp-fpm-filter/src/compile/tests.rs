@@ -1016,8 +1016,14 @@ fn the_reference_evaluator_knows_mirrored_flows_and_punts_the_rest() {
     };
     // Established, either direction: accepted by the first rule, passes
     // the nat chain.
-    assert_eq!(evaluate_ct(p, &f, CtClass::Established(0)), Outcome::Continue);
-    assert_eq!(evaluate_ct(p, &f, CtClass::Established(1)), Outcome::Continue);
+    assert_eq!(
+        evaluate_ct(p, &f, CtClass::Established(0)),
+        Outcome::Continue
+    );
+    assert_eq!(
+        evaluate_ct(p, &f, CtClass::Established(1)),
+        Outcome::Continue
+    );
     // Not mirrored: the first rule already needs the kernel.
     assert_eq!(evaluate(p, &f), Outcome::Punt(PuntWhy::Conntrack));
     // Without the ct rules, an unknown packet punts at the nat chain.

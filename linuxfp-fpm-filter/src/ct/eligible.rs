@@ -27,9 +27,7 @@ use linuxfp::inspector::conntrack::{
     IPS_HW_OFFLOAD, IPS_OFFLOAD, IPS_SEEN_REPLY, IPS_SRC_NAT, IPS_TEMPLATE, IPS_UNTRACKED,
     PROTO_TCP, PROTO_UDP, TCP_CONNTRACK_ESTABLISHED,
 };
-use linuxfp_ebpf_common::filter::{
-    CT_CSUM_CHECKED, CT_EST_ORIGINAL, CT_EST_REPLY, CtKey, CtValue,
-};
+use linuxfp_ebpf_common::filter::{CT_CSUM_CHECKED, CT_EST_ORIGINAL, CT_EST_REPLY, CtKey, CtValue};
 
 /// The namespace's conntrack settings that decide eligibility and
 /// timeouts.
@@ -213,13 +211,17 @@ mod tests {
         let mut e = udp();
         e.status |= IPS_EXPECTED;
         assert_eq!(eligible(&e, &s), Ok(()));
-        let cases: [(fn(&mut CtEntry), Ineligible); 10] = [
+        type Change = fn(&mut CtEntry);
+        let cases: [(Change, Ineligible); 10] = [
             (|e| e.status &= !IPS_ASSURED, Ineligible::NotAssured),
             (|e| e.status &= !IPS_CONFIRMED, Ineligible::NotAssured),
             (|e| e.status &= !IPS_SEEN_REPLY, Ineligible::NotAssured),
             (|e| e.status |= IPS_DYING, Ineligible::Dying),
             (|e| e.status |= IPS_SRC_NAT, Ineligible::Nat),
-            (|e| e.reply.dst = "192.0.2.1".parse().expect("addr"), Ineligible::Nat),
+            (
+                |e| e.reply.dst = "192.0.2.1".parse().expect("addr"),
+                Ineligible::Nat,
+            ),
             (|e| e.rewrites = true, Ineligible::Nat),
             (|e| e.helper = true, Ineligible::Helper),
             (|e| e.zone = 1, Ineligible::Zone),
@@ -269,7 +271,10 @@ mod tests {
     fn both_directions_are_keyed() {
         let e = udp();
         let [(ko, vo), (kr, vr)] = mirror_entries(&e, &CtSettings::default());
-        assert_eq!((ko.l3, ko.l4proto, ko.sport, ko.dport), (4, 17, 40000, 5000));
+        assert_eq!(
+            (ko.l3, ko.l4proto, ko.sport, ko.dport),
+            (4, 17, 40000, 5000)
+        );
         assert_eq!(&ko.saddr[..4], &[10, 0, 1, 2]);
         assert_eq!(&ko.daddr[..4], &[10, 0, 2, 2]);
         assert_eq!((kr.sport, kr.dport), (5000, 40000));

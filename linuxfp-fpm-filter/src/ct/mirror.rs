@@ -157,8 +157,7 @@ fn read_settings() -> CtSettings {
     let d = CtSettings::default();
     CtSettings {
         tcp_be_liberal: read("nf_conntrack_tcp_be_liberal").is_some_and(|v| v != 0),
-        tcp_established: read("nf_conntrack_tcp_timeout_established")
-            .unwrap_or(d.tcp_established),
+        tcp_established: read("nf_conntrack_tcp_timeout_established").unwrap_or(d.tcp_established),
         udp_stream: read("nf_conntrack_udp_timeout_stream").unwrap_or(d.udp_stream),
         checksum: read("nf_conntrack_checksum").is_none_or(|v| v != 0),
     }

@@ -86,9 +86,14 @@ fn decode_entry(payload: &[u8]) -> Result<CtEntry, DecodeError> {
         id: a.be32(CTA_ID, "ID")?.unwrap_or(0),
         tcp,
         helper: a.get(CTA_HELP).is_some(),
-        rewrites: [CTA_NAT_SRC, CTA_NAT_DST, CTA_SEQ_ADJ_ORIG, CTA_SEQ_ADJ_REPLY]
-            .iter()
-            .any(|k| a.get(*k).is_some())
+        rewrites: [
+            CTA_NAT_SRC,
+            CTA_NAT_DST,
+            CTA_SEQ_ADJ_ORIG,
+            CTA_SEQ_ADJ_REPLY,
+        ]
+        .iter()
+        .any(|k| a.get(*k).is_some())
             || status & IPS_SEQ_ADJUST != 0,
     })
 }

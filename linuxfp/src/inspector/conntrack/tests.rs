@@ -89,8 +89,7 @@ fn nat_attributes_and_other_messages() {
     e.reply.dst = "192.0.2.1".parse().expect("addr");
     let mut b = encode_entry(&e);
     b.extend(nla(13 | 0x8000, &nla(1, &[192, 0, 2, 1])));
-    let Some(CtEvent::Upsert(got)) = decode_message(&msg(IPCTNL_MSG_CT_NEW, b)).expect("ok")
-    else {
+    let Some(CtEvent::Upsert(got)) = decode_message(&msg(IPCTNL_MSG_CT_NEW, b)).expect("ok") else {
         panic!("an entry");
     };
     assert!(got.rewrites);
@@ -140,7 +139,7 @@ fn framed_messages_decode_through_the_nfnetlink_parser() {
     let len = 16 + 4 + payload.len();
     let mut b = Vec::new();
     b.extend_from_slice(&(len as u32).to_ne_bytes());
-    b.extend_from_slice(&((u16::from(NFNL_SUBSYS_CTNETLINK) << 8) | 0).to_ne_bytes());
+    b.extend_from_slice(&(u16::from(NFNL_SUBSYS_CTNETLINK) << 8).to_ne_bytes());
     b.extend_from_slice(&0u16.to_ne_bytes());
     b.extend_from_slice(&[0; 8]);
     b.extend_from_slice(&[2, 0, 0, 0]);

@@ -21,15 +21,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use linuxfp::{
-    compat::HookPolicy,
-    controller::{Controller, ControllerError, ControllerHandle},
-    deploy::Stats,
-    netns::NetnsRef,
-};
+use linuxfp::{compat::HookPolicy, deploy::Stats};
 use linuxfp_fpm_filter::FilterFpm;
-use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{NsChild, VirtualRouter, require_root};
+use support::{start, stop};
+
+mod support;
 
 /// The kernel's UDP stream timeout in the router for this test (the
 /// default 120 s would hide a missing refresh for two minutes).
@@ -248,40 +245,6 @@ fn sysctl(tb: &VirtualRouter, kv: &str) {
     tb.rtr.exec(&["sysctl", "-qw", kv]).expect("sysctl");
 }
 
-async fn start(
-    tb: &VirtualRouter,
-    filter: Arc<FilterFpm>,
-) -> (
-    ControllerHandle,
-    tokio::task::JoinHandle<Result<(), ControllerError>>,
-) {
-    let (handle, run) = Controller::builder()
-        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
-        .fpm(Arc::new(RouterFpm::new()))
-        .fpm(filter)
-        .hook_policy(HookPolicy::Tc)
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
-    let task = tokio::spawn(run);
-    let (r0, r1) = (tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let plan = handle.plan();
-        if [r0, r1].iter().all(|i| {
-            plan.interfaces
-                .get(i)
-                .is_some_and(|p| p.stages == ["filter", "router"])
-        }) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "filter and router deployed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (handle, task)
-}
-
 /// Filter counters moved between two readings.
 fn delta(before: &Stats, after: &Stats, counter: &str) -> u64 {
     after.total("filter", counter) - before.total("filter", counter)
@@ -352,7 +315,7 @@ async fn conntrack_established_flows_take_the_fast_path_like_linux() {
     // LinuxFP.
     sysctl(&tb, "net.netfilter.nf_conntrack_tcp_be_liberal=1");
     let filter = Arc::new(FilterFpm::new());
-    let (handle, task) = start(&tb, filter.clone()).await;
+    let (handle, task) = start(&tb, HookPolicy::Tc, filter.clone()).await;
 
     // UDP: once assured (2 s after the first packet, with replies), the
     // flow is mirrored and its packets are accepted in the fast path.
@@ -475,10 +438,5 @@ async fn conntrack_established_flows_take_the_fast_path_like_linux() {
     assert_eq!(linux.tcp_strict.0, linux.tcp_strict.1);
     assert_eq!(fast.masq_seen_as, linux.masq_seen_as);
 
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops in time")
-        .expect("join")
-        .expect("run");
+    stop(&handle, task).await;
 }

@@ -67,13 +67,26 @@ while time.time() < end:
 print(" ".join(sorted(seen)), flush=True)
 "#;
 
-/// From `argv[1]`:`argv[2]` to `argv[3]`:`argv[4]`, sends a datagram
+/// From `argv[1]`:`argv[2]` to `argv[3]`:`argv[4]`, once the server
+/// answers (a machine under load may start it late), sends a datagram
 /// every 10 ms for `argv[5]` seconds; prints "sent replies".
 const UDP_CLIENT: &str = r#"
 import select, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.connect((sys.argv[3], int(sys.argv[4])))
+s.settimeout(0.2)
+give_up = time.time() + 10
+while True:
+    try:
+        s.send(b"ready?")
+        s.recv(2048)
+        break
+    except (ConnectionRefusedError, socket.timeout):
+        if time.time() > give_up:
+            raise
+        time.sleep(0.05)
+s.settimeout(None)
 end = time.time() + float(sys.argv[5])
 sent = got = 0
 while time.time() < end:
@@ -120,7 +133,16 @@ print(n, flush=True)
 /// seconds, half-closes, reads the server's count; prints "sent count".
 const TCP_CLIENT: &str = r#"
 import socket, sys, time
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+give_up = time.time() + 10
+while True:
+    try:
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+        break
+    except ConnectionRefusedError:
+        # The server may start late on a loaded machine.
+        if time.time() > give_up:
+            raise
+        time.sleep(0.05)
 end = time.time() + float(sys.argv[3])
 sent = 0
 while time.time() < end:

@@ -14,8 +14,8 @@
 //! the fast path may classify a packet with a state up to one interval
 //! old (see the crate docs).
 //!
-//! Timeouts: every round, each mirrored flow the fast path forwarded since
-//! its last refresh, and refreshed at least [`REFRESH_EVERY`] ago, gets the
+//! Timeouts: every [`REFRESH_EVERY`], each mirrored flow the fast path
+//! forwarded since its last refresh gets the
 //! timeout the kernel would have set on seeing that packet (TCP
 //! established / UDP stream timeout of the namespace). Idle flows are left
 //! alone and expire as usual.
@@ -122,6 +122,8 @@ struct Live {
     flows: StdHashMap<CtTuple, Flow>,
     /// Both mirror keys of each flow → its original tuple.
     by_key: StdHashMap<CtKey, CtTuple>,
+    /// When `FILTER_CT_SEEN` was last walked.
+    scanned_at: Option<Instant>,
 }
 
 type CtMap = HashMap<MapData, CtKey, CtValue>;
@@ -211,6 +213,7 @@ impl CtMirror {
                 map_id,
                 flows: StdHashMap::new(),
                 by_key: StdHashMap::new(),
+                scanned_at: None,
             };
             let live = guard.insert(live);
             self.resync(live, &mut map)?;
@@ -311,10 +314,19 @@ impl CtMirror {
         Ok(())
     }
 
-    /// Sets the kernel timeout of the flows the fast path kept busy.
+    /// Sets the kernel timeout of the flows the fast path kept busy. The
+    /// walk over `FILTER_CT_SEEN` (two syscalls per entry) runs once per
+    /// [`REFRESH_EVERY`], not every round.
     fn refresh(&self, ctx: &UpkeepCtx<'_>, live: &mut Live) -> Result<(), MirrorError> {
-        let (seen, _) = open_map::<u64>(ctx, CT_SEEN_MAP)?;
         let now = Instant::now();
+        if live
+            .scanned_at
+            .is_some_and(|at| now.duration_since(at) < REFRESH_EVERY)
+        {
+            return Ok(());
+        }
+        live.scanned_at = Some(now);
+        let (seen, _) = open_map::<u64>(ctx, CT_SEEN_MAP)?;
         let mut todo: Vec<(CtTuple, u64)> = Vec::new();
         for item in seen.iter() {
             // An entry evicted while iterating ends the walk early; the

@@ -90,6 +90,11 @@ pub const CT_MAP: &str = "FILTER_CT";
 /// the `bpf_ktime_get_ns` of the last one), read by the upkeep to refresh
 /// the kernel entries' timeouts.
 pub const CT_SEEN_MAP: &str = "FILTER_CT_SEEN";
+/// Map: per-rule counters (`PerCpuArray<RuleStat>`, at [`rule_slot`]):
+/// packets and bytes of the packets the fast path decided (continued or
+/// dropped) that matched the rule. Punted packets are not counted: the
+/// kernel evaluates them and its own rule counters count them.
+pub const RULE_STATS_MAP: &str = "FILTER_RULE_STATS";
 /// Map: the per-flow verdict cache (`LruHashMap<FlowKey, CachedVerdict>`),
 /// private to each program instance (never written from userspace).
 pub const CACHE_MAP: &str = "FILTER_CACHE";
@@ -364,6 +369,11 @@ pub const VERDICT_DROP: u32 = 1;
 /// `CachedVerdict::verdict`: punt under `reason`.
 pub const VERDICT_PUNT: u32 = 2;
 
+/// Most rules one cached verdict records for the per-rule counters; a
+/// packet that matched more is not cached (every packet of its flow is
+/// evaluated and counted).
+pub const MAX_COUNTED: usize = 6;
+
 /// Value of [`CACHE_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -372,6 +382,25 @@ pub struct CachedVerdict {
     pub verdict: u32,
     /// Punt reason for [`VERDICT_PUNT`].
     pub reason: u32,
+    /// How many of `rules` are valid.
+    pub nrules: u32,
+    /// Indexes of the rules the packet matched (for [`RULE_STATS_MAP`]).
+    pub rules: [u32; MAX_COUNTED],
+}
+
+/// Value of [`RULE_STATS_MAP`] (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleStat {
+    /// The generation the counts belong to (a slot is reused every other
+    /// generation: counts of another generation are stale).
+    pub generation: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (IP packet length, as nf_tables counters).
+    pub bytes: u64,
 }
 
 /// Key of [`CT_MAP`] and [`CT_SEEN_MAP`]: one direction of a flow as its
@@ -431,13 +460,16 @@ mod pod {
     unsafe impl aya::Pod for super::CtKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CtValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RuleStat {}
 }
 
 const _: () = assert!(core::mem::size_of::<FilterConf>() == 24);
 const _: () = assert!(core::mem::size_of::<FilterRule>() == 124);
 const _: () = assert!(core::mem::size_of::<SetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
-const _: () = assert!(core::mem::size_of::<CachedVerdict>() == 8);
+const _: () = assert!(core::mem::size_of::<CachedVerdict>() == 36);
+const _: () = assert!(core::mem::size_of::<RuleStat>() == 24);
 const _: () = assert!(core::mem::size_of::<FilterIface>() == 8);
 const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CtValue>() == 8);

@@ -76,7 +76,11 @@
 //!
 //! Counters: `counter` expressions are not emulated, so the kernel's rule
 //! counters miss the packets the fast path decides; the FPM's own counters
-//! (continue, drop, and each punt reason, per interface) account for them.
+//! (continue, drop, and each punt reason, per interface) account for them,
+//! and per rule [`FilterFpm::rule_counters`] ([`counters`]): the packets
+//! and bytes of the decided packets that matched each rule (a verdict
+//! cache entry remembers up to six matched rules; a flow that matched more
+//! is evaluated, and counted, packet by packet).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -91,6 +95,7 @@
 
 pub mod bytecode;
 pub mod compile;
+pub mod counters;
 pub mod ct;
 pub mod params;
 
@@ -142,11 +147,27 @@ impl FilterFpm {
                     filter::IFACES_MAP,
                     filter::CT_MAP,
                     filter::CT_SEEN_MAP,
+                    filter::RULE_STATS_MAP,
                 ],
                 punt_reasons: filter::PUNT_NAMES.to_vec(),
             },
             generations: params::Generations::default(),
             mirror: ct::CtMirror::default(),
+        }
+    }
+
+    /// The packets and bytes the fast path decided per nf_tables rule
+    /// (`family table chain`, handle) of the ruleset last handed to the
+    /// deployer, read from the pins of a deployed instance (`pins`: the
+    /// namespace's [`linuxfp::deploy::PinLayout`]). Add them to the
+    /// kernel's rule counters, which never see those packets.
+    pub fn rule_counters(
+        &self,
+        pins: &linuxfp::deploy::PinLayout,
+    ) -> Result<BTreeMap<(String, u64), counters::RuleCount>, counters::CountersError> {
+        match self.generations.current_layout() {
+            Some((g, layout)) => counters::read(pins, self.declaration.name, &layout, g),
+            None => Ok(BTreeMap::new()),
         }
     }
 

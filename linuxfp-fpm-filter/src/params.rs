@@ -64,6 +64,9 @@ pub struct Layout {
     pub sets: Vec<(u32, [u8; 16], u32)>,
     /// Some rule reads conntrack state ([`CONF_CT`]).
     pub ct: bool,
+    /// Where each rule of `rules` comes from: `family table chain` and the
+    /// nf_tables handle (0 for the rules the compiler made).
+    pub origins: Vec<(String, u64)>,
 }
 
 fn field_code(f: Field) -> u8 {
@@ -257,6 +260,7 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
             fr.action = action;
             fr.arg = arg;
             out.rules.push(fr);
+            out.origins.push((c.name.clone(), r.handle));
         }
         // The chain's end.
         let end_rule = match &c.base {
@@ -279,6 +283,7 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
             },
         };
         out.rules.push(end_rule);
+        out.origins.push((c.name.clone(), 0));
     }
 }
 
@@ -388,6 +393,15 @@ impl Generations {
         cfg.maps.insert(RULES_MAP.to_string(), rules);
         cfg.maps.insert(SETS_MAP.to_string(), sets);
         cfg
+    }
+
+    /// The generation and layout of the last configuration.
+    pub fn current_layout(&self) -> Option<(u32, Layout)> {
+        let st = match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        st.current.clone()
     }
 
     /// The generation of the last configuration.

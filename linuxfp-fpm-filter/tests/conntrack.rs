@@ -21,7 +21,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use linuxfp::{compat::HookPolicy, deploy::Stats};
+use linuxfp::{
+    compat::HookPolicy,
+    deploy::{PinLayout, Stats},
+    netns::NetnsRef,
+};
 use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_testkit::{NsChild, VirtualRouter, require_root};
 use support::{start, stop};
@@ -383,6 +387,16 @@ async fn established_flows(hook: HookPolicy, tag: &str) {
     let packets = 2 * u64::from(fast_udp.0);
     assert!(cont * 2 > packets, "continue {cont} of {packets}");
     assert!(cont + punt_ct >= packets, "{:?}", s1.totals("filter"));
+    // Per rule: every packet that went on was accepted by the established
+    // rule (the new-flow rules never match a mirrored flow), and the
+    // counters say so, to be added to the kernel's.
+    let pins = PinLayout::new(&NetnsRef::Named(tb.rtr.name().to_string()).pin_name());
+    let by_rule = filter.rule_counters(&pins).expect("rule counters");
+    let decided: Vec<_> = by_rule.iter().filter(|(_, c)| c.packets > 0).collect();
+    eprintln!("per rule: {decided:?}");
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0].0.0, "inet t filt");
+    assert_eq!(decided[0].1.packets, s1.total("filter", "continue"));
     // Refreshed as the kernel would have: without the refresh the kernel
     // entry would have aged for ~6 s since the flow was mirrored.
     assert!(filter.ct_stats().refreshed >= 3, "{:?}", filter.ct_stats());

@@ -16,7 +16,7 @@ mod common;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as AyaHashMap, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap as AyaHashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use linuxfp::{inspector::nftables, netns::NetnsRef};
@@ -28,6 +28,7 @@ use linuxfp_fpm_filter::{
     TC_PROGRAM, XDP_PROGRAM,
     bytecode::FILTER_OBJ,
     compile::{Interfaces, compile},
+    counters::{self, RuleCount},
     params::{Layout, layout},
 };
 use linuxfp_testkit::{VirtualRouter, require_root, route};
@@ -267,6 +268,8 @@ struct CtAfter {
     seen: Vec<CtKey>,
     /// Keys still in the mirror (`FILTER_CT`).
     mirror: Vec<CtKey>,
+    /// Per-rule counters (`FILTER_RULE_STATS`).
+    counted: std::collections::BTreeMap<(String, u64), RuleCount>,
 }
 
 fn keys_of<V: aya::Pod>(ebpf: &Ebpf, map: &str) -> Vec<CtKey> {
@@ -289,9 +292,19 @@ fn check_ct(
     for on in [On::Tc, On::Xdp] {
         let ebpf = load_with_ct(lab, l, generation, ct);
         check_on(&ebpf, on, lab.tb.rtr_src_if.ifindex, rows);
+        let stats: PerCpuArray<_, RuleStat> =
+            PerCpuArray::try_from(ebpf.map(RULE_STATS_MAP).expect(RULE_STATS_MAP))
+                .expect("per-cpu array");
+        let counted = counters::by_rule(l, generation, |slot| {
+            stats
+                .get(&slot, 0)
+                .ok()
+                .map(|v| v.iter().copied().collect())
+        });
         out.push(CtAfter {
             seen: keys_of::<u64>(&ebpf, CT_SEEN_MAP),
             mirror: keys_of::<CtValue>(&ebpf, CT_MAP),
+            counted,
         });
     }
     out
@@ -547,10 +560,31 @@ fn ct_table(lab: &Lab) {
         ),
     ];
     let after = check_ct(lab, &l, 1, &mirror, &rows);
+    let established = l
+        .origins
+        .iter()
+        .find(|(chain, h)| chain == "inet t fwdc" && *h != 0)
+        .cloned()
+        .expect("the established rule");
+    let continued = rows
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Expect::Continue))
+        .count() as u64;
     for (hook, a) in ["tc", "xdp"].iter().zip(&after) {
         // Exactly the mirrored packets that went on were recorded.
         assert_eq!(a.seen, [tcp_flow, udp_reply, udp_flow, udp6_flow], "{hook}");
         assert_eq!(a.mirror.len(), 4, "{hook}");
+        // Every packet that went on matched the established rule, once
+        // evaluated and once from the cache; nothing else was decided.
+        let mut counted = a.counted.clone();
+        counted.retain(|_, c| c.packets > 0);
+        assert_eq!(
+            counted.keys().collect::<Vec<_>>(),
+            [&established],
+            "{hook}: {counted:?}"
+        );
+        assert_eq!(counted[&established].packets, 2 * continued, "{hook}");
+        assert!(counted[&established].bytes >= 2 * continued * 28, "{hook}");
     }
 
     // A FIN or RST goes to the kernel and takes the flow (both

@@ -67,6 +67,10 @@ static FILTER_CT: HashMap<CtKey, CtValue> = HashMap::with_max_entries(CT_ENTRIES
 #[map]
 static FILTER_CT_SEEN: LruHashMap<CtKey, u64> = LruHashMap::with_max_entries(CT_SEEN_ENTRIES, 0);
 
+/// Per-rule counters of the packets decided here.
+#[map]
+static FILTER_RULE_STATS: PerCpuArray<RuleStat> = PerCpuArray::with_max_entries(RULES_ENTRIES, 0);
+
 /// The interfaces the XDP program runs on, with their MACs.
 #[map]
 static FILTER_IFACES: Array<FilterIface> =
@@ -226,14 +230,43 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
         ct_class(ev, &pkt, frame.csum_ok);
     }
     // SAFETY: plain lookup; the value is copied out at once.
-    let (v, reason) = match unsafe { FILTER_CACHE.get(&ev.key) } {
-        Some(c) => (c.verdict, c.reason),
+    let c = match unsafe { FILTER_CACHE.get(&ev.key) } {
+        Some(c) => *c,
         None => evaluate(ev, conf.generation, path.start)?,
     };
-    if v == VERDICT_CONTINUE && ev.key.ct != CT_UNKNOWN {
+    if c.verdict == VERDICT_CONTINUE && ev.key.ct != CT_UNKNOWN {
         seen(&ev.ct_key);
     }
-    verdict(v, reason)
+    if c.verdict != VERDICT_PUNT {
+        count_rules(&c, conf.generation, u64::from(pkt.l3_len));
+    }
+    verdict(c.verdict, c.reason)
+}
+
+/// Adds a packet of `bytes` to the counters of the rules it matched.
+#[inline(always)]
+fn count_rules(c: &CachedVerdict, generation: u32, bytes: u64) {
+    let mut i = 0;
+    while i < MAX_COUNTED {
+        if i as u32 >= c.nrules {
+            break;
+        }
+        if let Some(slot) = rule_slot(generation, c.rules[i])
+            && let Some(st) = FILTER_RULE_STATS.get_ptr_mut(slot)
+        {
+            // SAFETY: this CPU's entry of a successful lookup.
+            let st = unsafe { &mut *st };
+            if st.generation != generation {
+                *st = RuleStat {
+                    generation,
+                    ..RuleStat::default()
+                };
+            }
+            st.packets += 1;
+            st.bytes += bytes;
+        }
+        i += 1;
+    }
 }
 
 /// The packet's conntrack class from the mirror (`ev.key.ct`), and its
@@ -321,7 +354,7 @@ fn seen(key: &CtKey) {
 /// Runs the interpreter for a packet the cache does not know, and caches
 /// its verdict.
 #[inline(always)]
-fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<(u32, u32), u32> {
+fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<CachedVerdict, u32> {
     let ingress = ev.key.iif;
     let oif = ev.key.oif;
     if !known_iface(generation, ingress) || !known_iface(generation, oif) {
@@ -333,6 +366,8 @@ fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<(u32, u32), u3
     ev.done = 0;
     ev.verdict = VERDICT_PUNT;
     ev.reason = PUNT_TOO_LONG;
+    ev.matched.nrules = 0;
+    ev.overflow = 0;
     // SAFETY: the callback is a static function taking no context (it
     // finds the scratch entry itself).
     unsafe {
@@ -347,11 +382,13 @@ fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<(u32, u32), u3
     // entry; `ev` is a `&mut` argument here, which the compiler may assume
     // nothing else changed: read them afresh.
     // SAFETY: plain reads of fields of a valid, aligned entry.
-    let (done, v, reason) = unsafe {
+    let (done, v, reason, matched, overflow) = unsafe {
         (
             core::ptr::read_volatile(&ev.done),
             core::ptr::read_volatile(&ev.verdict),
             core::ptr::read_volatile(&ev.reason),
+            core::ptr::read_volatile(&ev.matched),
+            core::ptr::read_volatile(&ev.overflow),
         )
     };
     let (v, reason) = if done == 0 {
@@ -359,15 +396,18 @@ fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<(u32, u32), u3
     } else {
         (v, reason)
     };
-    // A missing rule is a race with an update: do not remember it.
-    if !(v == VERDICT_PUNT && reason == PUNT_NO_RULES) {
-        let _ = FILTER_CACHE.insert(
-            &ev.key,
-            &CachedVerdict { verdict: v, reason },
-            0,
-        );
+    let c = CachedVerdict {
+        verdict: v,
+        reason,
+        ..matched
+    };
+    // A missing rule is a race with an update: do not remember it. Nor a
+    // verdict whose matched rules do not all fit: its packets are counted
+    // one by one.
+    if !(v == VERDICT_PUNT && reason == PUNT_NO_RULES) && overflow == 0 {
+        let _ = FILTER_CACHE.insert(&ev.key, &c, 0);
     }
-    Ok((v, reason))
+    Ok(c)
 }
 
 #[inline(always)]
@@ -493,6 +533,10 @@ struct Eval {
     verdict: u32,
     reason: u32,
     stack: [u32; MAX_DEPTH],
+    /// The rules matched so far (`rules`, `nrules`), for the counters.
+    matched: CachedVerdict,
+    /// More rules matched than `matched` holds.
+    overflow: u32,
 }
 
 extern "C" fn step_cb(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
@@ -558,6 +602,15 @@ fn step(ev: &mut Eval) -> i64 {
     if !matches(r, &ev.key, true) {
         ev.pc += 1;
         return 0;
+    }
+    if r.action != ACT_END_BASE {
+        let n = ev.matched.nrules as usize;
+        if n < MAX_COUNTED {
+            ev.matched.rules[n] = ev.pc;
+            ev.matched.nrules += 1;
+        } else {
+            ev.overflow = 1;
+        }
     }
     match r.action {
         ACT_CONTINUE => {

@@ -303,17 +303,7 @@ async fn conntrack_established_flows_take_the_fast_path_like_linux_xdp() {
 }
 
 async fn established_flows(hook: HookPolicy, tag: &str) {
-    let tb = VirtualRouter::new(tag).expect("testbed");
-    tb.set_static_neighbours().expect("neighbours");
-    if hook == HookPolicy::Xdp {
-        // XDP redirects into a veth need NAPI on the receiving peer, and
-        // frames leave XDP without the skb's partial-checksum state: the
-        // senders fill their checksums themselves.
-        for (ns, dev) in [(&tb.src, "s0"), (&tb.dst, "d0")] {
-            ns.exec(&["ethtool", "-K", dev, "gro", "on", "tx", "off"])
-                .expect("gro on, tx checksum off");
-        }
-    }
+    let tb = support::testbed(tag, hook);
     tb.src
         .exec(&["ip", "addr", "add", "10.1.0.9/24", "dev", "s0"])
         .expect("masqueraded source address");

@@ -158,19 +158,7 @@ async fn filter_and_router_drop_one_port_like_linux_xdp() {
 }
 
 async fn drop_one_port(hook: HookPolicy, tag: &str) {
-    let tb = VirtualRouter::new(tag).expect("testbed");
-    tb.set_static_neighbours().expect("neighbours");
-    if hook == HookPolicy::Xdp {
-        // XDP redirects into a veth need NAPI on the receiving peer, and
-        // frames leave XDP without the skb's partial-checksum state: let
-        // the sender fill its UDP checksums itself.
-        tb.src
-            .exec(&["ethtool", "-K", "s0", "gro", "on", "tx", "off"])
-            .expect("gro, tx checksum off");
-        tb.dst
-            .exec(&["ethtool", "-K", "d0", "gro", "on"])
-            .expect("gro");
-    }
+    let tb = support::testbed(tag, hook);
     tb.rtr
         .sh(&format!("nft -f - <<'EOF'\n{RULESET}EOF\n"))
         .expect("nft -f");

@@ -16,6 +16,22 @@ use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::VirtualRouter;
 
+/// A testbed with static neighbours, ready for `hook`: XDP redirects into
+/// a veth need NAPI on the receiving peer, and frames leave XDP without
+/// the skb's partial-checksum state, so for XDP both ends get GRO and fill
+/// their checksums themselves.
+pub fn testbed(tag: &str, hook: HookPolicy) -> VirtualRouter {
+    let tb = VirtualRouter::new(tag).expect("testbed");
+    tb.set_static_neighbours().expect("neighbours");
+    if hook == HookPolicy::Xdp {
+        for (ns, dev) in [(&tb.src, "s0"), (&tb.dst, "d0")] {
+            ns.exec(&["ethtool", "-K", dev, "gro", "on", "tx", "off"])
+                .expect("gro on, tx checksum off");
+        }
+    }
+    tb
+}
+
 /// The controller's run task.
 pub type Task = tokio::task::JoinHandle<Result<(), ControllerError>>;
 

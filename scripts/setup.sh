@@ -13,6 +13,7 @@ BPF_LINKER_VERSION=0.13.0
 DEB_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev
   iproute2 iputils-ping ethtool iperf3 nftables iptables tcpdump procps
+  conntrack
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }

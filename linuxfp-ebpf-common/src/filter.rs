@@ -30,7 +30,8 @@ pub const PUNT_NOT_FORWARDED: u32 = FIRST_FPM_REASON + 4;
 pub const PUNT_PATH: u32 = FIRST_FPM_REASON + 5;
 /// A rule with an expression the compiler does not understand matched.
 pub const PUNT_RULE_UNSUPPORTED: u32 = FIRST_FPM_REASON + 6;
-/// A rule reading conntrack state matched (phase 1 does not look up ct).
+/// A rule reading conntrack state matched a packet whose flow is not in
+/// the conntrack mirror ([`CT_MAP`]): only the kernel knows its state.
 pub const PUNT_RULE_CONNTRACK: u32 = FIRST_FPM_REASON + 7;
 /// A rule with side effects or hidden state (log, limit, quota, set
 /// updates, mark writes, queue) matched.
@@ -81,6 +82,19 @@ pub const SETS_MAP: &str = "FILTER_SETS";
 /// indexed by ifindex, below [`crate::abi::MAX_IFINDEX`]): their MACs tell
 /// frames for this host from others, as `skb->pkt_type` does at TC.
 pub const IFACES_MAP: &str = "FILTER_IFACES";
+/// Map: the conntrack mirror (`HashMap<CtKey, CtValue>`): the flows the
+/// fast path may treat as ESTABLISHED, both directions of each, written
+/// by the FPM's upkeep from the kernel's conntrack table.
+pub const CT_MAP: &str = "FILTER_CT";
+/// Map: mirrored flows the fast path forwarded (`LruHashMap<CtKey, u64>`,
+/// the `bpf_ktime_get_ns` of the last one), read by the upkeep to refresh
+/// the kernel entries' timeouts.
+pub const CT_SEEN_MAP: &str = "FILTER_CT_SEEN";
+/// Map: per-rule counters (`PerCpuArray<RuleStat>`, at [`rule_slot`]):
+/// packets and bytes of the packets the fast path decided (continued or
+/// dropped) that matched the rule. Punted packets are not counted: the
+/// kernel evaluates them and its own rule counters count them.
+pub const RULE_STATS_MAP: &str = "FILTER_RULE_STATS";
 /// Map: the per-flow verdict cache (`LruHashMap<FlowKey, CachedVerdict>`),
 /// private to each program instance (never written from userspace).
 pub const CACHE_MAP: &str = "FILTER_CACHE";
@@ -91,6 +105,10 @@ pub const RULES_ENTRIES: u32 = 2 * MAX_RULES;
 pub const MAX_RULES: u32 = 16384;
 /// Capacity of [`SETS_MAP`].
 pub const SETS_ENTRIES: u32 = 65536;
+/// Capacity of [`CT_MAP`] (two keys per flow).
+pub const CT_ENTRIES: u32 = 131072;
+/// Capacity of [`CT_SEEN_MAP`].
+pub const CT_SEEN_ENTRIES: u32 = 65536;
 /// Capacity of [`CACHE_MAP`].
 pub const CACHE_ENTRIES: u32 = 65536;
 /// Most rules one packet is evaluated against (loop bound).
@@ -119,6 +137,10 @@ pub struct PathConf {
     pub start: u32,
 }
 
+/// `FilterConf::flags`: some rule reads conntrack state: look packets up
+/// in [`CT_MAP`].
+pub const CONF_CT: u32 = 1;
+
 /// Load-time configuration of the filter programs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,8 +148,8 @@ pub struct FilterConf {
     /// Generation of the compiled ruleset in the maps (never 0 once
     /// compiled: 0 means "nothing compiled", every packet punts).
     pub generation: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// `CONF_*` bits.
+    pub flags: u32,
     /// The IPv4 path.
     pub v4: PathConf,
     /// The IPv6 path.
@@ -171,7 +193,27 @@ pub mod m {
     pub const SET0: u32 = 1 << 10;
     /// Set lookup 1 (`sets[1]`).
     pub const SET1: u32 = 1 << 11;
+    /// `ct state & ct_state != 0`. Only known for flows in [`super::CT_MAP`]
+    /// (state ESTABLISHED); for any other packet a rule with this bit
+    /// punts when its other predicates hold.
+    pub const CT_STATE: u32 = 1 << 12;
+    /// `ct direction == ct_dir` (0 original, 1 reply); known as
+    /// [`CT_STATE`].
+    pub const CT_DIR: u32 = 1 << 13;
 }
+
+/// `ct state` bit of ESTABLISHED (`NF_CT_STATE_BIT(IP_CT_ESTABLISHED)`,
+/// also the `-m conntrack`/`-m state` bit): the state of every packet of
+/// a mirrored flow.
+pub const CT_STATE_ESTABLISHED: u8 = 2;
+
+/// `FlowKey::ct`: the flow is not in [`CT_MAP`] (or the packet cannot be
+/// classified from it: TCP SYN/FIN/RST, not TCP or UDP).
+pub const CT_UNKNOWN: u8 = 0;
+/// `FlowKey::ct`: ESTABLISHED, original direction.
+pub const CT_EST_ORIGINAL: u8 = 1;
+/// `FlowKey::ct`: ESTABLISHED, reply direction.
+pub const CT_EST_REPLY: u8 = 2;
 
 /// What a set lookup's key is made of.
 pub mod field {
@@ -247,8 +289,10 @@ pub struct FilterRule {
     pub icmp_code: [u8; 2],
     /// `field::*` of the two set lookups.
     pub set_field: [u8; 2],
-    /// Reserved, zero.
-    pub reserved: [u8; 2],
+    /// `ct state` bits for [`m::CT_STATE`].
+    pub ct_state: u8,
+    /// Direction for [`m::CT_DIR`].
+    pub ct_dir: u8,
     /// The generation this rule belongs to (0: no rule).
     pub generation: u32,
     /// Set ids of the two set lookups.
@@ -293,8 +337,8 @@ pub struct FlowKey {
     pub l4proto: u8,
     /// TCP flags.
     pub tcp_flags: u8,
-    /// Reserved, zero.
-    pub reserved: u8,
+    /// `CT_UNKNOWN`, `CT_EST_ORIGINAL` or `CT_EST_REPLY`.
+    pub ct: u8,
     /// Source port (TCP/UDP) or ICMP type (host order).
     pub sport: u16,
     /// Destination port (TCP/UDP) or ICMP code (host order).
@@ -325,6 +369,11 @@ pub const VERDICT_DROP: u32 = 1;
 /// `CachedVerdict::verdict`: punt under `reason`.
 pub const VERDICT_PUNT: u32 = 2;
 
+/// Most rules one cached verdict records for the per-rule counters; a
+/// packet that matched more is not cached (every packet of its flow is
+/// evaluated and counted).
+pub const MAX_COUNTED: usize = 6;
+
 /// Value of [`CACHE_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -333,7 +382,64 @@ pub struct CachedVerdict {
     pub verdict: u32,
     /// Punt reason for [`VERDICT_PUNT`].
     pub reason: u32,
+    /// How many of `rules` are valid.
+    pub nrules: u32,
+    /// Indexes of the rules the packet matched (for [`RULE_STATS_MAP`]).
+    pub rules: [u32; MAX_COUNTED],
 }
+
+/// Value of [`RULE_STATS_MAP`] (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleStat {
+    /// The generation the counts belong to (a slot is reused every other
+    /// generation: counts of another generation are stale).
+    pub generation: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (IP packet length, as nf_tables counters).
+    pub bytes: u64,
+}
+
+/// Key of [`CT_MAP`] and [`CT_SEEN_MAP`]: one direction of a flow as its
+/// packets carry it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    /// 4 or 6.
+    pub l3: u8,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub l4proto: u8,
+    /// Reserved, zero.
+    pub reserved: u16,
+    /// Source port (host order).
+    pub sport: u16,
+    /// Destination port (host order).
+    pub dport: u16,
+    /// Source address (network order; IPv4 in the first 4 bytes).
+    pub saddr: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+}
+
+/// Value of [`CT_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtValue {
+    /// `CT_EST_ORIGINAL` or `CT_EST_REPLY`: the direction of the key's
+    /// tuple in the kernel's entry.
+    pub ct: u32,
+    /// `CT_CSUM_*` bits.
+    pub flags: u32,
+}
+
+/// `CtValue::flags`: the kernel verifies L4 checksums of this flow's
+/// packets (`nf_conntrack_checksum=1`) and calls a bad one INVALID: the
+/// fast path classifies the packet only when its checksum is known good
+/// (at TC, `CHECKSUM_UNNECESSARY`).
+pub const CT_CSUM_CHECKED: u32 = 1;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -350,11 +456,20 @@ mod pod {
     unsafe impl aya::Pod for super::CachedVerdict {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FilterIface {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CtKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CtValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RuleStat {}
 }
 
 const _: () = assert!(core::mem::size_of::<FilterConf>() == 24);
 const _: () = assert!(core::mem::size_of::<FilterRule>() == 124);
 const _: () = assert!(core::mem::size_of::<SetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
-const _: () = assert!(core::mem::size_of::<CachedVerdict>() == 8);
+const _: () = assert!(core::mem::size_of::<CachedVerdict>() == 36);
+const _: () = assert!(core::mem::size_of::<RuleStat>() == 24);
 const _: () = assert!(core::mem::size_of::<FilterIface>() == 8);
+const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
+const _: () = assert!(core::mem::size_of::<CtValue>() == 8);

@@ -23,6 +23,51 @@
 //!   (only on a compiled `drop` verdict or drop policy), the rest punt
 //!   under a named reason ([`linuxfp_ebpf_common::filter::PUNT_NAMES`]).
 //!
+//! # Conntrack
+//!
+//! aya 0.14 cannot load kfunc calls (`bpf_skb_ct_lookup`), so the fast path
+//! follows the kernel's conntrack through a mirror ([`ct`]): the FPM's
+//! upkeep (every [`UPKEEP_INTERVAL`], on the deploy worker inside the
+//! namespace) dumps the table once, then applies the ctnetlink events, and
+//! keeps in `FILTER_CT` both directions of every flow whose packets the
+//! kernel would all classify ESTABLISHED without needing to see them:
+//! confirmed, seen-reply and assured, not dying, no NAT (no NAT bits or
+//! attributes, reply tuple = original inverted), no helper, zone 0, not
+//! offloaded, no fixed timeout; UDP, or TCP in state ESTABLISHED whose
+//! window tracking cannot go stale (`nf_conntrack_tcp_be_liberal=1`, or
+//! `BE_LIBERAL` on both directions: packets the fast path forwards never
+//! advance the kernel's window, so with tracking on a later FIN could be
+//! INVALID). Other flows, ICMP, and every packet of a flow not (yet) in
+//! the mirror stay on the slow path.
+//!
+//! What is accelerated: packets of mirrored flows that the kernel's
+//! tracker would call ESTABLISHED: UDP with a sane length, TCP with ACK
+//! (plus PSH, URG, ECE, CWR) and no SYN, FIN or RST, and, where the kernel
+//! verifies L4 checksums (`nf_conntrack_checksum=1`, the default), only
+//! packets whose checksum the device verified (TC, `CHECKSUM_UNNECESSARY`;
+//! never at XDP, and not for local senders' `CHECKSUM_PARTIAL` packets on a
+//! veth). For those, `ct state` and `ct direction` tests (also `-m
+//! conntrack --ctstate`, `-m state`) are decided (state ESTABLISHED), and
+//! `nat` base chains are skipped, as the kernel skips them after a
+//! connection's first packet. Every other packet reaching a rule that reads
+//! conntrack punts (`rule_conntrack`, or `rule_nat` at a nat chain); `ct
+//! mark`, `ct status` and the other keys always punt.
+//!
+//! A FIN or RST goes to the kernel and takes its flow out of the mirror at
+//! once, so the kernel's tracker sees the whole teardown. The kernel's
+//! timeouts: flows the fast path forwards are recorded (`FILTER_CT_SEEN`)
+//! and the upkeep sets their kernel entry's timeout to what the kernel sets
+//! on a packet (the TCP established or UDP stream timeout of the namespace)
+//! at most once a second ([`ct::mirror::REFRESH_EVERY`]); idle flows expire
+//! as without LinuxFP.
+//!
+//! Known deviations: the mirror lags the kernel by up to one upkeep
+//! interval, so for that long after an entry is deleted (`conntrack -D`,
+//! expiry) or changes state from outside the fast path, packets of the
+//! flow may still be classified ESTABLISHED; the kernel's per-entry
+//! accounting (`nf_conntrack_acct`) and `conntrack -E` UPDATE events do
+//! not see fast-path packets.
+//!
 //! Limits (each punts, never guesses): 16384 rules per generation including
 //! one synthetic end rule per chain (a larger ruleset punts whole,
 //! `path`), 8192 rules evaluated for one packet (`too_long`), 16 nested
@@ -31,7 +76,11 @@
 //!
 //! Counters: `counter` expressions are not emulated, so the kernel's rule
 //! counters miss the packets the fast path decides; the FPM's own counters
-//! (continue, drop, and each punt reason, per interface) account for them.
+//! (continue, drop, and each punt reason, per interface) account for them,
+//! and per rule [`FilterFpm::rule_counters`] ([`counters`]): the packets
+//! and bytes of the decided packets that matched each rule (a verdict
+//! cache entry remembers up to six matched rules; a flow that matched more
+//! is evaluated, and counted, packet by packet).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -46,12 +95,16 @@
 
 pub mod bytecode;
 pub mod compile;
+pub mod counters;
+pub mod ct;
 pub mod params;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use linuxfp::{
-    fpm::{Capability, Fpm, FpmConfig, FpmDeclaration, FpmError, FpmRole, Hook, ParamInput},
+    fpm::{
+        Capability, Fpm, FpmConfig, FpmDeclaration, FpmError, FpmRole, Hook, ParamInput, UpkeepCtx,
+    },
     topology::NetworkFunction,
 };
 use linuxfp_ebpf_common::filter;
@@ -61,11 +114,16 @@ pub const XDP_PROGRAM: &str = "filter_xdp";
 /// Name of the TC program in the object.
 pub const TC_PROGRAM: &str = "filter_tc";
 
+/// How often the upkeep follows the kernel's conntrack table: the most a
+/// mirrored flow's state can lag the kernel's.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The filter FPM.
 #[derive(Debug)]
 pub struct FilterFpm {
     declaration: FpmDeclaration,
     generations: params::Generations,
+    mirror: ct::CtMirror,
 }
 
 impl Default for FilterFpm {
@@ -83,11 +141,39 @@ impl FilterFpm {
                 role: FpmRole::Accelerates(NetworkFunction::Filter),
                 programs: BTreeMap::from([(Hook::Xdp, XDP_PROGRAM), (Hook::Tc, TC_PROGRAM)]),
                 capabilities: vec![Capability::FibLookup],
-                shared_maps: vec![filter::RULES_MAP, filter::SETS_MAP, filter::IFACES_MAP],
+                shared_maps: vec![
+                    filter::RULES_MAP,
+                    filter::SETS_MAP,
+                    filter::IFACES_MAP,
+                    filter::CT_MAP,
+                    filter::CT_SEEN_MAP,
+                    filter::RULE_STATS_MAP,
+                ],
                 punt_reasons: filter::PUNT_NAMES.to_vec(),
             },
             generations: params::Generations::default(),
+            mirror: ct::CtMirror::default(),
         }
+    }
+
+    /// The packets and bytes the fast path decided per nf_tables rule
+    /// (`family table chain`, handle) of the ruleset last handed to the
+    /// deployer, read from the pins of a deployed instance (`pins`: the
+    /// namespace's [`linuxfp::deploy::PinLayout`]). Add them to the
+    /// kernel's rule counters, which never see those packets.
+    pub fn rule_counters(
+        &self,
+        pins: &linuxfp::deploy::PinLayout,
+    ) -> Result<BTreeMap<(String, u64), counters::RuleCount>, counters::CountersError> {
+        match self.generations.current_layout() {
+            Some((g, layout)) => counters::read(pins, self.declaration.name, &layout, g),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    /// What the conntrack mirror has done so far.
+    pub fn ct_stats(&self) -> ct::MirrorStats {
+        self.mirror.stats()
     }
 
     /// The generation of the ruleset last handed to the deployer.
@@ -137,6 +223,17 @@ impl Fpm for FilterFpm {
         );
         Ok(cfg)
     }
+
+    fn upkeep_interval(&self) -> Option<Duration> {
+        Some(UPKEEP_INTERVAL)
+    }
+
+    fn upkeep(&self, ctx: &UpkeepCtx<'_>) -> Result<(), FpmError> {
+        self.mirror.run(ctx).map_err(|e| FpmError::Upkeep {
+            fpm: self.declaration.name,
+            reason: e.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -182,7 +279,7 @@ mod tests {
         let u = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         FilterConf {
             generation: u(0),
-            reserved: u(4),
+            flags: u(4),
             v4: filter::PathConf {
                 state: u(8),
                 start: u(12),

@@ -62,6 +62,11 @@ pub struct Layout {
     /// Set elements: (set id, value bytes zero padded, prefix bits on the
     /// value).
     pub sets: Vec<(u32, [u8; 16], u32)>,
+    /// Some rule reads conntrack state ([`CONF_CT`]).
+    pub ct: bool,
+    /// Where each rule of `rules` comes from: `family table chain` and the
+    /// nf_tables handle (0 for the rules the compiler made).
+    pub origins: Vec<(String, u64)>,
 }
 
 fn field_code(f: Field) -> u8 {
@@ -119,6 +124,7 @@ pub fn layout(c: &Compiled) -> Result<Layout, LayoutError> {
                 start: 0,
             },
             PathPlan::Rules(p) => {
+                out.ct |= p.reads_ct();
                 let start = out.rules.len() as u32;
                 lay_program(p, &mut out, &mut next_set);
                 PathConf {
@@ -228,6 +234,14 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
                         fr.set_id[slot] = set_base + *set as u32;
                         if slot == 0 { m::SET0 } else { m::SET1 }
                     }
+                    Pred::CtState(bits) => {
+                        fr.ct_state = *bits;
+                        m::CT_STATE
+                    }
+                    Pred::CtDirection(d) => {
+                        fr.ct_dir = *d;
+                        m::CT_DIR
+                    }
                 };
                 fr.matches |= bit;
                 if m.negate {
@@ -246,6 +260,7 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
             fr.action = action;
             fr.arg = arg;
             out.rules.push(fr);
+            out.origins.push((c.name.clone(), r.handle));
         }
         // The chain's end.
         let end_rule = match &c.base {
@@ -268,6 +283,7 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
             },
         };
         out.rules.push(end_rule);
+        out.origins.push((c.name.clone(), 0));
     }
 }
 
@@ -364,7 +380,7 @@ impl Generations {
             write(l, *g, &mut rules, &mut sets);
             conf = FilterConf {
                 generation: *g,
-                reserved: 0,
+                flags: if l.ct { CONF_CT } else { 0 },
                 v4: l.v4,
                 v6: l.v6,
             };
@@ -377,6 +393,15 @@ impl Generations {
         cfg.maps.insert(RULES_MAP.to_string(), rules);
         cfg.maps.insert(SETS_MAP.to_string(), sets);
         cfg
+    }
+
+    /// The generation and layout of the last configuration.
+    pub fn current_layout(&self) -> Option<(u32, Layout)> {
+        let st = match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        st.current.clone()
     }
 
     /// The generation of the last configuration.

@@ -14,16 +14,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use linuxfp::{
-    compat::HookPolicy,
-    controller::{Controller, ControllerError, ControllerHandle},
-    fpm::HexBytes,
-    netns::NetnsRef,
-};
+use linuxfp::{compat::HookPolicy, controller::ControllerHandle, fpm::HexBytes};
 use linuxfp_ebpf_common::filter::CONF_GLOBAL;
 use linuxfp_fpm_filter::FilterFpm;
-use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{NsChild, VirtualRouter, attached_programs, require_root};
+use support::{stop, until};
+
+mod support;
+
+async fn start(tb: &VirtualRouter, hook: HookPolicy) -> (ControllerHandle, support::Task) {
+    support::start(tb, hook, Arc::new(FilterFpm::new())).await
+}
 
 const OPEN: u16 = 5000;
 const DROPPED: u16 = 5001;
@@ -105,70 +106,6 @@ fn filter_conf(handle: &ControllerHandle) -> Option<HexBytes> {
         .and_then(|c| c.globals.get(CONF_GLOBAL).cloned())
 }
 
-/// Polls the deployed plan until `done` holds; panics after `within`.
-async fn until(
-    handle: &ControllerHandle,
-    within: Duration,
-    what: &str,
-    done: impl Fn(&ControllerHandle) -> bool,
-) {
-    let deadline = Instant::now() + within;
-    while !done(handle) {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Starts the controller with the router and filter FPMs on the testbed's
-/// router and waits until both run on r0 and r1 (filter first).
-async fn start(
-    tb: &VirtualRouter,
-    hook: HookPolicy,
-) -> (
-    ControllerHandle,
-    tokio::task::JoinHandle<Result<(), ControllerError>>,
-) {
-    let (handle, run) = Controller::builder()
-        .netns(NetnsRef::Named(tb.rtr.name().to_string()))
-        .fpm(Arc::new(RouterFpm::new()))
-        .fpm(Arc::new(FilterFpm::new()))
-        .hook_policy(hook)
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
-    let task = tokio::spawn(run);
-    let (r0, r1) = (tb.rtr_src_if.ifindex, tb.rtr_dst_if.ifindex);
-    until(
-        &handle,
-        Duration::from_secs(3),
-        "filter and router deployed",
-        |h| {
-            let plan = h.plan();
-            [r0, r1].iter().all(|i| {
-                plan.interfaces
-                    .get(i)
-                    .is_some_and(|p| p.stages == ["filter", "router"])
-            })
-        },
-    )
-    .await;
-    (handle, task)
-}
-
-/// Shuts the controller down and waits for it.
-async fn stop(
-    handle: &ControllerHandle,
-    task: tokio::task::JoinHandle<Result<(), ControllerError>>,
-) {
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops in time")
-        .expect("join")
-        .expect("run");
-}
-
 /// The handle of the rule of `inet t filt` whose listing contains `what`.
 fn rule_handle(tb: &VirtualRouter, what: &str) -> String {
     let listing = tb
@@ -221,19 +158,7 @@ async fn filter_and_router_drop_one_port_like_linux_xdp() {
 }
 
 async fn drop_one_port(hook: HookPolicy, tag: &str) {
-    let tb = VirtualRouter::new(tag).expect("testbed");
-    tb.set_static_neighbours().expect("neighbours");
-    if hook == HookPolicy::Xdp {
-        // XDP redirects into a veth need NAPI on the receiving peer, and
-        // frames leave XDP without the skb's partial-checksum state: let
-        // the sender fill its UDP checksums itself.
-        tb.src
-            .exec(&["ethtool", "-K", "s0", "gro", "on", "tx", "off"])
-            .expect("gro, tx checksum off");
-        tb.dst
-            .exec(&["ethtool", "-K", "d0", "gro", "on"])
-            .expect("gro");
-    }
+    let tb = support::testbed(tag, hook);
     tb.rtr
         .sh(&format!("nft -f - <<'EOF'\n{RULESET}EOF\n"))
         .expect("nft -f");

@@ -16,7 +16,7 @@ mod common;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap as AyaHashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use linuxfp::{inspector::nftables, netns::NetnsRef};
@@ -28,6 +28,7 @@ use linuxfp_fpm_filter::{
     TC_PROGRAM, XDP_PROGRAM,
     bytecode::FILTER_OBJ,
     compile::{Interfaces, compile},
+    counters::{self, RuleCount},
     params::{Layout, layout},
 };
 use linuxfp_testkit::{VirtualRouter, require_root, route};
@@ -165,9 +166,14 @@ impl Lab {
 /// Loads both programs with `l` at `generation` in the maps, and the lab's
 /// router interfaces as XDP interfaces (their MACs).
 fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
+    load_with_ct(lab, l, generation, &[])
+}
+
+/// As [`load`], with `ct` in the conntrack mirror.
+fn load_with_ct(lab: &Lab, l: &Layout, generation: u32, ct: &[(CtKey, CtValue)]) -> Ebpf {
     let conf = FilterConf {
         generation,
-        reserved: 0,
+        flags: if l.ct { CONF_CT } else { 0 },
         v4: l.v4,
         v6: l.v6,
     };
@@ -218,6 +224,13 @@ fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
             ifaces.set(e.ifindex, v, 0).expect("set iface");
         }
     }
+    {
+        let mut mirror: AyaHashMap<_, CtKey, CtValue> =
+            AyaHashMap::try_from(ebpf.map_mut(CT_MAP).expect(CT_MAP)).expect("hash");
+        for (k, v) in ct {
+            mirror.insert(k, v, 0).expect("insert mirror entry");
+        }
+    }
     load_program(&mut ebpf, TC_PROGRAM, SchedClassifier::load);
     load_program(&mut ebpf, XDP_PROGRAM, Xdp::load);
     ebpf
@@ -247,6 +260,54 @@ fn check(lab: &Lab, l: &Layout, generation: u32, ingress: u32, rows: &[Row]) {
     for on in [On::Tc, On::Xdp] {
         check_on(&load(lab, l, generation), on, ingress, rows);
     }
+}
+
+/// What the stage left in its conntrack maps after a table.
+struct CtAfter {
+    /// Keys recorded as forwarded (`FILTER_CT_SEEN`).
+    seen: Vec<CtKey>,
+    /// Keys still in the mirror (`FILTER_CT`).
+    mirror: Vec<CtKey>,
+    /// Per-rule counters (`FILTER_RULE_STATS`).
+    counted: std::collections::BTreeMap<(String, u64), RuleCount>,
+}
+
+fn keys_of<V: aya::Pod>(ebpf: &Ebpf, map: &str) -> Vec<CtKey> {
+    let m: AyaHashMap<_, CtKey, V> = AyaHashMap::try_from(ebpf.map(map).expect(map)).expect("hash");
+    let mut keys: Vec<CtKey> = m.keys().map(|k| k.expect("key")).collect();
+    keys.sort_by_key(|k| (k.l4proto, k.sport, k.dport, k.l3));
+    keys
+}
+
+/// As [`check`], with `ct` in the conntrack mirror; returns, per hook,
+/// what the stage left in its conntrack maps.
+fn check_ct(
+    lab: &Lab,
+    l: &Layout,
+    generation: u32,
+    ct: &[(CtKey, CtValue)],
+    rows: &[Row],
+) -> Vec<CtAfter> {
+    let mut out = Vec::new();
+    for on in [On::Tc, On::Xdp] {
+        let ebpf = load_with_ct(lab, l, generation, ct);
+        check_on(&ebpf, on, lab.tb.rtr_src_if.ifindex, rows);
+        let stats: PerCpuArray<_, RuleStat> =
+            PerCpuArray::try_from(ebpf.map(RULE_STATS_MAP).expect(RULE_STATS_MAP))
+                .expect("per-cpu array");
+        let counted = counters::by_rule(l, generation, |slot| {
+            stats
+                .get(&slot, 0)
+                .ok()
+                .map(|v| v.iter().copied().collect())
+        });
+        out.push(CtAfter {
+            seen: keys_of::<u64>(&ebpf, CT_SEEN_MAP),
+            mirror: keys_of::<CtValue>(&ebpf, CT_MAP),
+            counted,
+        });
+    }
+    out
 }
 
 fn check_on(ebpf: &Ebpf, on: On, ingress: u32, rows: &[Row]) {
@@ -350,6 +411,286 @@ fn skb_ctx(ingress: u32) -> Vec<u8> {
 #[test]
 fn filter_table() {
     in_lab("filter_table", "fltr", &[], table);
+}
+
+/// Conntrack: the ruleset of a stateful router (established first, invalid
+/// dropped, a new-flow rule, drop policy) with a masquerade chain, and a
+/// mirror holding some flows.
+#[test]
+fn conntrack_table() {
+    in_lab("conntrack_table", "fltct", &[], ct_table);
+}
+
+const CT_RULESET: &str = r#"
+table inet t {
+    chain fwdc {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        ct state new udp dport 5000 accept
+    }
+}
+table ip n {
+    chain post {
+        type nat hook postrouting priority 100; policy accept;
+        oifname "nowhere" masquerade
+    }
+}
+"#;
+
+/// The mirror key of a packet from `s`:`sp` to `d`:`dp`.
+fn ct_key(proto: u8, s: &str, d: &str, sp: u16, dp: u16) -> CtKey {
+    let mut k = CtKey {
+        l3: 4,
+        l4proto: proto,
+        sport: sp,
+        dport: dp,
+        ..Default::default()
+    };
+    let (s, d): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+        (s.parse().expect("addr"), d.parse().expect("addr"));
+    k.saddr[..4].copy_from_slice(&s.octets());
+    k.daddr[..4].copy_from_slice(&d.octets());
+    k
+}
+
+fn ct_table(lab: &Lab) {
+    let (s, d) = ("10.1.0.2", "10.2.0.2");
+    let est = |ct: u8| CtValue {
+        ct: u32::from(ct),
+        flags: 0,
+    };
+    let udp_flow = ct_key(UDP, s, d, 40000, 5000);
+    // A flow opened from the other side: this packet is its reply.
+    let udp_reply = ct_key(UDP, s, d, 53, 41000);
+    let tcp_flow = ct_key(TCP, s, d, 40001, 80);
+    let mut udp6_flow = CtKey {
+        l3: 6,
+        l4proto: UDP,
+        sport: 40000,
+        dport: 5000,
+        ..Default::default()
+    };
+    udp6_flow.saddr = "fd01::2"
+        .parse::<std::net::Ipv6Addr>()
+        .expect("addr")
+        .octets();
+    udp6_flow.daddr = "fd02::2"
+        .parse::<std::net::Ipv6Addr>()
+        .expect("addr")
+        .octets();
+    let mirror = [
+        (udp_flow, est(CT_EST_ORIGINAL)),
+        (udp_reply, est(CT_EST_REPLY)),
+        (tcp_flow, est(CT_EST_ORIGINAL)),
+        (udp6_flow, est(CT_EST_ORIGINAL)),
+    ];
+    let with_flags = |flags: u8| {
+        let mut t = tcp(40001, 80, 8);
+        t[13] = flags;
+        lab.v4(TCP, s, d, &t)
+    };
+    let l = lab.compile(CT_RULESET);
+    assert!(l.ct, "the ruleset reads conntrack");
+    let with_udp_len = |len: u16| {
+        let mut u = udp(40000, 5000, 8);
+        u[4..6].copy_from_slice(&len.to_be_bytes());
+        lab.v4(UDP, s, d, &u)
+    };
+    let rows = vec![
+        (
+            "mirrored udp, original direction: established, accepted",
+            lab.v4(UDP, s, d, &udp(40000, 5000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "mirrored udp, reply direction: established, accepted",
+            lab.v4(UDP, s, d, &udp(53, 41000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "mirrored tcp ack: established, accepted",
+            with_flags(0x10),
+            Expect::Continue,
+        ),
+        (
+            "mirrored ipv6 udp: established, accepted",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(40000, 5000, 8)),
+            Expect::Continue,
+        ),
+        (
+            "ipv6 udp of no mirrored flow",
+            lab.v6(UDP, "fd01::2", "fd02::2", &udp(40003, 5000, 8)),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "mirrored tcp ack+psh+urg+ece+cwr: still established",
+            with_flags(0x10 | 0x08 | 0x20 | 0x40 | 0x80),
+            Expect::Continue,
+        ),
+        (
+            "mirrored tcp without ack: the kernel calls it invalid",
+            with_flags(0x08),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "mirrored udp with a length past the packet: invalid",
+            with_udp_len(17),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "mirrored udp with a length under its header: invalid",
+            with_udp_len(7),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "mirrored tcp syn",
+            with_flags(0x02),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "udp of no mirrored flow: only the kernel knows its state",
+            lab.v4(UDP, s, d, &udp(40002, 5000, 8)),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+        (
+            "icmp is never mirrored",
+            lab.v4(1, s, d, &[8, 0, 0, 0, 0, 1, 0, 1]),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
+        ),
+    ];
+    let after = check_ct(lab, &l, 1, &mirror, &rows);
+    let established = l
+        .origins
+        .iter()
+        .find(|(chain, h)| chain == "inet t fwdc" && *h != 0)
+        .cloned()
+        .expect("the established rule");
+    let continued = rows
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Expect::Continue))
+        .count() as u64;
+    for (hook, a) in ["tc", "xdp"].iter().zip(&after) {
+        // Exactly the mirrored packets that went on were recorded.
+        assert_eq!(a.seen, [tcp_flow, udp_reply, udp_flow, udp6_flow], "{hook}");
+        assert_eq!(a.mirror.len(), 4, "{hook}");
+        // Every packet that went on matched the established rule, once
+        // evaluated and once from the cache; nothing else was decided.
+        let mut counted = a.counted.clone();
+        counted.retain(|_, c| c.packets > 0);
+        assert_eq!(
+            counted.keys().collect::<Vec<_>>(),
+            [&established],
+            "{hook}: {counted:?}"
+        );
+        assert_eq!(counted[&established].packets, 2 * continued, "{hook}");
+        assert!(counted[&established].bytes >= 2 * continued * 28, "{hook}");
+    }
+
+    // A FIN or RST goes to the kernel and takes the flow (both
+    // directions) out of the mirror: the ACKs after it go to the kernel
+    // too, so its tracker follows the whole teardown.
+    let mut tcp_reverse = tcp_flow;
+    (tcp_reverse.saddr, tcp_reverse.daddr) = (tcp_flow.daddr, tcp_flow.saddr);
+    (tcp_reverse.sport, tcp_reverse.dport) = (tcp_flow.dport, tcp_flow.sport);
+    let both = [
+        (tcp_flow, est(CT_EST_ORIGINAL)),
+        (tcp_reverse, est(CT_EST_REPLY)),
+        (udp_flow, est(CT_EST_ORIGINAL)),
+    ];
+    for (flags, what) in [(0x11, "fin"), (0x14, "rst")] {
+        let after = check_ct(
+            lab,
+            &l,
+            1,
+            &both,
+            &[
+                (what, with_flags(flags), Expect::Punt(PUNT_RULE_CONNTRACK)),
+                (
+                    "an ack after it",
+                    with_flags(0x10),
+                    Expect::Punt(PUNT_RULE_CONNTRACK),
+                ),
+            ],
+        );
+        for (hook, a) in ["tc", "xdp"].iter().zip(&after) {
+            assert_eq!(a.mirror, [udp_flow], "{what} on {hook}");
+            assert!(a.seen.is_empty(), "{what} on {hook}");
+        }
+    }
+
+    // Only the nat chain reads conntrack: established packets pass it,
+    // the others punt there.
+    let l = lab.compile(
+        "table ip n {
+ chain post {
+ type nat hook postrouting priority 100; policy accept;
+ masquerade
+ }
+}",
+    );
+    check_ct(
+        lab,
+        &l,
+        2,
+        &mirror,
+        &[
+            (
+                "mirrored: skips the nat chain",
+                lab.v4(UDP, s, d, &udp(40000, 5000, 8)),
+                Expect::Continue,
+            ),
+            (
+                "not mirrored: the kernel sets up nat",
+                lab.v4(UDP, s, d, &udp(40002, 5000, 8)),
+                Expect::Punt(PUNT_RULE_NAT),
+            ),
+        ],
+    );
+
+    // The kernel checks L4 checksums (`nf_conntrack_checksum=1`): a
+    // checksum the device did not verify leaves the packet to the kernel
+    // (test-run skbs are not CHECKSUM_UNNECESSARY; XDP never knows).
+    let checked = [(
+        udp_flow,
+        CtValue {
+            ct: u32::from(CT_EST_ORIGINAL),
+            flags: CT_CSUM_CHECKED,
+        },
+    )];
+    check_ct(
+        lab,
+        &l,
+        1,
+        &checked,
+        &[(
+            "checksum not verified by the device: not established, the nat chain punts",
+            lab.v4(UDP, s, d, &udp(40000, 5000, 8)),
+            Expect::Punt(PUNT_RULE_NAT),
+        )],
+    );
+
+    // A ruleset without ct: no lookups, nothing recorded.
+    let l = lab.compile(
+        "table ip t {
+ chain f {
+ type filter hook forward priority 0; policy accept;
+ }
+}",
+    );
+    assert!(!l.ct);
+    let after = check_ct(
+        lab,
+        &l,
+        3,
+        &mirror,
+        &[(
+            "no ct rule",
+            lab.v4(UDP, s, d, &udp(40000, 5000, 8)),
+            Expect::Continue,
+        )],
+    );
+    assert!(after.iter().all(|a| a.seen.is_empty()));
 }
 
 fn table(lab: &Lab) {
@@ -530,7 +871,7 @@ fn table(lab: &Lab) {
         ],
     );
 
-    // A nat chain: every IPv4 packet punts.
+    // A nat chain: every IPv4 packet of an unknown flow punts.
     let l = lab.compile(
         "table ip n {\n chain p {\n type nat hook postrouting priority 100; policy accept;\n masquerade\n }\n}",
     );
@@ -540,9 +881,9 @@ fn table(lab: &Lab) {
         3,
         lab.tb.rtr_src_if.ifindex,
         &[(
-            "nat on the path",
+            "nat on the path: a packet of no mirrored flow punts there",
             lab.v4(UDP, s, d, &udp(1000, 53, 8)),
-            Expect::Punt(PUNT_PATH),
+            Expect::Punt(PUNT_RULE_NAT),
         )],
     );
 

@@ -9,6 +9,13 @@
 //! (every field the rules can read, plus the ruleset generation); a miss
 //! runs the chain interpreter over the rules in `FILTER_RULES` with
 //! `bpf_loop`, so the verifier sees one step, not the ruleset.
+//!
+//! When the ruleset reads conntrack state, a TCP (without SYN, FIN or RST)
+//! or UDP packet is looked up in the conntrack mirror `FILTER_CT`: found,
+//! it is ESTABLISHED in the direction the mirror says, and rules testing
+//! `ct state`/`ct direction` are decided; not found, such a rule punts the
+//! packet. Mirrored packets that continue are recorded in `FILTER_CT_SEEN`
+//! so the FPM's upkeep refreshes the kernel entry's timeout.
 #![no_std]
 #![no_main]
 
@@ -17,9 +24,9 @@ mod parse;
 use aya_ebpf::{
     EbpfContext,
     bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_fib_lookup, bpf_loop},
+    helpers::{bpf_csum_level, bpf_fib_lookup, bpf_ktime_get_ns, bpf_loop},
     macros::{classifier, map, xdp},
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
 use linuxfp_ebpf_common::{
@@ -27,7 +34,7 @@ use linuxfp_ebpf_common::{
     declare_abi_maps,
     ebpf::{count, next_stage, ptr_at, zeroed_fib_params},
     filter::*,
-    net::IPPROTO_TCP,
+    net::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
 use crate::parse::{Packet, parse};
@@ -37,7 +44,7 @@ declare_abi_maps!();
 #[unsafe(no_mangle)]
 static FILTER_CONF: aya_ebpf::Global<FilterConf> = aya_ebpf::Global::new(FilterConf {
     generation: 0,
-    reserved: 0,
+    flags: 0,
     v4: PathConf { state: 0, start: 0 },
     v6: PathConf { state: 0, start: 0 },
 });
@@ -51,6 +58,18 @@ static FILTER_SETS: LpmTrie<SetKey, u8> = LpmTrie::with_max_entries(SETS_ENTRIES
 #[map]
 static FILTER_CACHE: LruHashMap<FlowKey, CachedVerdict> =
     LruHashMap::with_max_entries(CACHE_ENTRIES, 0);
+
+/// The conntrack mirror, written by the FPM's upkeep.
+#[map]
+static FILTER_CT: HashMap<CtKey, CtValue> = HashMap::with_max_entries(CT_ENTRIES, 0);
+
+/// Mirrored flows forwarded, with the time of the last packet.
+#[map]
+static FILTER_CT_SEEN: LruHashMap<CtKey, u64> = LruHashMap::with_max_entries(CT_SEEN_ENTRIES, 0);
+
+/// Per-rule counters of the packets decided here.
+#[map]
+static FILTER_RULE_STATS: PerCpuArray<RuleStat> = PerCpuArray::with_max_entries(RULES_ENTRIES, 0);
 
 /// The interfaces the XDP program runs on, with their MACs.
 #[map]
@@ -79,6 +98,9 @@ struct Frame {
     host: bool,
     /// `skb->gso_size` (0 at XDP).
     gso_size: u32,
+    /// The L4 checksum is known good (`CHECKSUM_UNNECESSARY` at TC; never
+    /// known at XDP).
+    csum_ok: bool,
 }
 
 #[classifier]
@@ -94,12 +116,15 @@ pub fn filter_tc(ctx: TcContext) -> i32 {
         if ctx.data() + 14 + 60 + 20 > ctx.data_end() {
             let _ = ctx.pull_data(14 + 60 + 20);
         }
+        // SAFETY: a query of the skb's checksum state; nothing is changed.
+        let level = unsafe { bpf_csum_level(ctx.skb.skb, 0) };
         let frame = Frame {
             start: ctx.data(),
             end: ctx.data_end(),
             len: ctx.len() as usize,
             host: pkt_type == PACKET_HOST,
             gso_size,
+            csum_ok: level >= 0,
         };
         decide(&ctx, ingress, &frame)
     };
@@ -144,6 +169,7 @@ pub fn filter_xdp(ctx: XdpContext) -> u32 {
         len: end - start,
         host,
         gso_size: 0,
+        csum_ok: false,
     };
     match decide(&ctx, ingress, &frame) {
         Ok(VERDICT_CONTINUE) => {
@@ -200,19 +226,148 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     ev.key.generation = conf.generation;
     ev.key.iif = ingress;
     ev.key.oif = oif;
-    // SAFETY: plain lookup; the value is copied out at once.
-    if let Some(v) = unsafe { FILTER_CACHE.get(&ev.key) } {
-        return verdict(v.verdict, v.reason);
+    if conf.flags & CONF_CT != 0 {
+        ct_class(ev, &pkt, frame.csum_ok);
     }
-    if !known_iface(conf.generation, ingress) || !known_iface(conf.generation, oif) {
+    // SAFETY: plain lookup; the value is copied out at once.
+    let c = match unsafe { FILTER_CACHE.get(&ev.key) } {
+        Some(c) => *c,
+        None => evaluate(ev, conf.generation, path.start)?,
+    };
+    if c.verdict == VERDICT_CONTINUE && ev.key.ct != CT_UNKNOWN {
+        seen(&ev.ct_key);
+    }
+    if c.verdict != VERDICT_PUNT {
+        count_rules(&c, conf.generation, u64::from(pkt.l3_len));
+    }
+    verdict(c.verdict, c.reason)
+}
+
+/// Adds a packet of `bytes` to the counters of the rules it matched.
+#[inline(always)]
+fn count_rules(c: &CachedVerdict, generation: u32, bytes: u64) {
+    let mut i = 0;
+    while i < MAX_COUNTED {
+        if i as u32 >= c.nrules {
+            break;
+        }
+        if let Some(slot) = rule_slot(generation, c.rules[i])
+            && let Some(st) = FILTER_RULE_STATS.get_ptr_mut(slot)
+        {
+            // SAFETY: this CPU's entry of a successful lookup.
+            let st = unsafe { &mut *st };
+            if st.generation != generation {
+                *st = RuleStat {
+                    generation,
+                    ..RuleStat::default()
+                };
+            }
+            st.packets += 1;
+            st.bytes += bytes;
+        }
+        i += 1;
+    }
+}
+
+/// The packet's conntrack class from the mirror (`ev.key.ct`), and its
+/// mirror key (`ev.ct_key`). SYN, FIN and RST change the kernel's TCP
+/// state and go to the kernel as unknown, and FIN or RST take the flow
+/// out of the mirror; only TCP and UDP are mirrored.
+#[inline(always)]
+fn ct_class(ev: &mut Eval, pkt: &Packet, csum_ok: bool) {
+    const FIN_RST: u8 = 0x05;
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    // Flags the kernel's TCP tracker ignores when it checks the
+    // combination (`tcp_error`: ECE, CWR, PSH); URG may go with ACK.
+    const IGNORED: u8 = 0xc8 | 0x20;
+    let k = &ev.key;
+    if k.l4proto != IPPROTO_UDP && k.l4proto != IPPROTO_TCP {
+        return;
+    }
+    ev.ct_key = CtKey {
+        l3: k.l3,
+        l4proto: k.l4proto,
+        reserved: 0,
+        sport: k.sport,
+        dport: k.dport,
+        saddr: k.saddr,
+        daddr: k.daddr,
+    };
+    if k.l4proto == IPPROTO_TCP && k.tcp_flags & FIN_RST != 0 {
+        // Teardown: from now on every packet of the flow goes to the
+        // kernel, so its tracker sees the last ACKs too (the upkeep would
+        // only learn of the state change an interval later). A non-NAT
+        // flow's other direction is this key inverted.
+        let _ = FILTER_CT.remove(&ev.ct_key);
+        ev.ct_key = CtKey {
+            sport: k.dport,
+            dport: k.sport,
+            saddr: k.daddr,
+            daddr: k.saddr,
+            ..ev.ct_key
+        };
+        let _ = FILTER_CT.remove(&ev.ct_key);
+        return;
+    }
+    // What the kernel's tracker would call INVALID is not ESTABLISHED: a
+    // TCP flag combination other than ACK (+ URG, PSH, ECE, CWR) or a
+    // header longer than the packet, a UDP length outside the packet.
+    let ip_payload = u32::from(pkt.l3_len).saturating_sub(pkt.l4_offset - pkt.l3_offset);
+    if k.l4proto == IPPROTO_TCP
+        && (k.tcp_flags & SYN != 0
+            || k.tcp_flags & !IGNORED != ACK
+            || pkt.l4_hdr_len > ip_payload)
+    {
+        return;
+    }
+    if k.l4proto == IPPROTO_UDP && (pkt.udp_len < 8 || u32::from(pkt.udp_len) > ip_payload) {
+        return;
+    }
+    // SAFETY: plain lookup; the value is copied out at once.
+    if let Some(v) = unsafe { FILTER_CT.get(&ev.ct_key) }
+        && (v.ct == u32::from(CT_EST_ORIGINAL) || v.ct == u32::from(CT_EST_REPLY))
+        // A bad checksum makes the packet INVALID where the kernel checks
+        // it (`nf_conntrack_checksum=1`): only a checksum the device
+        // verified is known good here.
+        && (v.flags & CT_CSUM_CHECKED == 0 || csum_ok)
+    {
+        ev.key.ct = v.ct as u8;
+    }
+}
+
+/// Records that the fast path passed a packet of a mirrored flow.
+#[inline(always)]
+fn seen(key: &CtKey) {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match FILTER_CT_SEEN.get_ptr_mut(key) {
+        // SAFETY: the pointer comes from a successful lookup; a racing
+        // writer stores a time just as recent.
+        Some(p) => unsafe { *p = now },
+        None => {
+            let _ = FILTER_CT_SEEN.insert(key, &now, 0);
+        }
+    }
+}
+
+/// Runs the interpreter for a packet the cache does not know, and caches
+/// its verdict.
+#[inline(always)]
+fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<CachedVerdict, u32> {
+    let ingress = ev.key.iif;
+    let oif = ev.key.oif;
+    if !known_iface(generation, ingress) || !known_iface(generation, oif) {
         return Err(PUNT_UNKNOWN_IF);
     }
-    ev.pc = path.start;
+    ev.pc = start;
     ev.base_end = NO_NEXT;
     ev.sp = 0;
     ev.done = 0;
     ev.verdict = VERDICT_PUNT;
     ev.reason = PUNT_TOO_LONG;
+    ev.matched.nrules = 0;
+    ev.overflow = 0;
     // SAFETY: the callback is a static function taking no context (it
     // finds the scratch entry itself).
     unsafe {
@@ -223,20 +378,36 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
             0,
         )
     };
-    let (v, reason) = if ev.done == 0 {
+    // The callback wrote these through its own pointer to the scratch
+    // entry; `ev` is a `&mut` argument here, which the compiler may assume
+    // nothing else changed: read them afresh.
+    // SAFETY: plain reads of fields of a valid, aligned entry.
+    let (done, v, reason, matched, overflow) = unsafe {
+        (
+            core::ptr::read_volatile(&ev.done),
+            core::ptr::read_volatile(&ev.verdict),
+            core::ptr::read_volatile(&ev.reason),
+            core::ptr::read_volatile(&ev.matched),
+            core::ptr::read_volatile(&ev.overflow),
+        )
+    };
+    let (v, reason) = if done == 0 {
         (VERDICT_PUNT, PUNT_TOO_LONG)
     } else {
-        (ev.verdict, ev.reason)
+        (v, reason)
     };
-    // A missing rule is a race with an update: do not remember it.
-    if !(v == VERDICT_PUNT && reason == PUNT_NO_RULES) {
-        let _ = FILTER_CACHE.insert(
-            &ev.key,
-            &CachedVerdict { verdict: v, reason },
-            0,
-        );
+    let c = CachedVerdict {
+        verdict: v,
+        reason,
+        ..matched
+    };
+    // A missing rule is a race with an update: do not remember it. Nor a
+    // verdict whose matched rules do not all fit: its packets are counted
+    // one by one.
+    if !(v == VERDICT_PUNT && reason == PUNT_NO_RULES) && overflow == 0 {
+        let _ = FILTER_CACHE.insert(&ev.key, &c, 0);
     }
-    verdict(v, reason)
+    Ok(c)
 }
 
 #[inline(always)]
@@ -352,6 +523,8 @@ fn known_iface(generation: u32, ifindex: u32) -> bool {
 #[repr(C)]
 struct Eval {
     key: FlowKey,
+    /// The packet's conntrack mirror key (valid when `key.ct` is set).
+    ct_key: CtKey,
     pc: u32,
     /// End rule of the current base chain (`NO_NEXT` until entered).
     base_end: u32,
@@ -360,6 +533,10 @@ struct Eval {
     verdict: u32,
     reason: u32,
     stack: [u32; MAX_DEPTH],
+    /// The rules matched so far (`rules`, `nrules`), for the counters.
+    matched: CachedVerdict,
+    /// More rules matched than `matched` holds.
+    overflow: u32,
 }
 
 extern "C" fn step_cb(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
@@ -408,9 +585,32 @@ fn step(ev: &mut Eval) -> i64 {
     if ev.base_end == NO_NEXT {
         ev.base_end = r.base_end;
     }
-    if !matches(r, &ev.key) {
+    if r.matches & (m::CT_STATE | m::CT_DIR) != 0 && ev.key.ct == CT_UNKNOWN {
+        // Only the kernel knows this packet's conntrack state: if the
+        // rule's other predicates hold, it might match.
+        if matches(r, &ev.key, false) {
+            let reason = if r.action == ACT_PUNT {
+                r.arg
+            } else {
+                PUNT_RULE_CONNTRACK
+            };
+            return finish(ev, VERDICT_PUNT, reason);
+        }
         ev.pc += 1;
         return 0;
+    }
+    if !matches(r, &ev.key, true) {
+        ev.pc += 1;
+        return 0;
+    }
+    if r.action != ACT_END_BASE {
+        let n = ev.matched.nrules as usize;
+        if n < MAX_COUNTED {
+            ev.matched.rules[n] = ev.pc;
+            ev.matched.nrules += 1;
+        } else {
+            ev.overflow = 1;
+        }
     }
     match r.action {
         ACT_CONTINUE => {
@@ -494,10 +694,15 @@ fn set_value(field: u8, k: &FlowKey) -> [u8; 16] {
     v
 }
 
-/// True if every predicate of `r` holds (each negated as flagged).
+/// True if every predicate of `r` holds (each negated as flagged); with
+/// `with_ct` false, the conntrack predicates are left out.
 #[inline(always)]
-fn matches(r: &FilterRule, k: &FlowKey) -> bool {
-    let want = r.matches;
+fn matches(r: &FilterRule, k: &FlowKey, with_ct: bool) -> bool {
+    let want = if with_ct {
+        r.matches
+    } else {
+        r.matches & !(m::CT_STATE | m::CT_DIR)
+    };
     if want == 0 {
         return true;
     }
@@ -530,6 +735,11 @@ fn matches(r: &FilterRule, k: &FlowKey) -> bool {
             m::TCP_FLAGS,
             k.l4proto == 6 && (k.tcp_flags & r.tcp_mask) == r.tcp_cmp,
         )
+        && test(
+            m::CT_STATE,
+            k.ct != CT_UNKNOWN && r.ct_state & CT_STATE_ESTABLISHED != 0,
+        )
+        && test(m::CT_DIR, k.ct != CT_UNKNOWN && k.ct - 1 == r.ct_dir)
         && (want & m::SET0 == 0
             || (in_set(k.generation, r.set_id[0], set_value(r.set_field[0], k))
                 != (neg & m::SET0 != 0)))

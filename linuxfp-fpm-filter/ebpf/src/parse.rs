@@ -28,11 +28,14 @@ pub struct Packet {
     pub l4_offset: u32,
     /// TCP header length (0 for other protocols).
     pub l4_hdr_len: u32,
+    /// The UDP header's length field (0 for other protocols).
+    pub udp_len: u16,
 }
 
-/// Fills the L4 fields of `key`; returns (ports?, TCP header length).
+/// Fills the L4 fields of `key`; returns (ports?, TCP header length, UDP
+/// length field).
 #[inline(always)]
-fn l4(start: usize, end: usize, off: usize, key: &mut FlowKey) -> Result<(bool, u32), u32> {
+fn l4(start: usize, end: usize, off: usize, key: &mut FlowKey) -> Result<(bool, u32, u16), u32> {
     match key.l4proto {
         IPPROTO_TCP => {
             let h = ptr_at::<[u8; 20]>(start, end, off).ok_or(PUNT_MALFORMED)?;
@@ -45,7 +48,7 @@ fn l4(start: usize, end: usize, off: usize, key: &mut FlowKey) -> Result<(bool, 
             key.sport = u16::from_be_bytes([h[0], h[1]]);
             key.dport = u16::from_be_bytes([h[2], h[3]]);
             key.tcp_flags = h[13];
-            Ok((true, doff))
+            Ok((true, doff, 0))
         }
         IPPROTO_UDP => {
             let h = ptr_at::<[u8; 8]>(start, end, off).ok_or(PUNT_MALFORMED)?;
@@ -53,7 +56,7 @@ fn l4(start: usize, end: usize, off: usize, key: &mut FlowKey) -> Result<(bool, 
             let h = unsafe { &*h };
             key.sport = u16::from_be_bytes([h[0], h[1]]);
             key.dport = u16::from_be_bytes([h[2], h[3]]);
-            Ok((true, 0))
+            Ok((true, 0, u16::from_be_bytes([h[4], h[5]])))
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             let h = ptr_at::<[u8; 4]>(start, end, off).ok_or(PUNT_MALFORMED)?;
@@ -61,9 +64,9 @@ fn l4(start: usize, end: usize, off: usize, key: &mut FlowKey) -> Result<(bool, 
             let h = unsafe { &*h };
             key.sport = u16::from(h[0]);
             key.dport = u16::from(h[1]);
-            Ok((false, 0))
+            Ok((false, 0, 0))
         }
-        _ => Ok((false, 0)),
+        _ => Ok((false, 0, 0)),
     }
 }
 
@@ -110,7 +113,7 @@ fn parse_v4(start: usize, end: usize, pkt_len: usize, key: &mut FlowKey) -> Resu
     key.saddr[..4].copy_from_slice(&ip.saddr_be.to_ne_bytes());
     key.daddr[..4].copy_from_slice(&ip.daddr_be.to_ne_bytes());
     let l4_off = ETH_HLEN + IPV4_HLEN;
-    let (ports, l4_hdr_len) = l4(start, end, l4_off, key)?;
+    let (ports, l4_hdr_len, udp_len) = l4(start, end, l4_off, key)?;
     Ok(Packet {
         v6: false,
         l4proto: ip.protocol,
@@ -122,6 +125,7 @@ fn parse_v4(start: usize, end: usize, pkt_len: usize, key: &mut FlowKey) -> Resu
         l3_offset: ETH_HLEN as u32,
         l4_offset: l4_off as u32,
         l4_hdr_len,
+        udp_len,
     })
 }
 
@@ -158,7 +162,7 @@ fn parse_v6(start: usize, end: usize, pkt_len: usize, key: &mut FlowKey) -> Resu
         ..Default::default()
     };
     let l4_off = ETH_HLEN + IPV6_HLEN;
-    let (ports, l4_hdr_len) = l4(start, end, l4_off, key)?;
+    let (ports, l4_hdr_len, udp_len) = l4(start, end, l4_off, key)?;
     Ok(Packet {
         v6: true,
         l4proto: ip.nexthdr,
@@ -170,5 +174,6 @@ fn parse_v6(start: usize, end: usize, pkt_len: usize, key: &mut FlowKey) -> Resu
         l3_offset: ETH_HLEN as u32,
         l4_offset: l4_off as u32,
         l4_hdr_len,
+        udp_len,
     })
 }

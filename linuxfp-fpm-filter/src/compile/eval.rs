@@ -73,7 +73,18 @@ fn field_bytes(field: Field, f: &Fields) -> Vec<u8> {
     }
 }
 
-fn holds(p: &Program, m: &Match, f: &Fields) -> bool {
+/// The packet's conntrack class as the fast path knows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CtClass {
+    /// Not in the conntrack mirror: rules reading ct punt.
+    #[default]
+    Unknown,
+    /// A mirrored flow: ESTABLISHED, in this direction (0 original,
+    /// 1 reply).
+    Established(u8),
+}
+
+fn holds(p: &Program, m: &Match, f: &Fields, ct: CtClass) -> bool {
     let ports = f.l4proto == 6 || f.l4proto == 17;
     let icmp = f.l4proto == 1 || f.l4proto == 58;
     let ok = match &m.pred {
@@ -93,6 +104,10 @@ fn holds(p: &Program, m: &Match, f: &Fields) -> bool {
                 .get(*set)
                 .is_some_and(|s| s.elements.iter().any(|(e, b)| prefix_match(&v, e, *b)))
         }
+        Pred::CtState(bits) => {
+            ct != CtClass::Unknown && bits & linuxfp_ebpf_common::filter::CT_STATE_ESTABLISHED != 0
+        }
+        Pred::CtDirection(d) => ct == CtClass::Established(*d),
     };
     ok != m.negate
 }
@@ -104,8 +119,14 @@ fn policy(c: &IrChain) -> Option<Outcome> {
     }
 }
 
-/// Evaluates the program for one packet.
+/// Evaluates the program for one packet whose flow is not in the
+/// conntrack mirror.
 pub fn evaluate(p: &Program, f: &Fields) -> Outcome {
+    evaluate_ct(p, f, CtClass::Unknown)
+}
+
+/// Evaluates the program for one packet of conntrack class `ct`.
+pub fn evaluate_ct(p: &Program, f: &Fields, ct: CtClass) -> Outcome {
     for (b, base) in p.chains.iter().enumerate() {
         if base.base.is_none() {
             continue;
@@ -127,7 +148,20 @@ pub fn evaluate(p: &Program, f: &Fields) -> Outcome {
                     None => break policy(base),
                 }
             };
-            if !r.matches.iter().all(|m| holds(p, m, f)) {
+            let reads_ct = r.matches.iter().any(|m| m.pred.reads_ct());
+            if reads_ct && ct == CtClass::Unknown {
+                // Only the kernel knows: punt if the rest of the rule holds.
+                let rest = r.matches.iter().filter(|m| !m.pred.reads_ct());
+                if rest.clone().all(|m| holds(p, m, f, ct)) {
+                    break Some(Outcome::Punt(match &r.action {
+                        Action::Punt(w) => w.clone(),
+                        _ => PuntWhy::Conntrack,
+                    }));
+                }
+                idx += 1;
+                continue;
+            }
+            if !r.matches.iter().all(|m| holds(p, m, f, ct)) {
                 idx += 1;
                 continue;
             }

@@ -128,6 +128,21 @@ pub enum Pred {
         /// The set.
         set: usize,
     },
+    /// `ct state & mask != 0` (nft `ct state` bits: invalid 1,
+    /// established 2, related 4, new 8, untracked 64). The fast path knows
+    /// the state only of flows in its conntrack mirror (always
+    /// ESTABLISHED); for other packets the rule punts.
+    CtState(u8),
+    /// `ct direction` is this (0 original, 1 reply); known as
+    /// [`Pred::CtState`].
+    CtDirection(u8),
+}
+
+impl Pred {
+    /// Reads conntrack state.
+    pub fn reads_ct(&self) -> bool {
+        matches!(self, Pred::CtState(_) | Pred::CtDirection(_))
+    }
 }
 
 /// A predicate, possibly negated.
@@ -145,7 +160,8 @@ pub struct Match {
 pub enum PuntWhy {
     /// An expression the compiler does not understand (named).
     Unsupported(String),
-    /// Reads conntrack state (phase 1 does not look conntrack up).
+    /// Reads conntrack state the fast path does not compile (`ct mark`,
+    /// `ct status`, `ct zone`, negated or mixed `-m conntrack` tests, ...).
     Conntrack,
     /// Side effects or hidden state: log, limit, quota, set updates, mark
     /// writes, queue (named).
@@ -259,6 +275,15 @@ pub struct Program {
 }
 
 impl Program {
+    /// Some rule has a conntrack predicate: packets need their ct class.
+    pub fn reads_ct(&self) -> bool {
+        self.chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .flat_map(|r| &r.matches)
+            .any(|m| m.pred.reads_ct())
+    }
+
     /// The base chains, in evaluation order.
     pub fn base_chains(&self) -> impl Iterator<Item = &IrChain> {
         self.chains.iter().filter(|c| c.base.is_some())

@@ -13,8 +13,8 @@
 //!
 //! The whole path of a family punts ([`PathPlan::Punt`]) when the fast path
 //! cannot be equivalent to netfilter whatever the rules say:
-//! - a base chain of type `nat` or `route` (or any type but `filter`) on
-//!   the path: NAT and rerouting need conntrack and the kernel;
+//! - a base chain of type `route` (or any type but `filter` and `nat`) on
+//!   the path: rerouting needs the kernel;
 //! - two base chains of one hook with the same priority: their order is
 //!   the kernel's registration order, which the dump does not show;
 //! - `netdev` (or `inet ingress`) chains: they run after the TC hook, a
@@ -34,6 +34,22 @@
 //! Rules that can never match on the path (wrong family, interface that
 //! does not exist) are left out. Regular chains are compiled once, when
 //! reachable from a base chain of the path.
+//!
+//! # Conntrack
+//!
+//! `ct state` and `ct direction` (and iptables' `-m conntrack --ctstate`,
+//! `-m state`) become predicates ([`Pred::CtState`], [`Pred::CtDirection`])
+//! over the packet's conntrack class, which the fast path knows only for
+//! flows in its conntrack mirror: those are ESTABLISHED, in a known
+//! direction (see the crate docs for which flows are mirrored). A rule
+//! with such a predicate punts any other packet its remaining predicates
+//! match. Every other `ct` key punts ([`PuntWhy::Conntrack`]).
+//!
+//! A `nat` base chain is traversed by the first packet of a connection
+//! only: packets of an established connection skip it. So it compiles to
+//! one rule, "not ESTABLISHED: punt (nat)", and an accept policy: packets
+//! of mirrored (non-NAT) flows pass it, all others go to the kernel,
+//! which sets up NAT. Its rules are not compiled.
 
 pub mod eval;
 mod ir;
@@ -215,6 +231,31 @@ fn chain_name(c: &Chain) -> String {
     format!("{} {} {}", c.family, c.table, c.name)
 }
 
+fn is_nat(c: &Chain) -> bool {
+    c.base.as_ref().is_some_and(|h| h.chain_type == "nat")
+}
+
+/// A `nat` base chain as the fast path sees it: established packets pass
+/// (the kernel does not traverse nat chains for them), the rest punt.
+fn nat_chain(c: &Chain) -> IrChain {
+    IrChain {
+        name: chain_name(c),
+        base: c.base.as_ref().map(|h| IrBase {
+            hook: h.hook.name(),
+            priority: h.priority,
+            accept: true,
+        }),
+        rules: vec![IrRule {
+            handle: 0,
+            matches: vec![Match {
+                pred: Pred::CtState(linuxfp_ebpf_common::filter::CT_STATE_ESTABLISHED),
+                negate: true,
+            }],
+            action: Action::Punt(PuntWhy::Nat),
+        }],
+    }
+}
+
 /// Compiles the routed path of one family.
 pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan {
     let punt = |reason: String| PathPlan::Punt { reason };
@@ -239,7 +280,7 @@ pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan 
         if !family_on_path(c.family, l3) || hook_rank(h.hook).is_none() {
             continue;
         }
-        if h.chain_type != "filter" {
+        if h.chain_type != "filter" && h.chain_type != "nat" {
             return punt(format!(
                 "{} is a {} chain on the path",
                 chain_name(c),
@@ -277,7 +318,9 @@ pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan 
     while i < order.len() {
         let c = order[i];
         let pre = prerouting[i];
-        for r in ruleset.rules_of(c.family, &c.table, &c.name) {
+        // A nat chain's rules are not compiled, nor what they jump to.
+        let rules = (!is_nat(c)).then(|| ruleset.rules_of(c.family, &c.table, &c.name));
+        for r in rules.into_iter().flatten() {
             for e in r.expressions().unwrap_or(&[]) {
                 let target = match e {
                     linuxfp::inspector::nftables::Expr::Immediate(im) => match &im.data {
@@ -312,7 +355,7 @@ pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan 
     loop {
         let mut changed = false;
         for (ci, c) in order.iter().enumerate() {
-            if !prerouting[ci] {
+            if !prerouting[ci] || is_nat(c) {
                 continue;
             }
             for r in ruleset.rules_of(c.family, &c.table, &c.name) {
@@ -352,6 +395,10 @@ pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan 
             prerouting: prerouting[ci],
             chain_index: &index,
         };
+        if is_nat(c) {
+            chains.push(nat_chain(c));
+            continue;
+        }
         let rules = ruleset
             .rules_of(c.family, &c.table, &c.name)
             .filter_map(|r| compile_rule(&cx, r, &mut sets))

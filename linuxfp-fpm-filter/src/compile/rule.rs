@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use linuxfp::inspector::nftables::{
-    BitwiseOp, CmpOp, Data, Expr, MetaKey, PayloadBase, RegOp, Rule, Ruleset, Set, Verdict,
+    BitwiseOp, CmpOp, CtKey, Data, Expr, MetaKey, PayloadBase, RegOp, Rule, Ruleset, Set, Verdict,
     xt::{XtMatchInfo, XtTargetInfo},
 };
 
@@ -70,6 +70,10 @@ enum Part {
     IcmpType,
     IcmpCode,
     TcpFlags,
+    /// `ct state` (a 32-bit host-order bit field).
+    CtState,
+    /// `ct direction` (1 byte).
+    CtDir,
 }
 
 impl Part {
@@ -81,8 +85,9 @@ impl Part {
                 let _ = l3;
                 n as usize
             }
-            Part::L4Proto | Part::IcmpType | Part::IcmpCode | Part::TcpFlags => 1,
+            Part::L4Proto | Part::IcmpType | Part::IcmpCode | Part::TcpFlags | Part::CtDir => 1,
             Part::Sport | Part::Dport => 2,
+            Part::CtState => 4,
         }
     }
 }
@@ -314,10 +319,17 @@ impl Builder<'_, '_> {
                 (Data::Value(v), dreg) => self.load(dreg, v.len() as u32, Reg::Const(v.clone())),
                 (Data::Verdict(_), _) => unsupported("verdict into a data register"),
             },
-            Expr::Ct(c) => match c.op {
-                RegOp::Set { .. } => stateful(format!("ct {:?} set", c.key)),
-                // Phase 1 does not look conntrack up.
-                RegOp::Load { .. } => Step::Punt(PuntWhy::Conntrack),
+            Expr::Ct(c) => match (c.op, c.key, c.dir) {
+                (RegOp::Set { .. }, k, _) => stateful(format!("ct {k:?} set")),
+                // The two keys the conntrack mirror answers (see the FPM
+                // docs); every other one only the kernel knows.
+                (RegOp::Load { dreg }, CtKey::State, None) => {
+                    self.load(dreg, 4, Reg::Fields(vec![Part::CtState]))
+                }
+                (RegOp::Load { dreg }, CtKey::Direction, None) => {
+                    self.load(dreg, 1, Reg::Fields(vec![Part::CtDir]))
+                }
+                (RegOp::Load { .. }, _, _) => Step::Punt(PuntWhy::Conntrack),
             },
             Expr::Log(_) => stateful("log"),
             Expr::Limit(_) => stateful("limit"),
@@ -441,6 +453,10 @@ impl Builder<'_, '_> {
                         },
                         negate,
                     ),
+                    Part::CtState => match <[u8; 4]>::try_from(mask.as_slice()) {
+                        Ok(m) => self.ct_state(u32::from_ne_bytes(m), op, data),
+                        Err(_) => unsupported("ct state mask width"),
+                    },
                     Part::IifName | Part::OifName => unsupported("masked interface name"),
                     p => unsupported(format!("masked {p:?}")),
                 }
@@ -499,6 +515,19 @@ impl Builder<'_, '_> {
             _ => return unsupported(format!("ordered cmp on {part:?}")),
         };
         match part {
+            Part::CtState => self.ct_state(u32::MAX, op, data),
+            Part::CtDir => match data {
+                [d @ (0 | 1)] => self.add(Pred::CtDirection(*d), negate),
+                // No packet has another direction.
+                [_] => {
+                    if negate {
+                        Step::Next
+                    } else {
+                        Step::Never
+                    }
+                }
+                _ => unsupported("ct direction width"),
+            },
             Part::L4Proto | Part::IcmpType | Part::IcmpCode | Part::TcpFlags => {
                 let [v] = data else {
                     return unsupported("1-byte field width");
@@ -638,13 +667,58 @@ impl Builder<'_, '_> {
         })
     }
 
+    /// `(ct state & mask) op data`. A connection has exactly one state
+    /// bit, so this is a test of that bit against a set, or a constant.
+    fn ct_state(&mut self, mask: u32, op: CmpOp, data: &[u8]) -> Step {
+        let Ok(d) = <[u8; 4]>::try_from(data) else {
+            return unsupported("ct state width");
+        };
+        let data = u32::from_ne_bytes(d);
+        let negate = match op {
+            CmpOp::Eq => false,
+            CmpOp::Neq => true,
+            _ => return unsupported("ordered cmp on ct state"),
+        };
+        // Every state bit the kernel defines fits in a byte.
+        let m = mask & 0xff;
+        let constant = |eq: bool| {
+            if eq != negate {
+                Step::Next
+            } else {
+                Step::Never
+            }
+        };
+        if data & !m != 0 || data.count_ones() > 1 {
+            // `state & mask` is one bit or none: never this value.
+            return constant(false);
+        }
+        if data == 0 {
+            if m == 0 {
+                return constant(true);
+            }
+            // `state & mask == 0`: the state is not one of `mask`.
+            return self.add(Pred::CtState(m as u8), !negate);
+        }
+        self.add(Pred::CtState(data as u8), negate)
+    }
+
     fn xt_match(&mut self, name: &str, m: Option<&XtMatchInfo>) -> Step {
         let Some(m) = m else {
             return unsupported(format!("xt match {name}"));
         };
         match m {
             XtMatchInfo::Comment { .. } => Step::Next,
-            XtMatchInfo::Conntrack(_) | XtMatchInfo::State { .. } => Step::Punt(PuntWhy::Conntrack),
+            // `-m conntrack --ctstate` alone and `-m state`: their state
+            // bits are nft's for invalid, established, related and new;
+            // untracked, SNAT and DNAT never hold for a mirrored flow, so
+            // they are left out.
+            XtMatchInfo::Conntrack(c) => match c.plain_state() {
+                Some(mask) => self.add(Pred::CtState((mask & 0x0f) as u8), false),
+                None => Step::Punt(PuntWhy::Conntrack),
+            },
+            XtMatchInfo::State { state_mask } => {
+                self.add(Pred::CtState((state_mask & 0x0f) as u8), false)
+            }
             XtMatchInfo::Tcp(t) => {
                 if self.l4proto() != Some(6) {
                     return unsupported("xt tcp without -p tcp");

@@ -84,11 +84,44 @@ fn v4(a: [u8; 4], len: u32) -> Prefix {
 }
 
 #[test]
-fn recorded_rulesets_with_nat_punt_the_whole_path() {
+fn nat_chains_become_established_gates() {
     for name in ["docker", "flannel", "mixed", "native"] {
-        let c = compile(&recorded(name), &ifaces());
-        let why = punt_reason(&c.v4);
-        assert!(why.contains("nat chain on the path"), "{name}: {why}");
+        let rs = recorded(name);
+        let nat_names: Vec<String> = rs
+            .chains
+            .iter()
+            .filter(|c| c.base.as_ref().is_some_and(|b| b.chain_type == "nat"))
+            .map(|c| format!("{} {} {}", c.family, c.table, c.name))
+            .collect();
+        let c = compile(&rs, &ifaces());
+        let p = program(&c.v4);
+        let nat: Vec<&IrChain> = p
+            .chains
+            .iter()
+            .filter(|c| nat_names.contains(&c.name))
+            .collect();
+        assert!(!nat.is_empty(), "{name}: no nat chain compiled");
+        for c in nat {
+            // Established (mirrored, non-NAT) packets pass; the kernel
+            // never traverses nat chains for them. Everything else punts.
+            assert!(c.base.as_ref().is_some_and(|b| b.accept), "{name}: {c:?}");
+            assert_eq!(
+                c.rules,
+                [IrRule {
+                    handle: 0,
+                    matches: vec![not(Pred::CtState(2))],
+                    action: Action::Punt(PuntWhy::Nat),
+                }],
+                "{name}: {}",
+                c.name
+            );
+        }
+        // The chains the nat rules jump to are not compiled (Docker's
+        // `ip nat DOCKER`).
+        if name == "docker" {
+            assert!(rs.chain(Family::Ip, "nat", "DOCKER").is_some());
+            assert!(p.chain("ip nat DOCKER").is_none());
+        }
     }
 }
 
@@ -118,19 +151,18 @@ fn docker_forward_chains_translate_and_punt_where_they_must() {
     );
     // -j DOCKER-USER
     assert_eq!(fwd.rules[0].action, Action::Jump(1));
-    // -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT:
-    // punts, on the output interface only.
+    // -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT.
     let r = &fwd.rules[2];
-    assert_eq!(r.matches, [yes(Pred::Oif(5))]);
-    assert_eq!(r.action, Action::Punt(PuntWhy::Conntrack));
+    assert_eq!(r.matches, [yes(Pred::Oif(5)), yes(Pred::CtState(6))]);
+    assert_eq!(r.action, Action::Accept);
     // -i docker0 ! -o docker0 -j ACCEPT
     assert_eq!(fwd.rules[4].matches, [yes(Pred::Iif(5)), not(Pred::Oif(5))]);
     assert_eq!(fwd.rules[4].action, Action::Accept);
 
-    // DOCKER-USER: -m state INVALID -j DROP punts on everything.
+    // DOCKER-USER: -m state INVALID -j DROP.
     let r = rule(p, "ip filter DOCKER-USER", 20);
-    assert!(r.matches.is_empty());
-    assert_eq!(r.action, Action::Punt(PuntWhy::Conntrack));
+    assert_eq!(r.matches, [yes(Pred::CtState(1))]);
+    assert_eq!(r.action, Action::Drop);
     // -p tcp -m multiport --dports 22,443,8000:8080 -m comment -j ACCEPT
     let r = rule(p, "ip filter DOCKER-USER", 21);
     assert_eq!(
@@ -266,7 +298,6 @@ fn mixed_ruleset_punts_every_stateful_or_unknown_rule() {
         Action::Punt(w) => w,
         a => panic!("rule {h}: {a:?}"),
     };
-    assert_eq!(why(9), PuntWhy::Conntrack);
     assert_eq!(why(13), PuntWhy::Stateful("LOG".into()));
     assert_eq!(why(15), PuntWhy::Unsupported("xt iprange".into()));
     assert_eq!(why(16), PuntWhy::Unsupported("xt addrtype".into()));
@@ -540,7 +571,7 @@ fn first_unknown_expression_makes_a_punt_on_the_prefix() {
         Expr::Log(Log::default()),
         verdict(Verdict::Accept),
     ];
-    // ct state established accept → punt on nothing.
+    // ct state != 0 accept.
     let ct = vec![
         Expr::Ct(Ct {
             key: CtKey::State,
@@ -583,8 +614,9 @@ fn first_unknown_expression_makes_a_punt_on_the_prefix() {
         rules[1].action,
         Action::Punt(PuntWhy::Stateful("log".into()))
     );
-    assert!(rules[2].matches.is_empty());
-    assert_eq!(rules[2].action, Action::Punt(PuntWhy::Conntrack));
+    // `ct state != 0`: any state (mirrored flows match, others punt).
+    assert_eq!(rules[2].matches, [yes(Pred::CtState(0xff))]);
+    assert_eq!(rules[2].action, Action::Accept);
     assert_eq!(
         rules[3].matches,
         [yes(Pred::L4Proto(6)), yes(Pred::Dport(1000, 2000))]
@@ -854,4 +886,159 @@ fn legacy_tables_punt_everything() {
     let c = compile_state(&st);
     assert!(punt_reason(&c.v4).contains("iptables-legacy"));
     assert!(punt_reason(&c.v6).contains("iptables-legacy"));
+}
+
+fn ct_load(key: CtKey) -> Expr {
+    Expr::Ct(Ct {
+        key,
+        dir: None,
+        op: RegOp::Load { dreg: 1 },
+    })
+}
+
+fn ct_mask(mask: u32) -> Expr {
+    Expr::Bitwise(Bitwise {
+        sreg: 1,
+        dreg: 1,
+        len: 4,
+        op: BitwiseOp::MaskXor {
+            mask: mask.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+    })
+}
+
+/// `ct state` as nft emits it (`bitwise & mask`, `cmp op value`) or plain.
+fn ct_state(mask: Option<u32>, op: CmpOp, value: u32) -> Vec<Expr> {
+    let mut v = vec![ct_load(CtKey::State)];
+    v.extend(mask.map(ct_mask));
+    v.push(cmp(op, &value.to_ne_bytes()));
+    v
+}
+
+#[test]
+fn ct_state_and_direction_become_predicates() {
+    let with = |mut e: Vec<Expr>, v: Verdict| {
+        e.push(verdict(v));
+        e
+    };
+    let rs = inet_forward(
+        vec![
+            // ct state established,related accept
+            with(ct_state(Some(6), CmpOp::Neq, 0), Verdict::Accept),
+            // ct state invalid drop
+            with(ct_state(Some(1), CmpOp::Neq, 0), Verdict::Drop),
+            // ct state != new accept (bitwise & 8, cmp eq 0)
+            with(ct_state(Some(8), CmpOp::Eq, 0), Verdict::Accept),
+            // ct state == new (plain compare of one bit)
+            with(ct_state(None, CmpOp::Eq, 8), Verdict::Accept),
+            // Two bits never equal one state: the rule is left out.
+            with(ct_state(None, CmpOp::Eq, 6), Verdict::Accept),
+            // ct direction reply accept
+            vec![
+                ct_load(CtKey::Direction),
+                cmp(CmpOp::Eq, &[1]),
+                verdict(Verdict::Accept),
+            ],
+            // ct mark 7 accept: only the kernel knows.
+            vec![
+                ct_load(CtKey::Mark),
+                cmp(CmpOp::Eq, &7u32.to_ne_bytes()),
+                verdict(Verdict::Accept),
+            ],
+        ],
+        Policy::Drop,
+    );
+    let c = compile(&rs, &ifaces());
+    let p = program(&c.v4);
+    assert!(p.reads_ct());
+    let got: Vec<(Vec<Match>, Action)> = p.chains[0]
+        .rules
+        .iter()
+        .map(|r| (r.matches.clone(), r.action.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (vec![yes(Pred::CtState(6))], Action::Accept),
+            (vec![yes(Pred::CtState(1))], Action::Drop),
+            (vec![not(Pred::CtState(8))], Action::Accept),
+            (vec![yes(Pred::CtState(8))], Action::Accept),
+            (vec![yes(Pred::CtDirection(1))], Action::Accept),
+            (vec![], Action::Punt(PuntWhy::Conntrack)),
+        ]
+    );
+}
+
+#[test]
+fn the_reference_evaluator_knows_mirrored_flows_and_punts_the_rest() {
+    use super::eval::{CtClass, Fields, Outcome, evaluate, evaluate_ct};
+    let with = |mut e: Vec<Expr>, v: Verdict| {
+        e.push(verdict(v));
+        e
+    };
+    let mut new_udp = ct_state(Some(8), CmpOp::Neq, 0);
+    new_udp.extend(udp_dport(5000));
+    let rs = inet_forward(
+        vec![
+            with(ct_state(Some(6), CmpOp::Neq, 0), Verdict::Accept),
+            with(ct_state(Some(1), CmpOp::Neq, 0), Verdict::Drop),
+            with(new_udp, Verdict::Accept),
+        ],
+        Policy::Drop,
+    );
+    let mut rs = rs;
+    // A nat postrouting chain with a masquerade rule.
+    rs.tables.push(table(Family::Ip, "nat"));
+    let mut post = base(
+        Family::Ip,
+        "nat",
+        "POSTROUTING",
+        Hook::Postrouting,
+        100,
+        Policy::Accept,
+    );
+    if let Some(b) = post.base.as_mut() {
+        b.chain_type = "nat".into();
+    }
+    rs.chains.push(post);
+    let c = compile(&rs, &ifaces());
+    let p = program(&c.v4);
+    let f = Fields {
+        iif: 2,
+        oif: 3,
+        l4proto: 17,
+        saddr: vec![10, 0, 1, 2],
+        daddr: vec![10, 0, 2, 2],
+        sport: 40000,
+        dport: 5000,
+        tcp_flags: 0,
+    };
+    // Established, either direction: accepted by the first rule, passes
+    // the nat chain.
+    assert_eq!(
+        evaluate_ct(p, &f, CtClass::Established(0)),
+        Outcome::Continue
+    );
+    assert_eq!(
+        evaluate_ct(p, &f, CtClass::Established(1)),
+        Outcome::Continue
+    );
+    // Not mirrored: the first rule already needs the kernel.
+    assert_eq!(evaluate(p, &f), Outcome::Punt(PuntWhy::Conntrack));
+    // Without the ct rules, an unknown packet punts at the nat chain.
+    let mut open = rs.clone();
+    open.rules.clear();
+    let c = compile(&open, &ifaces());
+    let mut p2 = program(&c.v4).clone();
+    if let Some(fwd) = p2.chains.iter_mut().find(|c| c.name.contains("fwd"))
+        && let Some(b) = fwd.base.as_mut()
+    {
+        b.accept = true;
+    }
+    assert_eq!(evaluate(&p2, &f), Outcome::Punt(PuntWhy::Nat));
+    assert_eq!(
+        evaluate_ct(&p2, &f, CtClass::Established(0)),
+        Outcome::Continue
+    );
 }

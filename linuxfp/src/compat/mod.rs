@@ -149,6 +149,7 @@ fn decide_interface(
     };
 
     let mut stages: Vec<String> = Vec::new();
+    let mut accelerated: Vec<NetworkFunction> = Vec::new();
     for (i, function) in chain.iter().enumerate() {
         let f = function.function();
         // Bridge then router: frames for the bridge's own MAC go up through
@@ -166,17 +167,20 @@ fn decide_interface(
             ));
             break;
         }
-        if let Some(limit) = topology
-            .limitations
-            .iter()
-            .find(|l| l.function == f && (l.ifindex.is_none() || l.ifindex == Some(iface.ifindex)))
-        {
+        if let Some(limit) = topology.limitations.iter().find(|l| {
+            l.function == f
+                && (l.ifindex.is_none() || l.ifindex == Some(iface.ifindex))
+                && !l.lifted_by.is_some_and(|g| accelerated.contains(&g))
+        }) {
             d.reasons
                 .push(format!("{f} left to the kernel: {}", limit.reason));
             break;
         }
         match pick_fpm(registry, f, hook, caps) {
-            Ok(name) => stages.push(name),
+            Ok(name) => {
+                stages.push(name);
+                accelerated.push(f);
+            }
             Err(why) => {
                 d.reasons.push(why);
                 break;

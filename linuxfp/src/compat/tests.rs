@@ -132,6 +132,7 @@ fn limitation_stops_the_chain_with_its_reason() {
         ifindex: Some(2),
         function: NetworkFunction::Router,
         reason: "rp_filter=1 on r0".into(),
+        lifted_by: None,
     });
     let d = decide(
         &t,
@@ -251,4 +252,48 @@ fn missing_capability_or_hook_is_explained() {
             .any(|r| r.contains("no xdp program"))
     );
     let _: BTreeMap<u32, InterfaceDecision> = d.interfaces;
+}
+
+#[test]
+fn a_nat_limitation_is_lifted_behind_a_filter_stage_only() {
+    let mut t = router_topology();
+    t.limitations.push(Limitation {
+        ifindex: None,
+        function: NetworkFunction::Router,
+        reason: "NAT chain ip nat POSTROUTING".into(),
+        lifted_by: Some(NetworkFunction::Filter),
+    });
+    // Router alone: it would forward first packets past NAT.
+    let d = decide(
+        &t,
+        &caps(),
+        &registry(vec![router_fpm()]),
+        &Policy::default(),
+    );
+    assert!(d.interfaces[&2].stages.is_empty());
+    assert!(
+        d.interfaces[&2]
+            .reasons
+            .iter()
+            .any(|r| r.contains("NAT chain"))
+    );
+    // Behind a filter stage (which gates the NAT chains): both run.
+    for chain in t.chains.values_mut() {
+        chain.insert(0, FunctionRef::Filter);
+    }
+    let filter = fake(
+        "filter",
+        FpmRole::Accelerates(NetworkFunction::Filter),
+        &[Hook::Xdp, Hook::Tc],
+    );
+    let d = decide(
+        &t,
+        &caps(),
+        &registry(vec![router_fpm(), filter]),
+        &Policy::default(),
+    );
+    assert_eq!(
+        d.interfaces[&2].stages,
+        vec!["filter".to_string(), "router".to_string()]
+    );
 }

@@ -39,6 +39,7 @@
 //! used here, netconf and compressed bridge-VLAN dumps included, is much
 //! older); tested on 6.18.
 
+pub mod conntrack;
 mod decode;
 mod dump;
 mod firewall;

@@ -16,6 +16,7 @@ pub(super) fn limitations(state: &KernelState, t: &Topology) -> Vec<Limitation> 
             ifindex,
             function,
             reason,
+            lifted_by: None,
         });
     };
     if let Some(router) = &t.router
@@ -154,14 +155,18 @@ pub(super) fn limitations(state: &KernelState, t: &Topology) -> Vec<Limitation> 
             && matches!(c.family.as_str(), "ip" | "ip6" | "inet")
             && matches!(c.hook.as_str(), "prerouting" | "postrouting")
         {
-            push(
-                None,
-                NetworkFunction::Router,
-                format!(
+            // The router stage alone would forward a connection's first
+            // packets past NAT; behind a filter stage it only sees what
+            // the filter let through, which gates NAT chains.
+            out.push(Limitation {
+                ifindex: None,
+                function: NetworkFunction::Router,
+                reason: format!(
                     "NAT chain {} {} {} at {}: address translation stays on the slow path",
                     c.family, c.table, c.chain, c.hook
                 ),
-            );
+                lifted_by: Some(NetworkFunction::Filter),
+            });
         }
     }
     out

@@ -220,4 +220,10 @@ pub struct Limitation {
     pub function: NetworkFunction,
     /// Why, for a person: e.g. "rp_filter=1 on eth0 (reverse-path check not modelled)".
     pub reason: String,
+    /// A function whose stage, earlier in the same chain, takes care of
+    /// what this limitation is about, so the limitation does not apply
+    /// there: NAT chains are part of the nf_tables path a filter stage
+    /// evaluates (it hands the packets they would see to the kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifted_by: Option<NetworkFunction>,
 }

@@ -13,10 +13,10 @@
 //! The decoding is pure ([`Ruleset::from_messages`] on recorded bytes);
 //! [`record`] takes those bytes from a live namespace.
 
-mod attr;
+pub(crate) mod attr;
 mod chain;
 pub mod expr;
-mod message;
+pub(crate) mod message;
 mod read;
 mod rule;
 mod set;

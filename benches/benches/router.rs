@@ -22,14 +22,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use linuxfp::fpm::Hook;
 use linuxfp_benches::{
     Spread,
     dataplane::{Mode, deploy, share},
+    prog_stats::{RunTimeStats, ns_per_run, runtime_of},
     runs_cell, spread, spread_of_runs,
 };
-use linuxfp_fpm_router::RouterFpm;
+use linuxfp_fpm_router::{RouterFpm, TC_PROGRAM, XDP_PROGRAM};
 use linuxfp_testkit::{Iperf3, VirtualRouter, require_root};
-use linuxfp_trafficgen::{Generator, Latency, Sink, frame};
+use linuxfp_trafficgen::{BareRedirect, Generator, Latency, Sink, frame};
 use serde::Serialize;
 
 /// One latency run.
@@ -74,6 +76,19 @@ struct ModeResult {
     tcp_failures: usize,
     /// Share of forwarded packets the fast path handled (LinuxFP modes).
     fast_share: Option<f64>,
+    /// The stage program's run time per packet during the 64 B runs, in ns
+    /// (LinuxFP modes; the kernel's own accounting).
+    prog_ns: Option<f64>,
+}
+
+/// The ceiling: a bare XDP redirect on the router (fixed MACs, a devmap,
+/// no lookup), on the same testbed and traffic.
+#[derive(Clone, Debug, Default, Serialize)]
+struct Ceiling {
+    /// Delivered Mpps with 64 B frames.
+    mpps_64: Spread,
+    /// Its run time per packet, in ns.
+    prog_ns: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -82,6 +97,7 @@ struct Report {
     cpus: usize,
     method: &'static str,
     families: BTreeMap<&'static str, BTreeMap<Mode, ModeResult>>,
+    ceilings: BTreeMap<&'static str, Ceiling>,
 }
 
 struct Config {
@@ -186,7 +202,8 @@ fn measure_latency(tb: &VirtualRouter, sink: &Sink, v6: bool, offered_mpps: f64)
     }
 }
 
-fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeResult {
+/// The router testbed as every mode measures it, with the sink on `d0`.
+fn testbed(v6: bool) -> (VirtualRouter, Sink) {
     let tb = VirtualRouter::new(if v6 { "b6" } else { "b4" }).expect("testbed");
     tb.set_static_neighbours().expect("neighbours");
     // The generator's XDP_TX into s0 needs NAPI on r0 (GRO on, or an XDP
@@ -201,11 +218,65 @@ fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeRes
         .run_in(move || Sink::attach_with_latency(d0, stamp_at))
         .expect("netns")
         .expect("sink");
+    (tb, sink)
+}
+
+/// Mpps with 64 B frames over the repeats, and the run time per packet of
+/// the program named `prog` meanwhile.
+fn measure_64(
+    tb: &VirtualRouter,
+    sink: &Sink,
+    v6: bool,
+    cfg: &Config,
+    prog: Option<&str>,
+) -> (Spread, Option<f64>) {
+    let before = prog.map(runtime_of);
+    let runs = (0..cfg.repeats)
+        .map(|_| measure_pps(tb, sink, v6, 64, cfg.frames))
+        .collect();
+    let ns = prog
+        .zip(before)
+        .and_then(|(p, b)| ns_per_run(b, runtime_of(p)));
+    (spread(runs), ns)
+}
+
+/// The bare-redirect ceiling for one family.
+fn run_ceiling(v6: bool, cfg: &Config) -> Ceiling {
+    let (tb, sink) = testbed(v6);
+    let (r0, r1, dmac, smac) = (
+        tb.rtr_src_if.ifindex,
+        tb.rtr_dst_if.ifindex,
+        tb.dst_if.mac,
+        tb.rtr_dst_if.mac,
+    );
+    let bare = tb
+        .rtr
+        .run_in(move || BareRedirect::attach(r0, r1, dmac, smac))
+        .expect("netns")
+        .expect("bare redirect");
+    let (mpps_64, prog_ns) = measure_64(&tb, &sink, v6, cfg, Some("bare_redirect"));
+    drop(bare);
+    Ceiling { mpps_64, prog_ns }
+}
+
+fn run_mode(mode: Mode, v6: bool, cfg: &Config, offered: Option<f64>) -> ModeResult {
+    let (tb, sink) = testbed(v6);
     let deployed = mode
         .hook()
         .map(|hook| deploy(tb.rtr.name(), vec![Arc::new(RouterFpm::new())], hook, 2));
     let mut result = ModeResult::default();
+    let prog = match mode.hook() {
+        Some(Hook::Xdp) => Some(XDP_PROGRAM),
+        Some(Hook::Tc) => Some(TC_PROGRAM),
+        None => None,
+    };
     for &size in &cfg.sizes {
+        if size == 64 {
+            let (mpps, ns) = measure_64(&tb, &sink, v6, cfg, prog);
+            result.mpps.insert(size, mpps);
+            result.prog_ns = ns;
+            continue;
+        }
         let runs = (0..cfg.repeats)
             .map(|_| measure_pps(&tb, &sink, v6, size, cfg.frames))
             .collect();
@@ -233,6 +304,9 @@ fn main() {
         return;
     }
     let cfg = config();
+    // Program run times per packet (two clock reads per run, for every
+    // mode alike); without it the report just leaves them out.
+    let _stats = RunTimeStats::enable();
     let mut report = Report {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -253,6 +327,8 @@ fn main() {
             modes.insert(mode, run_mode(mode, v6, &cfg, offered));
         }
         report.families.insert(family, modes);
+        eprintln!("== {family}: bare XDP redirect (the ceiling)");
+        report.ceilings.insert(family, run_ceiling(v6, &cfg));
     }
     let md = markdown(&report);
     for (family, modes) in &report.families {
@@ -318,6 +394,31 @@ fn markdown(r: &Report) -> String {
                 }
             }
             s.push('\n');
+        }
+        if let Some(c) = r.ceilings.get(family) {
+            let xdp = modes
+                .get(&Mode::LinuxfpXdp)
+                .and_then(|m| m.mpps.get(&64))
+                .map_or(0.0, |x| x.median);
+            let share = if c.mpps_64.median > 0.0 {
+                xdp / c.mpps_64.median * 100.0
+            } else {
+                0.0
+            };
+            let ns = |v: Option<f64>| v.map_or("-".into(), |n| format!("{n:.0} ns"));
+            s.push_str(&format!(
+                "\nCeiling, a bare XDP redirect on the router (no lookup, no checks): {:.2} [{:.2}–{:.2}] Mpps at 64 B; LinuxFP XDP reaches {share:.0}% of it.\n\nProgram run time per packet (the kernel's accounting, 64 B runs): bare redirect {}",
+                c.mpps_64.median,
+                c.mpps_64.min,
+                c.mpps_64.max,
+                ns(c.prog_ns),
+            ));
+            for (mode, res) in modes {
+                if mode.hook().is_some() {
+                    s.push_str(&format!(", {} {}", mode.label(), ns(res.prog_ns)));
+                }
+            }
+            s.push_str(".\n");
         }
         s.push_str(&format!(
             "\n### {family}: latency at a fixed offered load, TCP, fast-path share (median [min–max] of repeats)\n\n| mode | offered Mpps | delivered Mpps | mean µs | p99 µs | stddev µs | TCP Gbit/s | fast path |\n|---|---|---|---|---|---|---|---|\n"

@@ -6,6 +6,9 @@
 //! - FDB entry (`bridge fdb replace/del`): a map-only change (bridge FPM).
 //! - New router interface (`ip link add` + address + up): a redeploy (a
 //!   program attached to a new interface).
+//! - A firewall rule added (`nft add rule` in a forward chain): the filter
+//!   FPM compiles the new ruleset and swaps in a new generation, which
+//!   today reloads its programs (a redeploy).
 //!
 //! The clock starts before the command is run and stops when the
 //! controller reports the deployment, so it includes the command's own
@@ -28,6 +31,7 @@ use linuxfp::{
     netns::NetnsRef,
 };
 use linuxfp_fpm_bridge::BridgeFpm;
+use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{Netns, Switch, VirtualRouter, addr, require_root, up, veth};
 use serde::Serialize;
@@ -193,6 +197,44 @@ async fn interface_case(repeats: usize) -> Case {
     summarise("router interface added", "redeploy", 100.0, samples)
 }
 
+/// The forward chain the rule case edits: one rule to start with.
+const BASE_RULESET: &str = "table inet lfpreact {\n  chain fwd {\n    type filter hook forward priority 0; policy accept;\n    udp dport 9999 drop\n  }\n}\n";
+
+async fn rule_case(repeats: usize) -> Case {
+    let tb = VirtualRouter::new("rr").expect("testbed");
+    tb.rtr
+        .sh(&format!("nft -f - <<'EOF'\n{BASE_RULESET}EOF\n"))
+        .expect("base ruleset");
+    let mut r = start(
+        &tb.rtr,
+        vec![Arc::new(RouterFpm::new()), Arc::new(FilterFpm::new())],
+    )
+    .await;
+    let mut samples = Vec::new();
+    for i in 0..repeats {
+        drain(&mut r.events).await;
+        let port = (10_000 + i).to_string();
+        let t0 = Instant::now();
+        tb.rtr
+            .exec(&[
+                "nft", "add", "rule", "inet", "lfpreact", "fwd", "udp", "dport", &port, "drop",
+            ])
+            .expect("nft add rule");
+        let done = Instant::now();
+        if let Some(t1) = next_deploy(&mut r.events).await {
+            samples.push((ms(t1 - t0), ms(t1.saturating_duration_since(done))));
+        }
+        // Back to the base ruleset, in one transaction.
+        tb.rtr
+            .sh("nft 'flush chain inet lfpreact fwd ; add rule inet lfpreact fwd udp dport 9999 drop'")
+            .expect("nft flush");
+        let _ = next_deploy(&mut r.events).await;
+    }
+    r.handle.shutdown();
+    let _ = r.task.await;
+    summarise("firewall rule added", "redeploy", 100.0, samples)
+}
+
 fn markdown(cases: &[Case]) -> String {
     let mut s = String::from(
         "## Reaction time: command → updated fast path (through the controller)\n\n\
@@ -238,6 +280,7 @@ fn main() {
         vec![
             fdb_case(repeats).await,
             interface_case(repeats / 4 + 1).await,
+            rule_case(repeats / 4 + 1).await,
         ]
     });
     let md = markdown(&cases);

@@ -198,7 +198,7 @@ async fn interface_case(repeats: usize) -> Case {
 }
 
 /// The forward chain the rule case edits: one rule to start with.
-const BASE_RULESET: &str = "table inet lfpreact {\n  chain fwd {\n    type filter hook forward priority 0; policy accept;\n    udp dport 9999 drop\n  }\n}\n";
+const BASE_RULESET: &str = "table inet lfpreact {\n  chain filt {\n    type filter hook forward priority 0; policy accept;\n    udp dport 9999 drop\n  }\n}\n";
 
 async fn rule_case(repeats: usize) -> Case {
     let tb = VirtualRouter::new("rr").expect("testbed");
@@ -217,7 +217,7 @@ async fn rule_case(repeats: usize) -> Case {
         let t0 = Instant::now();
         tb.rtr
             .exec(&[
-                "nft", "add", "rule", "inet", "lfpreact", "fwd", "udp", "dport", &port, "drop",
+                "nft", "add", "rule", "inet", "lfpreact", "filt", "udp", "dport", &port, "drop",
             ])
             .expect("nft add rule");
         let done = Instant::now();
@@ -226,7 +226,7 @@ async fn rule_case(repeats: usize) -> Case {
         }
         // Back to the base ruleset, in one transaction.
         tb.rtr
-            .sh("nft 'flush chain inet lfpreact fwd ; add rule inet lfpreact fwd udp dport 9999 drop'")
+            .sh("nft 'flush chain inet lfpreact filt ; add rule inet lfpreact filt udp dport 9999 drop'")
             .expect("nft flush");
         let _ = next_deploy(&mut r.events).await;
     }

@@ -396,3 +396,46 @@ async fn mixed_ruleset_gives_what_linux_gives_per_source_and_port() {
 
     stop(&handle, task).await;
 }
+
+/// Docker's pattern: what leaves through `r1` is accepted by interface,
+/// what comes back is accepted only as ESTABLISHED. The kernel's conntrack
+/// must see the outgoing packets to know the replies: a fast path that
+/// forwarded them without it would leave no entry, and the kernel would
+/// then drop the replies as NEW (or INVALID for an echo reply) where
+/// Linux alone accepts them. Found by review of the conntrack gate; this
+/// test failed before it (every ping lost).
+const STATEFUL: &str = r#"table ip t {
+    chain filt {
+        type filter hook forward priority 0; policy drop;
+        oifname "r0" ct state established,related accept
+        iifname "r0" oifname "r1" accept
+    }
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_to_flows_forwarded_fast_are_established_like_linux() {
+    if !require_root("replies_to_flows_forwarded_fast_are_established_like_linux") {
+        return;
+    }
+    let tb = support::testbed("flrep", HookPolicy::Auto);
+    tb.rtr
+        .sh(&format!("nft -f - <<'EOF'\n{STATEFUL}EOF\n"))
+        .expect("nft -f");
+    assert!(tb.ping(false, 5).expect("ping"), "Linux alone");
+    let (handle, task) = start(&tb, HookPolicy::Auto).await;
+    let answered = tb.ping(false, 20).expect("ping");
+    let stats = handle.stats().await.expect("stats");
+    eprintln!("filter: {:?}", stats.totals("filter"));
+    assert!(
+        answered,
+        "every echo answered through LinuxFP, as with Linux"
+    );
+    // New flows went to the kernel at the gate, so it tracked them.
+    assert!(
+        stats.total("filter", "rule_conntrack") >= 20,
+        "{:?}",
+        stats.totals("filter")
+    );
+    stop(&handle, task).await;
+}

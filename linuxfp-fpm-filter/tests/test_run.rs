@@ -62,7 +62,7 @@ table inet t {
         iifname "r0" oifname "r1" tcp dport 80 jump web
         tcp dport 443 goto tls
         udp dport 6000-6010 log accept
-        udp dport 7000 ct state new accept
+        udp dport 7000 limit rate 10/second accept
         udp dport { 7100, 7200 } drop
         ip6 daddr fd02::2 udp dport 5002 drop
         icmp type echo-request accept
@@ -619,8 +619,9 @@ fn ct_table(lab: &Lab) {
         }
     }
 
-    // Only the nat chain reads conntrack: established packets pass it,
-    // the others punt there.
+    // Only the nat chain reads conntrack, but that is enough for the
+    // kernel to track every packet: established packets pass it, the
+    // others punt at the conntrack gate before it.
     let l = lab.compile(
         "table ip n {
  chain post {
@@ -641,9 +642,9 @@ fn ct_table(lab: &Lab) {
                 Expect::Continue,
             ),
             (
-                "not mirrored: the kernel sets up nat",
+                "not mirrored: the kernel tracks it (and sets up nat)",
                 lab.v4(UDP, s, d, &udp(40002, 5000, 8)),
-                Expect::Punt(PUNT_RULE_NAT),
+                Expect::Punt(PUNT_RULE_CONNTRACK),
             ),
         ],
     );
@@ -664,9 +665,9 @@ fn ct_table(lab: &Lab) {
         1,
         &checked,
         &[(
-            "checksum not verified by the device: not established, the nat chain punts",
+            "checksum not verified by the device: not established, the conntrack gate punts",
             lab.v4(UDP, s, d, &udp(40000, 5000, 8)),
-            Expect::Punt(PUNT_RULE_NAT),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
         )],
     );
 
@@ -748,9 +749,9 @@ fn table(lab: &Lab) {
             Expect::Punt(PUNT_RULE_STATEFUL),
         ),
         (
-            "ct state rule punts",
+            "limit rule punts",
             lab.v4(UDP, s, d, &udp(1000, 7000, 8)),
-            Expect::Punt(PUNT_RULE_CONNTRACK),
+            Expect::Punt(PUNT_RULE_STATEFUL),
         ),
         (
             "anonymous port set",
@@ -881,9 +882,9 @@ fn table(lab: &Lab) {
         3,
         lab.tb.rtr_src_if.ifindex,
         &[(
-            "nat on the path: a packet of no mirrored flow punts there",
+            "nat on the path: a packet of no mirrored flow punts (the kernel tracks it)",
             lab.v4(UDP, s, d, &udp(1000, 53, 8)),
-            Expect::Punt(PUNT_RULE_NAT),
+            Expect::Punt(PUNT_RULE_CONNTRACK),
         )],
     );
 

@@ -50,6 +50,19 @@
 //! one rule, "not ESTABLISHED: punt (nat)", and an accept policy: packets
 //! of mirrored (non-NAT) flows pass it, all others go to the kernel,
 //! which sets up NAT. Its rules are not compiled.
+//!
+//! When anything in a family's ruleset makes the kernel track connections
+//! ([`tracks_connections`]: a `ct` expression, NAT, an iptables conntrack
+//! match or target, anything not understood), conntrack sees every packet
+//! of that family, in every chain, and its entries decide later verdicts:
+//! a reply is ESTABLISHED only if the kernel saw the packets before it. A
+//! packet the fast path forwarded without the kernel would leave no entry,
+//! and the kernel would then judge the reply NEW (and, say, drop it where
+//! Linux alone accepts it). So on such a path the first base chain starts
+//! with the same gate, "not ESTABLISHED: punt (conntrack)": only packets
+//! of flows already in the conntrack mirror are decided in the fast path,
+//! and every new flow goes through the kernel until its entry is
+//! established.
 
 pub mod eval;
 mod ir;
@@ -245,14 +258,75 @@ fn nat_chain(c: &Chain) -> IrChain {
             priority: h.priority,
             accept: true,
         }),
-        rules: vec![IrRule {
-            handle: 0,
-            matches: vec![Match {
-                pred: Pred::CtState(linuxfp_ebpf_common::filter::CT_STATE_ESTABLISHED),
-                negate: true,
-            }],
-            action: Action::Punt(PuntWhy::Nat),
+        rules: vec![established_gate(PuntWhy::Nat)],
+    }
+}
+
+/// True if anything in the ruleset of `l3`'s families makes the kernel
+/// track connections of that family (`nf_ct_netns_get`): a `ct`
+/// expression, NAT (a nat chain, nat/masquerade/redirect), an iptables
+/// match or target that uses conntrack, or anything the decoder did not
+/// understand (assumed to). Chains off the forwarding path count too:
+/// conntrack then sees every packet of the family.
+pub fn tracks_connections(ruleset: &Ruleset, l3: L3) -> bool {
+    use linuxfp::inspector::nftables::Expr;
+    const XT_MATCHES: [&str; 7] = [
+        "conntrack",
+        "state",
+        "connmark",
+        "connbytes",
+        "connlimit",
+        "helper",
+        "cluster",
+    ];
+    const XT_TARGETS: [&str; 8] = [
+        "MASQUERADE",
+        "SNAT",
+        "DNAT",
+        "REDIRECT",
+        "NETMAP",
+        "CT",
+        "CONNMARK",
+        "NOTRACK",
+    ];
+    let on_path = |f: Family| family_on_path(f, l3);
+    if ruleset
+        .chains
+        .iter()
+        .any(|c| on_path(c.family) && is_nat(c))
+    {
+        return true;
+    }
+    ruleset
+        .rules
+        .iter()
+        .filter(|r| on_path(r.family))
+        .any(|r| match r.expressions() {
+            None => true,
+            Some(exprs) => exprs.iter().any(|e| match e {
+                Expr::Ct(_)
+                | Expr::Nat(_)
+                | Expr::Masq(_)
+                | Expr::Redir(_)
+                | Expr::Notrack
+                | Expr::Unknown { .. } => true,
+                Expr::Match(m) => XT_MATCHES.contains(&m.name.as_str()),
+                Expr::Target(t) => XT_TARGETS.contains(&t.name.as_str()),
+                _ => false,
+            }),
+        })
+}
+
+/// The rule that sends every packet not of a mirrored (ESTABLISHED) flow
+/// to the kernel, for `why`.
+fn established_gate(why: PuntWhy) -> IrRule {
+    IrRule {
+        handle: 0,
+        matches: vec![Match {
+            pred: Pred::CtState(linuxfp_ebpf_common::filter::CT_STATE_ESTABLISHED),
+            negate: true,
         }],
+        action: Action::Punt(why),
     }
 }
 
@@ -412,6 +486,13 @@ pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan 
             }),
             rules,
         });
+    }
+    // The kernel's conntrack must see every flow until it is established
+    // (see the module docs): the first base chain starts with the gate.
+    if tracks_connections(ruleset, l3)
+        && let Some(first) = chains.first_mut()
+    {
+        first.rules.insert(0, established_gate(PuntWhy::Conntrack));
     }
     PathPlan::Rules(Program { l3, chains, sets })
 }

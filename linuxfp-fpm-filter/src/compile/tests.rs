@@ -105,16 +105,20 @@ fn nat_chains_become_established_gates() {
             // Established (mirrored, non-NAT) packets pass; the kernel
             // never traverses nat chains for them. Everything else punts.
             assert!(c.base.as_ref().is_some_and(|b| b.accept), "{name}: {c:?}");
-            assert_eq!(
-                c.rules,
-                [IrRule {
-                    handle: 0,
-                    matches: vec![not(Pred::CtState(2))],
-                    action: Action::Punt(PuntWhy::Nat),
-                }],
-                "{name}: {}",
-                c.name
-            );
+            // The first base chain of a path the kernel tracks starts
+            // with the conntrack gate (the same test, for conntrack).
+            let gate = |why| IrRule {
+                handle: 0,
+                matches: vec![not(Pred::CtState(2))],
+                action: Action::Punt(why),
+            };
+            let rules: Vec<IrRule> = c
+                .rules
+                .iter()
+                .filter(|r| **r != gate(PuntWhy::Conntrack))
+                .cloned()
+                .collect();
+            assert_eq!(rules, [gate(PuntWhy::Nat)], "{name}: {}", c.name);
         }
         // The chains the nat rules jump to are not compiled (Docker's
         // `ip nat DOCKER`).
@@ -149,15 +153,21 @@ fn docker_forward_chains_translate_and_punt_where_they_must() {
             accept: false
         })
     );
+    // Docker's rules use conntrack, so the kernel tracks every IPv4
+    // packet: the first base chain starts with the gate that leaves
+    // every flow not yet in the mirror to it.
+    assert!(tracks_connections(&without_nat(recorded("docker")), L3::V4));
+    assert_eq!(fwd.rules[0].matches, [not(Pred::CtState(2))]);
+    assert_eq!(fwd.rules[0].action, Action::Punt(PuntWhy::Conntrack));
     // -j DOCKER-USER
-    assert_eq!(fwd.rules[0].action, Action::Jump(1));
+    assert_eq!(fwd.rules[1].action, Action::Jump(1));
     // -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT.
-    let r = &fwd.rules[2];
+    let r = &fwd.rules[3];
     assert_eq!(r.matches, [yes(Pred::Oif(5)), yes(Pred::CtState(6))]);
     assert_eq!(r.action, Action::Accept);
     // -i docker0 ! -o docker0 -j ACCEPT
-    assert_eq!(fwd.rules[4].matches, [yes(Pred::Iif(5)), not(Pred::Oif(5))]);
-    assert_eq!(fwd.rules[4].action, Action::Accept);
+    assert_eq!(fwd.rules[5].matches, [yes(Pred::Iif(5)), not(Pred::Oif(5))]);
+    assert_eq!(fwd.rules[5].action, Action::Accept);
 
     // DOCKER-USER: -m state INVALID -j DROP.
     let r = rule(p, "ip filter DOCKER-USER", 20);
@@ -600,7 +610,13 @@ fn first_unknown_expression_makes_a_punt_on_the_prefix() {
     let rs = inet_forward(vec![r, log, ct, reject], Policy::Drop);
     let c = compile(&rs, &ifaces());
     let p = program(&c.v4);
-    let rules = &p.chains[0].rules;
+    // The `ct` rule makes the kernel track connections: the chain starts
+    // with the conntrack gate; the rules follow.
+    assert_eq!(
+        p.chains[0].rules[0].action,
+        Action::Punt(PuntWhy::Conntrack)
+    );
+    let rules = &p.chains[0].rules[1..];
     assert_eq!(
         rules[0].matches,
         [yes(Pred::L4Proto(17)), yes(Pred::Dport(53, 53))]
@@ -624,7 +640,7 @@ fn first_unknown_expression_makes_a_punt_on_the_prefix() {
     assert_eq!(rules[3].action, Action::Punt(PuntWhy::Reject));
     // On IPv6 the ip saddr rule is left out (meta nfproto ipv4).
     let p6 = program(&c.v6);
-    assert_eq!(p6.chains[0].rules.len(), 3);
+    assert_eq!(p6.chains[0].rules.len(), 1 + 3);
 }
 
 #[test]
@@ -960,6 +976,11 @@ fn ct_state_and_direction_become_predicates() {
     assert_eq!(
         got,
         [
+            // The kernel tracks connections here: new flows are its own.
+            (
+                vec![not(Pred::CtState(2))],
+                Action::Punt(PuntWhy::Conntrack)
+            ),
             (vec![yes(Pred::CtState(6))], Action::Accept),
             (vec![yes(Pred::CtState(1))], Action::Drop),
             (vec![not(Pred::CtState(8))], Action::Accept),
@@ -1026,7 +1047,9 @@ fn the_reference_evaluator_knows_mirrored_flows_and_punts_the_rest() {
     );
     // Not mirrored: the first rule already needs the kernel.
     assert_eq!(evaluate(p, &f), Outcome::Punt(PuntWhy::Conntrack));
-    // Without the ct rules, an unknown packet punts at the nat chain.
+    // Without the ct rules, the nat chain alone makes the kernel track
+    // connections: an unknown packet punts at the conntrack gate, before
+    // it reaches the nat chain's own gate.
     let mut open = rs.clone();
     open.rules.clear();
     let c = compile(&open, &ifaces());
@@ -1036,9 +1059,42 @@ fn the_reference_evaluator_knows_mirrored_flows_and_punts_the_rest() {
     {
         b.accept = true;
     }
-    assert_eq!(evaluate(&p2, &f), Outcome::Punt(PuntWhy::Nat));
+    assert_eq!(evaluate(&p2, &f), Outcome::Punt(PuntWhy::Conntrack));
     assert_eq!(
         evaluate_ct(&p2, &f, CtClass::Established(0)),
         Outcome::Continue
     );
+}
+
+#[test]
+fn what_makes_the_kernel_track_connections() {
+    // Flannel's filter table reads no conntrack state: untracked. (Rules
+    // of the nat table's regular chains count even when nothing jumps to
+    // them: their MASQUERADE target makes the kernel track connections.)
+    let mut flannel = recorded("flannel");
+    assert!(tracks_connections(&without_nat(flannel.clone()), L3::V4));
+    flannel.chains.retain(|c| c.table != "nat");
+    flannel.rules.retain(|r| r.table != "nat");
+    assert!(!tracks_connections(&flannel, L3::V4));
+    // Its nat table does (a nat chain).
+    assert!(tracks_connections(&recorded("flannel"), L3::V4));
+    // An ip table says nothing of IPv6.
+    assert!(!tracks_connections(&recorded("flannel"), L3::V6));
+    // An unparsed rule might: assumed to.
+    let mut broken = flannel.clone();
+    if let Some(r) = broken.rules.first_mut() {
+        r.exprs = linuxfp::inspector::nftables::RuleExprs::Unparsed(
+            linuxfp::inspector::nftables::RuleError {
+                family: r.family,
+                table: r.table.clone(),
+                chain: r.chain.clone(),
+                handle: r.handle,
+                source: linuxfp::inspector::nftables::DecodeError::Missing {
+                    what: "rule".into(),
+                    attr: "EXPRESSIONS".into(),
+                },
+            },
+        );
+    }
+    assert!(tracks_connections(&broken, L3::V4));
 }

@@ -289,9 +289,19 @@ pub fn kube_proxy(services: usize) -> RuleSet {
 /// to 100 rules each over addresses inside their chain's prefix, ports,
 /// port ranges and sets, protocols, ICMP types, TCP flags, interfaces and
 /// negations, ending in accept, drop, jump, goto, return or no verdict,
-/// with a few rules the fast path cannot decide (conntrack state, rate
-/// limits, logging) among them.
+/// with a few rules the fast path cannot decide (rate limits, logging)
+/// among them.
 pub fn random(rules: usize, seed: u64) -> RuleSet {
+    random_ruleset(rules, seed, false)
+}
+
+/// [`random`] with a few `ct state` rules among the others, which make the
+/// kernel track every connection (so a new flow is always its own).
+pub fn random_with_conntrack(rules: usize, seed: u64) -> RuleSet {
+    random_ruleset(rules, seed, true)
+}
+
+fn random_ruleset(rules: usize, seed: u64, conntrack: bool) -> RuleSet {
     let mut rng = Rng::new(seed);
     let chains = rules.div_ceil(100).clamp(1, 200);
     let per_chain = rules.saturating_sub(chains + 10) / chains;
@@ -301,7 +311,11 @@ pub fn random(rules: usize, seed: u64) -> RuleSet {
     for c in 0..chains {
         let _ = writeln!(bodies, "  chain c{c} {{");
         for _ in 0..per_chain {
-            let _ = writeln!(bodies, "    {}", random_rule(&mut rng, c, chains, true));
+            let _ = writeln!(
+                bodies,
+                "    {}",
+                random_rule(&mut rng, c, chains, true, conntrack)
+            );
         }
         bodies.push_str("  }\n");
     }
@@ -311,7 +325,11 @@ pub fn random(rules: usize, seed: u64) -> RuleSet {
     );
     for _ in 0..10 {
         let c = rng.below(chains);
-        let _ = writeln!(text, "    {}", random_rule(&mut rng, c, chains, false));
+        let _ = writeln!(
+            text,
+            "    {}",
+            random_rule(&mut rng, c, chains, false, conntrack)
+        );
     }
     for c in 0..chains {
         let (v4, v6) = chain_prefixes(c);
@@ -322,7 +340,10 @@ pub fn random(rules: usize, seed: u64) -> RuleSet {
     text.push_str(&bodies);
     text.push_str("}\n");
     RuleSet::new(
-        &format!("random ({rules} rules, seed {seed:#x})"),
+        &format!(
+            "random{} ({rules} rules, seed {seed:#x})",
+            if conntrack { " with conntrack" } else { "" }
+        ),
         Loader::Nft,
         text,
     )
@@ -338,8 +359,9 @@ fn chain_prefixes(c: usize) -> (String, String) {
     )
 }
 
-/// One random rule of chain `c` (of `chains`); `regular` allows `return`.
-fn random_rule(rng: &mut Rng, c: usize, chains: usize, regular: bool) -> String {
+/// One random rule of chain `c` (of `chains`); `regular` allows `return`,
+/// `conntrack` a `ct state` match now and then.
+fn random_rule(rng: &mut Rng, c: usize, chains: usize, regular: bool, conntrack: bool) -> String {
     let (v4, v6) = chain_prefixes(c);
     let mut parts: Vec<String> = Vec::new();
     let v6_rule = rng.chance(1, 3);
@@ -392,7 +414,7 @@ fn random_rule(rng: &mut Rng, c: usize, chains: usize, regular: bool) -> String 
     }
     // What the fast path cannot decide, now and then.
     match rng.below(40) {
-        0 => parts.push("ct state established,related".into()),
+        0 if conntrack => parts.push("ct state established,related".into()),
         1 => parts.push("limit rate 1000/second".into()),
         2 => parts.push("log prefix \"rnd \"".into()),
         _ => {}

@@ -28,7 +28,8 @@ impl RunTimeStats {
 }
 
 /// Total run time (ns) and runs of every loaded program named `name`
-/// (as the kernel truncates it: 15 bytes).
+/// (as the kernel truncates it: 15 bytes), in any namespace of the host:
+/// run benchmarks alone, or another instance's runs are counted too.
 pub fn runtime_of(name: &str) -> (u64, u64) {
     let short = &name.as_bytes()[..name.len().min(15)];
     let mut total = (0, 0);

@@ -43,6 +43,15 @@ pub enum TrafficError {
     /// Setting the ceiling's egress in its devmap failed.
     #[error("bare_redirect devmap")]
     Devmap(#[source] aya::maps::xdp::XdpMapError),
+    /// Pinning the sending thread to one CPU failed.
+    #[error("pinning the generator's thread to CPU {cpu}")]
+    Pin {
+        /// The CPU asked for.
+        cpu: usize,
+        /// The kernel's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The header template is too long.
     #[error("header template of {0} bytes exceeds {TEMPLATE_MAX}")]
     Template(usize),
@@ -117,7 +126,15 @@ impl Generator {
 
     /// Sends `count` frames out of `ifindex` (in the caller's namespace),
     /// blocking until done.
+    ///
+    /// The calling thread is pinned to one CPU ([`generator_cpu`]) for the
+    /// call, and its affinity restored after. Everything the frames set off
+    /// on their way (each veth's NAPI poll, the forwarder's program, the
+    /// sink) runs in softirq on that same CPU, so a rate measured this way
+    /// is one core's, and repeatable: unpinned, the scheduler may move the
+    /// thread between batches and a run mixes two CPUs' caches.
     pub fn send(&mut self, ifindex: u32, count: u32) -> Result<(), TrafficError> {
+        let _pinned = Pinned::to(generator_cpu())?;
         let prog: &mut Xdp = program(&mut self.ebpf, "gen_tx")?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
         // The kernel wants data_end = frame length and nothing before data.
@@ -134,6 +151,54 @@ impl Generator {
         prog.test_run(opts)
             .map_err(prog_err("BPF_PROG_TEST_RUN live frames"))?;
         Ok(())
+    }
+}
+
+/// The CPU [`Generator::send`] runs on: the last online one (CPU 0 takes
+/// most of the host's housekeeping interrupts).
+pub fn generator_cpu() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get() - 1)
+}
+
+/// The calling thread pinned to one CPU until dropped, when its earlier
+/// affinity is restored.
+struct Pinned {
+    before: libc::cpu_set_t,
+}
+
+impl Pinned {
+    fn to(cpu: usize) -> Result<Self, TrafficError> {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: cpu_set_t is plain bits; all zeroes is the empty set.
+        let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: both sets are valid for `size` bytes; pid 0 is this
+        // thread; CPU_SET bounds-checks `cpu` against the set's size.
+        let rc = unsafe {
+            libc::CPU_SET(cpu, &mut only);
+            if libc::sched_getaffinity(0, size, &mut before) != 0 {
+                -1
+            } else {
+                libc::sched_setaffinity(0, size, &only)
+            }
+        };
+        if rc != 0 {
+            return Err(TrafficError::Pin {
+                cpu,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(Pinned { before })
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: restores the set read in `to`; a failure leaves the
+        // thread pinned, which is harmless.
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.before);
+        }
     }
 }
 

@@ -11,6 +11,9 @@
 //! this measures the steady state of an established flow, not new-flow
 //! classification.
 //!
+//! Every (rule count, mode) case gets its own testbed, built up front and
+//! warmed up once; the repeats then take turns over all of them.
+//!
 //! `cargo bench -p linuxfp-benches --bench filter` (root); writes
 //! `bench-results/filter.{md,json}`. `LINUXFP_BENCH_QUICK=1` for a short run.
 
@@ -21,10 +24,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use linuxfp::fpm::Fpm;
+use linuxfp::{
+    deploy::worker::DeployWorker,
+    fpm::{Fpm, Hook},
+};
 use linuxfp_benches::{
     Spread,
     dataplane::{Mode, deploy, share},
+    prog_stats::{RunTimeStats, ns_per_run, runtime_of},
     spread,
 };
 use linuxfp_fpm_filter::FilterFpm;
@@ -38,6 +45,9 @@ struct Cell {
     mpps: Spread,
     /// Share of the filter stage's packets it decided itself (LinuxFP).
     filter_fast_share: Option<f64>,
+    /// The filter program's run time per packet in ns (LinuxFP; the
+    /// kernel's accounting, in one extra run).
+    filter_ns: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -103,32 +113,119 @@ fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32) -> f64
     (after - before) as f64 / elapsed / 1e6
 }
 
-fn run(mode: Mode, rules: usize, repeats: usize, frames: u32, size: usize) -> Cell {
-    let tb = VirtualRouter::new("bf").expect("testbed");
-    tb.set_static_neighbours().expect("neighbours");
-    tb.rtr
-        .exec(&["ethtool", "-K", "r0", "gro", "on"])
-        .expect("gro on r0");
-    load_ruleset(&tb, rules);
-    let d0 = tb.dst_if.ifindex;
-    let sink = tb
-        .dst
-        .run_in(move || Sink::attach(d0))
-        .expect("netns")
-        .expect("sink");
-    let worker = mode.hook().map(|hook| {
-        let fpms: Vec<Arc<dyn Fpm>> = vec![Arc::new(FilterFpm::new()), Arc::new(RouterFpm::new())];
-        deploy(tb.rtr.name(), fpms, hook, 2)
-    });
-    let runs = (0..repeats)
-        .map(|_| measure_pps(&tb, &sink, size, frames))
-        .collect();
-    Cell {
-        mpps: spread(runs),
-        filter_fast_share: worker
-            .as_ref()
-            .map(|w| share(w, "filter", &["continue", "drop"])),
+/// One testbed: the router with `rules` rules, carried by `mode`. Every
+/// case has its own, all built up front, so that the repeats take turns
+/// and a machine that slows down mid-run weighs on every case alike.
+struct Case {
+    mode: Mode,
+    rules: usize,
+    worker: Option<DeployWorker>,
+    sink: Sink,
+    tb: VirtualRouter,
+    /// Frames per run: about [`RUN_SECONDS`] at this case's rate (Linux
+    /// with 10k rules forwards ~10k packets/s), at most the configured
+    /// count.
+    frames: u32,
+}
+
+/// How long one measured run lasts, about.
+const RUN_SECONDS: f64 = 1.0;
+
+impl Case {
+    fn new(mode: Mode, rules: usize) -> Case {
+        let tb = VirtualRouter::new("bf").expect("testbed");
+        tb.set_static_neighbours().expect("neighbours");
+        tb.rtr
+            .exec(&["ethtool", "-K", "r0", "gro", "on"])
+            .expect("gro on r0");
+        load_ruleset(&tb, rules);
+        let d0 = tb.dst_if.ifindex;
+        let sink = tb
+            .dst
+            .run_in(move || Sink::attach(d0))
+            .expect("netns")
+            .expect("sink");
+        let worker = mode.hook().map(|hook| {
+            let fpms: Vec<Arc<dyn Fpm>> =
+                vec![Arc::new(FilterFpm::new()), Arc::new(RouterFpm::new())];
+            deploy(tb.rtr.name(), fpms, hook, 2)
+        });
+        Case {
+            mode,
+            rules,
+            worker,
+            sink,
+            tb,
+            frames: 0,
+        }
     }
+
+    /// Sizes this case's runs by a short first run, then runs once more
+    /// unmeasured: the first runs on a fresh testbed are slower than the
+    /// next (caches, the generator's page pool, first packets).
+    fn calibrate(&mut self, size: usize, max_frames: u32) {
+        const PROBE: u32 = 20_000;
+        let mpps = self.pps(size, PROBE);
+        self.frames = ((mpps * 1e6 * RUN_SECONDS) as u32).clamp(PROBE, max_frames);
+        self.pps(size, self.frames / 2);
+    }
+
+    fn pps(&self, size: usize, frames: u32) -> f64 {
+        measure_pps(&self.tb, &self.sink, size, frames)
+    }
+
+    /// The filter program's run time per packet, from one more run with
+    /// the kernel's accounting on (kept apart from the measured runs: it
+    /// costs every program two clock reads per run).
+    fn filter_ns(&self, size: usize, frames: u32) -> Option<f64> {
+        let prog = match self.mode.hook()? {
+            Hook::Xdp => linuxfp_fpm_filter::XDP_PROGRAM,
+            Hook::Tc => linuxfp_fpm_filter::TC_PROGRAM,
+        };
+        let _stats = RunTimeStats::enable()?;
+        let before = runtime_of(prog);
+        self.pps(size, frames);
+        ns_per_run(before, runtime_of(prog))
+    }
+}
+
+/// Every (rule count, mode) cell: each repeat runs every case once,
+/// starting one case later than the repeat before.
+fn run_all(counts: &[usize], repeats: usize, frames: u32, size: usize) -> Vec<(Case, Cell)> {
+    let mut cases: Vec<Case> = counts
+        .iter()
+        .flat_map(|&n| Mode::ALL.into_iter().map(move |m| (m, n)))
+        .map(|(mode, n)| {
+            eprintln!("== building: {n} rules, {}", mode.label());
+            Case::new(mode, n)
+        })
+        .collect();
+    for case in &mut cases {
+        case.calibrate(size, frames);
+    }
+    let mut runs = vec![Vec::new(); cases.len()];
+    for r in 0..repeats {
+        eprintln!("== repeat {}/{repeats}", r + 1);
+        for k in 0..cases.len() {
+            let i = (k + r) % cases.len();
+            runs[i].push(cases[i].pps(size, cases[i].frames));
+        }
+    }
+    cases
+        .into_iter()
+        .zip(runs)
+        .map(|(case, runs)| {
+            let cell = Cell {
+                filter_ns: case.filter_ns(size, case.frames / 4),
+                mpps: spread(runs),
+                filter_fast_share: case
+                    .worker
+                    .as_ref()
+                    .map(|w| share(w, "filter", &["continue", "drop"])),
+            };
+            (case, cell)
+        })
+        .collect()
 }
 
 fn main() {
@@ -152,13 +249,12 @@ fn main() {
         frame_bytes: size,
         ..Default::default()
     };
-    for &n in counts {
-        let mut modes = BTreeMap::new();
-        for mode in Mode::ALL {
-            eprintln!("== {n} rules: {}", mode.label());
-            modes.insert(mode, run(mode, n, repeats, frames, size));
-        }
-        report.rules.insert(n, modes);
+    for (case, cell) in run_all(counts, repeats, frames, size) {
+        report
+            .rules
+            .entry(case.rules)
+            .or_default()
+            .insert(case.mode, cell);
     }
     let md = markdown(&report);
     let cats: Vec<String> = report.rules.keys().map(|n| format!("{n} rules")).collect();
@@ -188,7 +284,7 @@ fn main() {
 fn markdown(r: &Report) -> String {
     let mut s = format!(
         "## Firewall: packets/s vs rules, LinuxFP vs Linux (same run)\n\nKernel {}, {} CPUs, {} B frames. {}.\n\n\
-         | rules | Linux Mpps, median [min–max] | LinuxFP XDP Mpps (ratio) | LinuxFP TC Mpps (ratio) | filter decided (XDP / TC) |\n|---|---|---|---|---|\n",
+         | rules | Linux Mpps, median [min–max] | LinuxFP XDP Mpps (ratio) | LinuxFP TC Mpps (ratio) | filter decided (XDP / TC) | filter run time per packet (XDP / TC) |\n|---|---|---|---|---|---|\n",
         r.kernel, r.cpus, r.frame_bytes, r.method
     );
     for (n, modes) in &r.rules {
@@ -216,14 +312,22 @@ fn markdown(r: &Report) -> String {
                 .and_then(|c| c.filter_fast_share)
                 .map_or("-".to_string(), |f| format!("{:.0}%", f * 100.0))
         };
+        let ns = |m: Mode| {
+            modes
+                .get(&m)
+                .and_then(|c| c.filter_ns)
+                .map_or("-".to_string(), |n| format!("{n:.0} ns"))
+        };
         s.push_str(&format!(
-            "| {n} | {base:.2} [{:.2}–{:.2}] | {} | {} | {} / {} |\n",
+            "| {n} | {base:.2} [{:.2}–{:.2}] | {} | {} | {} / {} | {} / {} |\n",
             linux.min,
             linux.max,
             cell(Mode::LinuxfpXdp),
             cell(Mode::LinuxfpTc),
             share(Mode::LinuxfpXdp),
             share(Mode::LinuxfpTc),
+            ns(Mode::LinuxfpXdp),
+            ns(Mode::LinuxfpTc),
         ));
     }
     s

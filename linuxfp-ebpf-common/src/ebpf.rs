@@ -97,3 +97,81 @@ pub fn zeroed_fib_params(
     // of this plain C struct.
     unsafe { slot.assume_init_mut() }
 }
+
+/// Where a FIB answer handed from one stage to the next applies: the
+/// interface the lookup was made for and the packet's layout. The stage
+/// that takes the answer must find the same, or it looks up itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FibFor {
+    /// The ifindex passed to `bpf_fib_lookup` as the ingress.
+    pub ingress: u32,
+    /// `ETH_P_IP` or `ETH_P_IPV6`.
+    pub l3_proto: u16,
+    /// Offset of the IP header in the frame.
+    pub l3_offset: u16,
+    /// Offset of the L4 header in the frame.
+    pub l4_offset: u16,
+}
+
+/// Forgets whatever an earlier packet left in the per-CPU [`PacketCtx`].
+/// Every stage at position 0 calls it first: a stage only ever reads what
+/// an earlier stage wrote for the same packet.
+///
+/// [`PacketCtx`]: crate::abi::PacketCtx
+#[inline(always)]
+pub fn reset_pkt_ctx(map: &PerCpuArray<crate::abi::PacketCtx>) {
+    if let Some(c) = map.get_ptr_mut(0) {
+        // SAFETY: this CPU's entry of a successful lookup; tail calls run
+        // on this CPU without preemption.
+        unsafe { (*c).flags = 0 };
+    }
+}
+
+/// Hands the next stage a successful `bpf_fib_lookup` answer (`egress`,
+/// MACs) for this packet, made with exactly the parameters the router
+/// stage passes for it (ingress, addresses, TOS or flow label, protocol,
+/// ports, the length checked against the MTU), so that it need not ask
+/// again.
+#[inline(always)]
+pub fn hand_fib_result(
+    map: &PerCpuArray<crate::abi::PacketCtx>,
+    at: FibFor,
+    egress: u32,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+) {
+    if let Some(c) = map.get_ptr_mut(0) {
+        // SAFETY: as in `reset_pkt_ctx`.
+        let c = unsafe { &mut *c };
+        c.flags = crate::abi::PKT_CTX_VALID | crate::abi::PKT_CTX_FIB_DONE;
+        c.ingress_ifindex = at.ingress;
+        c.l3_proto = at.l3_proto;
+        c.l3_offset = at.l3_offset;
+        c.l4_offset = at.l4_offset;
+        c.egress_ifindex = egress;
+        c.smac = smac;
+        c.dmac = dmac;
+    }
+}
+
+/// Takes the FIB answer an earlier stage handed over for this packet, if
+/// there is one and it was made for `at`; the entry is emptied either way,
+/// so an answer is used at most once.
+#[inline(always)]
+pub fn take_fib_result(
+    map: &PerCpuArray<crate::abi::PacketCtx>,
+    at: FibFor,
+) -> Option<(u32, [u8; 6], [u8; 6])> {
+    const WANT: u32 = crate::abi::PKT_CTX_VALID | crate::abi::PKT_CTX_FIB_DONE;
+    let c = map.get_ptr_mut(0)?;
+    // SAFETY: as in `reset_pkt_ctx`.
+    let c = unsafe { &mut *c };
+    let ok = c.flags & WANT == WANT
+        && c.ingress_ifindex == at.ingress
+        && c.l3_proto == at.l3_proto
+        && c.l3_offset == at.l3_offset
+        && c.l4_offset == at.l4_offset
+        && c.egress_ifindex != 0;
+    c.flags = 0;
+    ok.then_some((c.egress_ifindex, c.smac, c.dmac))
+}

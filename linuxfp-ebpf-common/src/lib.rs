@@ -21,7 +21,10 @@
 //! Stages pass information to the next one in the per-CPU scratch map
 //! [`abi::PKT_CTX_MAP`] (a [`abi::PacketCtx`]); tail calls run on the same
 //! CPU without preemption, so the value written by stage *n* is the one stage
-//! *n + 1* reads.
+//! *n + 1* reads. The stage at position 0 empties it first, so nothing an
+//! earlier packet left is ever read. Today the filter stage hands the router
+//! its successful FIB lookup there (`PKT_CTX_FIB_DONE`), made with the same
+//! parameters, and the router skips its own.
 //!
 //! # Verdicts and counters
 //!

@@ -10,6 +10,13 @@
 //! martians — goes to the kernel under a named, counted punt reason
 //! ([`linuxfp_ebpf_common::router::PUNT_NAMES`]).
 //!
+//! Behind a filter stage the router does not ask the FIB a second time: the
+//! filter has already asked it the very same question for the packet (to
+//! know its output interface) and hands a successful answer over in the
+//! chain's per-CPU packet context
+//! ([`linuxfp_ebpf_common::abi::PKT_CTX_FIB_DONE`]); the router takes it
+//! only as a later stage, for the same ingress and packet layout, and once.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! let mut registry = linuxfp::fpm::FpmRegistry::new();

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use linuxfp::{
     controller::{Controller, ControllerEvent},
     netns::NetnsRef,
+    synth::PlanDiff,
 };
 use linuxfp_fpm_router::RouterFpm;
 use linuxfp_testkit::{Netns, VirtualRouter, addr, attached_programs, require_root, up, veth};
@@ -29,6 +30,26 @@ async fn next_deploy(
     })
     .await
     .expect("a deployment in time")
+}
+
+/// The next deployment whose plan change passes `wanted`, skipping others.
+async fn next_deploy_that(
+    events: &mut (impl futures::Stream<Item = ControllerEvent> + Unpin),
+    within: Duration,
+    wanted: impl Fn(&PlanDiff) -> bool,
+) -> ControllerEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            let ev = next_deploy(events, within).await;
+            if let ControllerEvent::Deployed { diff, .. } = &ev
+                && wanted(diff)
+            {
+                return ev;
+            }
+        }
+    })
+    .await
+    .expect("the deployment in time")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,8 +99,13 @@ async fn controller_deploys_follows_ip_commands_and_cleans_up() {
     addr(&extra, "x0", "10.3.0.2/24").expect("addr");
     up(&extra, "x0").expect("up");
     let t = std::time::Instant::now();
+    // The address alone may come first, as a map-only update (the router's
+    // own addresses are its martian sources): wait for the attach.
     let ControllerEvent::Deployed { attached, .. } =
-        next_deploy(&mut events, Duration::from_secs(3)).await
+        next_deploy_that(&mut events, Duration::from_secs(3), |d| {
+            !d.attach.is_empty()
+        })
+        .await
     else {
         unreachable!()
     };
@@ -94,7 +120,10 @@ async fn controller_deploys_follows_ip_commands_and_cleans_up() {
         .exec(&["ip", "link", "set", "r2", "down"])
         .expect("link down");
     let ControllerEvent::Deployed { detached, .. } =
-        next_deploy(&mut events, Duration::from_secs(3)).await
+        next_deploy_that(&mut events, Duration::from_secs(3), |d| {
+            !d.detach.is_empty()
+        })
+        .await
     else {
         unreachable!()
     };

@@ -24,7 +24,7 @@ use linuxfp_ebpf_common::{
     abi::{MAX_IFINDEX, counter},
     bridge::*,
     declare_abi_maps,
-    ebpf::{count, ptr_at},
+    ebpf::{count, ptr_at, reset_pkt_ctx},
 };
 
 use crate::decide::{Tag, decide};
@@ -48,6 +48,9 @@ static BRIDGE_XDP_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_PORTS, 0)
 
 #[xdp]
 pub fn bridge_xdp(ctx: XdpContext) -> u32 {
+    if LFP_STAGE_CONF.load().position == 0 {
+        reset_pkt_ctx(&LFP_PKT_CTX);
+    }
     // SAFETY: reading the context's ingress ifindex.
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     match xdp_bridge(&ctx, ingress) {
@@ -134,6 +137,9 @@ fn xdp_push_tag(ctx: &XdpContext, proto_be: u16, vid: u16) -> Result<(), u32> {
 
 #[classifier]
 pub fn bridge_tc(ctx: TcContext) -> i32 {
+    if LFP_STAGE_CONF.load().position == 0 {
+        reset_pkt_ctx(&LFP_PKT_CTX);
+    }
     // SAFETY: reading a field of the skb context.
     let ingress = unsafe { (*ctx.skb.skb).ifindex };
     match tc_bridge(&ctx, ingress) {

@@ -32,9 +32,9 @@ use aya_ebpf::{
 use linuxfp_ebpf_common::{
     abi::counter,
     declare_abi_maps,
-    ebpf::{count, next_stage, ptr_at, zeroed_fib_params},
+    ebpf::{FibFor, count, hand_fib_result, next_stage, ptr_at, reset_pkt_ctx, zeroed_fib_params},
     filter::*,
-    net::{IPPROTO_TCP, IPPROTO_UDP},
+    net::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP},
 };
 
 use crate::parse::{Packet, parse};
@@ -105,6 +105,9 @@ struct Frame {
 
 #[classifier]
 pub fn filter_tc(ctx: TcContext) -> i32 {
+    if LFP_STAGE_CONF.load().position == 0 {
+        reset_pkt_ctx(&LFP_PKT_CTX);
+    }
     // SAFETY: reading fields of the skb context.
     let (ingress, pkt_type, vlan_present, gso_size) = unsafe {
         let s = &*ctx.skb.skb;
@@ -151,6 +154,9 @@ pub fn filter_tc(ctx: TcContext) -> i32 {
 
 #[xdp]
 pub fn filter_xdp(ctx: XdpContext) -> u32 {
+    if LFP_STAGE_CONF.load().position == 0 {
+        reset_pkt_ctx(&LFP_PKT_CTX);
+    }
     // SAFETY: reading the context's ingress ifindex.
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let (start, end) = (ctx.data(), ctx.data_end());
@@ -478,6 +484,17 @@ fn egress<C: EbpfContext>(
     };
     // SUCCESS, or NO_NEIGH (the kernel forwards after resolving it).
     if (rc == 0 || rc == 7) && p.ifindex != ingress && p.ifindex != 0 {
+        if rc == 0 {
+            // The router stage asks the same question of the same packet
+            // (see `hand_fib_result`): spare it the second lookup.
+            let at = FibFor {
+                ingress,
+                l3_proto: if pkt.v6 { ETH_P_IPV6 } else { ETH_P_IP },
+                l3_offset: pkt.l3_offset as u16,
+                l4_offset: pkt.l4_offset as u16,
+            };
+            hand_fib_result(&LFP_PKT_CTX, at, p.ifindex, p.smac, p.dmac);
+        }
         Ok(p.ifindex)
     } else {
         Err(PUNT_NOT_FORWARDED)

@@ -20,8 +20,8 @@ use aya_ebpf::{
 use linuxfp_ebpf_common::{
     abi::counter,
     declare_abi_maps,
-    ebpf::{count, zeroed_fib_params},
-    net::IPPROTO_TCP,
+    ebpf::{FibFor, count, reset_pkt_ctx, take_fib_result, zeroed_fib_params},
+    net::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP},
     router::*,
 };
 
@@ -88,14 +88,30 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
         }
     }
     p.__bindgen_anon_1.tot_len = tot_len;
-    // SAFETY: `p` is a valid, initialised lookup structure of the size given.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            p,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
+    let at = FibFor {
+        ingress,
+        l3_proto: if pkt.v6 { ETH_P_IPV6 } else { ETH_P_IP },
+        l3_offset: pkt.l3_offset as u16,
+        l4_offset: pkt.l4_offset as u16,
+    };
+    // A filter stage before this one may have asked the FIB exactly this
+    // question for this packet, successfully: then its answer is ours.
+    let rc = if let Some((egress, smac, dmac)) = take_fib_result(&LFP_PKT_CTX, at) {
+        p.ifindex = egress;
+        p.smac = smac;
+        p.dmac = dmac;
+        0
+    } else {
+        // SAFETY: `p` is a valid, initialised lookup structure of the size
+        // given.
+        unsafe {
+            bpf_fib_lookup(
+                ctx.as_ptr(),
+                p,
+                core::mem::size_of::<FibParams>() as i32,
+                0,
+            )
+        }
     };
     let reason = match rc as u32 {
         0 => None,
@@ -229,6 +245,9 @@ fn rewrite(start: usize, end: usize, pkt: &Packet, p: &FibParams) -> Result<(), 
 
 #[xdp]
 pub fn router_xdp(ctx: XdpContext) -> u32 {
+    if LFP_STAGE_CONF.load().position == 0 {
+        reset_pkt_ctx(&LFP_PKT_CTX);
+    }
     // SAFETY: reading the context's ingress ifindex.
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let verdict = xdp_forward(&ctx, ingress);
@@ -284,6 +303,9 @@ fn xdp_forward(ctx: &XdpContext, ingress: u32) -> Result<u32, u32> {
 
 #[classifier]
 pub fn router_tc(ctx: TcContext) -> i32 {
+    if LFP_STAGE_CONF.load().position == 0 {
+        reset_pkt_ctx(&LFP_PKT_CTX);
+    }
     // SAFETY: reading fields of the skb context.
     let ingress = unsafe { (*ctx.skb.skb).ifindex };
     match tc_forward(&ctx, ingress) {

@@ -185,6 +185,13 @@ impl SourceCheck {
 
 /// Loads the router object as [`load`], with `check` for IPv4 sources.
 pub fn load_checking(families: u32, check: &SourceCheck) -> Ebpf {
+    load_at(families, check, 0)
+}
+
+/// Loads the router object as [`load_checking`], as stage `position` of its
+/// chains (a stage after position 0 may take what an earlier one left in
+/// `LFP_PKT_CTX`).
+pub fn load_at(families: u32, check: &SourceCheck, position: u32) -> Ebpf {
     let mut ebpf = EbpfLoader::new()
         .override_global(
             CONF_GLOBAL,
@@ -198,7 +205,7 @@ pub fn load_checking(families: u32, check: &SourceCheck) -> Ebpf {
         .override_global(
             STAGE_CONF_GLOBAL,
             &StageConf {
-                position: 0,
+                position,
                 has_next: 0,
             },
             true,

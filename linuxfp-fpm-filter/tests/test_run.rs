@@ -21,7 +21,10 @@ use aya::{
 };
 use linuxfp::{inspector::nftables, netns::NetnsRef};
 use linuxfp_ebpf_common::{
-    abi::{COUNTERS_PER_IF, STAGE_CONF_GLOBAL, StageConf, counter},
+    abi::{
+        COUNTERS_PER_IF, PKT_CTX_FIB_DONE, PKT_CTX_MAP, PKT_CTX_VALID, PacketCtx,
+        STAGE_CONF_GLOBAL, StageConf, counter,
+    },
     filter::*,
 };
 use linuxfp_fpm_filter::{
@@ -411,6 +414,75 @@ fn skb_ctx(ingress: u32) -> Vec<u8> {
 #[test]
 fn filter_table() {
     in_lab("filter_table", "fltr", &[], table);
+}
+
+/// The stage hands the router its successful FIB answer for a packet it
+/// lets through (the egress and the next hop's MACs, for the ingress and
+/// layout it was asked for), and leaves nothing for a packet it punts.
+#[test]
+fn the_fib_answer_is_handed_to_the_next_stage() {
+    in_lab(
+        "the_fib_answer_is_handed_to_the_next_stage",
+        "flhand",
+        &[],
+        |lab| {
+            let l = lab.compile(RULESET);
+            let (s, d) = ("10.1.0.2", "10.2.0.2");
+            let ingress = lab.tb.rtr_src_if.ifindex;
+            let handed = PacketCtx {
+                flags: PKT_CTX_VALID | PKT_CTX_FIB_DONE,
+                ingress_ifindex: ingress,
+                l3_proto: 0x0800,
+                l3_offset: 14,
+                l4_offset: 34,
+                vlan_id: 0,
+                egress_ifindex: lab.tb.rtr_dst_if.ifindex,
+                smac: lab.tb.rtr_dst_if.mac,
+                dmac: lab.tb.dst_if.mac,
+            };
+            let through: Row = (
+                "udp to an open port",
+                lab.v4(UDP, s, d, &udp(1000, 9000, 8)),
+                Expect::Continue,
+            );
+            let mut frame = through.1.clone();
+            frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+            let not_ip: Row = ("not IP", frame, Expect::Punt(PUNT_NOT_IP));
+            for on in [On::Tc, On::Xdp] {
+                let mut ebpf = load(lab, &l, 7);
+                check_on(&ebpf, on, ingress, std::slice::from_ref(&through));
+                let left = pkt_ctx(&ebpf);
+                assert!(left.contains(&handed), "{on:?}: {left:?}");
+                // Whatever an earlier packet left, the stage at position 0
+                // starts from an empty context: a packet punted before any
+                // lookup leaves it empty.
+                set_pkt_ctx(&mut ebpf, handed);
+                check_on(&ebpf, on, ingress, std::slice::from_ref(&not_ip));
+                let left = pkt_ctx(&ebpf);
+                assert!(left.iter().any(|c| c.flags == 0), "{on:?}: {left:?}");
+            }
+        },
+    );
+}
+
+/// Writes `value` into every CPU's `LFP_PKT_CTX` entry.
+fn set_pkt_ctx(ebpf: &mut Ebpf, value: PacketCtx) {
+    let mut map: PerCpuArray<_, PacketCtx> =
+        PerCpuArray::try_from(ebpf.map_mut(PKT_CTX_MAP).expect(PKT_CTX_MAP)).expect("per-CPU");
+    let cpus = aya::util::nr_cpus().expect("CPUs");
+    let values = aya::maps::PerCpuValues::try_from(vec![value; cpus]).expect("values");
+    map.set(0, values, 0).expect("set LFP_PKT_CTX");
+}
+
+/// Every CPU's `LFP_PKT_CTX` entry.
+fn pkt_ctx(ebpf: &Ebpf) -> Vec<PacketCtx> {
+    let map: PerCpuArray<_, PacketCtx> =
+        PerCpuArray::try_from(ebpf.map(PKT_CTX_MAP).expect(PKT_CTX_MAP)).expect("per-CPU");
+    map.get(&0, 0)
+        .expect("LFP_PKT_CTX")
+        .iter()
+        .copied()
+        .collect()
 }
 
 /// Conntrack: the ruleset of a stateful router (established first, invalid

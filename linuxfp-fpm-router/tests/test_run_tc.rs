@@ -464,3 +464,28 @@ fn tc_resolves_an_ipv6_gateway_for_an_ipv4_route() {
         })
         .expect("run in the router namespace");
 }
+
+/// As `a_fib_answer_handed_over_is_used_once_and_only_for_its_packet` for
+/// XDP: a filter stage's FIB answer in `LFP_PKT_CTX` is taken only as a
+/// later stage, for the same ingress and layout, and once.
+#[test]
+fn tc_takes_a_handed_fib_answer_once_and_only_for_its_packet() {
+    with_lab(
+        "tc_takes_a_handed_fib_answer_once_and_only_for_its_packet",
+        "rthand",
+        |lab| {
+            let row = Row::punt("udp to d0", lab.r0, udp4(lab, "10.2.0.2"), 0);
+            for (what, position, value, want_dmac) in handoff_cases(lab) {
+                let mut ebpf = load_at(ALL_FAMILIES, &SourceCheck::fib(), position);
+                fill(&mut ebpf, &ifaces(lab, 0), &[]);
+                load_program(&mut ebpf, TC_PROGRAM, SchedClassifier::load);
+                set_pkt_ctx(&mut ebpf, value);
+                let out = run(&ebpf, &row);
+                assert_eq!(out.verdict, TC_ACT_REDIRECT, "{what}: forwarded");
+                assert_eq!(out.data[..6], want_dmac, "{what}: destination MAC");
+                assert_eq!(out.data[6..12], lab.r1.mac, "{what}: source MAC");
+                assert_eq!(empty_pkt_ctx(&ebpf), 1, "{what}: emptied");
+            }
+        },
+    );
+}

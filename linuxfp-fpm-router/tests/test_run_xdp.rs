@@ -9,11 +9,7 @@
 
 mod common;
 
-use aya::{
-    maps::{PerCpuArray, PerCpuValues},
-    programs::{TestRun, TestRunOptions, Xdp},
-};
-use linuxfp_ebpf_common::abi::{PKT_CTX_FIB_DONE, PKT_CTX_MAP, PKT_CTX_VALID, PacketCtx};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use linuxfp_ebpf_common::router::{
     IFACE_XDP_EGRESS, PUNT_MARTIAN, PUNT_NO_NEIGH, PUNT_REDIRECT_FAILED, SRC_CHECK_FIB,
     SRC_CHECK_MAP,
@@ -146,26 +142,6 @@ fn xdp_punts_families_that_are_off() {
     });
 }
 
-/// Writes `value` into every CPU's `LFP_PKT_CTX` entry.
-fn set_pkt_ctx(ebpf: &mut aya::Ebpf, value: PacketCtx) {
-    let mut map: PerCpuArray<_, PacketCtx> =
-        PerCpuArray::try_from(ebpf.map_mut(PKT_CTX_MAP).expect(PKT_CTX_MAP)).expect("per-CPU");
-    let cpus = aya::util::nr_cpus().expect("CPUs");
-    let values = PerCpuValues::try_from(vec![value; cpus]).expect("values");
-    map.set(0, values, 0).expect("set LFP_PKT_CTX");
-}
-
-/// How many CPUs' `LFP_PKT_CTX` entries are empty.
-fn empty_pkt_ctx(ebpf: &aya::Ebpf) -> usize {
-    let map: PerCpuArray<_, PacketCtx> =
-        PerCpuArray::try_from(ebpf.map(PKT_CTX_MAP).expect(PKT_CTX_MAP)).expect("per-CPU");
-    map.get(&0, 0)
-        .expect("get LFP_PKT_CTX")
-        .iter()
-        .filter(|c| c.flags == 0)
-        .count()
-}
-
 /// A filter stage before the router hands over its successful FIB answer
 /// in `LFP_PKT_CTX`. The router takes it instead of asking again, but only
 /// as a later stage, for the same ingress and packet layout, and once.
@@ -177,55 +153,8 @@ fn a_fib_answer_handed_over_is_used_once_and_only_for_its_packet() {
         "a_fib_answer_handed_over_is_used_once_and_only_for_its_packet",
         "rxhand",
         |lab| {
-            let handed = PacketCtx {
-                flags: PKT_CTX_VALID | PKT_CTX_FIB_DONE,
-                ingress_ifindex: lab.r0.ifindex,
-                l3_proto: 0x0800,
-                l3_offset: 14,
-                l4_offset: 34,
-                vlan_id: 0,
-                egress_ifindex: lab.r1.ifindex,
-                smac: lab.r1.mac,
-                dmac: STRANGER_MAC,
-            };
             let row = Row::punt("udp to d0", lab.r0, udp4(lab, "10.2.0.2"), 0);
-            let cases = [
-                ("as stage 1, for this packet", 1, handed, STRANGER_MAC),
-                (
-                    "for another ingress",
-                    1,
-                    PacketCtx {
-                        ingress_ifindex: lab.x0.ifindex,
-                        ..handed
-                    },
-                    lab.dst_mac,
-                ),
-                (
-                    "for another layout",
-                    1,
-                    PacketCtx {
-                        l4_offset: 38,
-                        ..handed
-                    },
-                    lab.dst_mac,
-                ),
-                (
-                    "without FIB_DONE",
-                    1,
-                    PacketCtx {
-                        flags: PKT_CTX_VALID,
-                        ..handed
-                    },
-                    lab.dst_mac,
-                ),
-                (
-                    "as stage 0 (left by an earlier packet)",
-                    0,
-                    handed,
-                    lab.dst_mac,
-                ),
-            ];
-            for (what, position, value, want_dmac) in cases {
+            for (what, position, value, want_dmac) in handoff_cases(lab) {
                 let mut ebpf = load_at(ALL_FAMILIES, &SourceCheck::fib(), position);
                 fill(&mut ebpf, &ifaces(lab, IFACE_XDP_EGRESS), &xdp_ports(lab));
                 load_program(&mut ebpf, XDP_PROGRAM, Xdp::load);

@@ -11,11 +11,14 @@ use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, PerCpuArray},
+    maps::{Array, DevMapHash, PerCpuArray, PerCpuValues},
     programs::{Program, ProgramError},
 };
 use linuxfp_ebpf_common::{
-    abi::{COUNTERS_PER_IF, STAGE_CONF_GLOBAL, STATS_MAP, StageConf, counter, stats_index},
+    abi::{
+        COUNTERS_PER_IF, PKT_CTX_FIB_DONE, PKT_CTX_MAP, PKT_CTX_VALID, PacketCtx,
+        STAGE_CONF_GLOBAL, STATS_MAP, StageConf, counter, stats_index,
+    },
     router::{
         self, CONF_GLOBAL, FAMILY_IPV4, FAMILY_IPV6, IFACES_MAP, RouterConf, RouterIface,
         SRC_CHECK_FIB, SRC4_MAP, XDP_PORTS_MAP,
@@ -818,4 +821,78 @@ pub fn custom_local_routes(lab: &Lab) {
     lab.rtr()
         .sh("ip rule add pref 100 lookup 100 && ip route add local 10.77.0.0/16 dev lo table 100")
         .expect("add the policy rule and the local route");
+}
+
+/// Writes `value` into every CPU's `LFP_PKT_CTX` entry.
+pub fn set_pkt_ctx(ebpf: &mut aya::Ebpf, value: PacketCtx) {
+    let mut map: PerCpuArray<_, PacketCtx> =
+        PerCpuArray::try_from(ebpf.map_mut(PKT_CTX_MAP).expect(PKT_CTX_MAP)).expect("per-CPU");
+    let cpus = aya::util::nr_cpus().expect("CPUs");
+    let values = PerCpuValues::try_from(vec![value; cpus]).expect("values");
+    map.set(0, values, 0).expect("set LFP_PKT_CTX");
+}
+
+/// How many CPUs' `LFP_PKT_CTX` entries are empty.
+pub fn empty_pkt_ctx(ebpf: &aya::Ebpf) -> usize {
+    let map: PerCpuArray<_, PacketCtx> =
+        PerCpuArray::try_from(ebpf.map(PKT_CTX_MAP).expect(PKT_CTX_MAP)).expect("per-CPU");
+    map.get(&0, 0)
+        .expect("get LFP_PKT_CTX")
+        .iter()
+        .filter(|c| c.flags == 0)
+        .count()
+}
+
+/// What a filter stage may leave in `LFP_PKT_CTX` for a UDP packet from
+/// s0 to d0 arriving on r0, as the router at stage `position` finds it,
+/// and the destination MAC the forwarded frame must carry: the handed
+/// answer's (a MAC the FIB never gives) only when the router may take it.
+pub fn handoff_cases(lab: &Lab) -> Vec<(&'static str, u32, PacketCtx, [u8; 6])> {
+    let handed = PacketCtx {
+        flags: PKT_CTX_VALID | PKT_CTX_FIB_DONE,
+        ingress_ifindex: lab.r0.ifindex,
+        l3_proto: 0x0800,
+        l3_offset: 14,
+        l4_offset: 34,
+        vlan_id: 0,
+        egress_ifindex: lab.r1.ifindex,
+        smac: lab.r1.mac,
+        dmac: STRANGER_MAC,
+    };
+    vec![
+        ("as stage 1, for this packet", 1, handed, STRANGER_MAC),
+        (
+            "for another ingress",
+            1,
+            PacketCtx {
+                ingress_ifindex: lab.x0.ifindex,
+                ..handed
+            },
+            lab.dst_mac,
+        ),
+        (
+            "for another layout",
+            1,
+            PacketCtx {
+                l4_offset: 38,
+                ..handed
+            },
+            lab.dst_mac,
+        ),
+        (
+            "without FIB_DONE",
+            1,
+            PacketCtx {
+                flags: PKT_CTX_VALID,
+                ..handed
+            },
+            lab.dst_mac,
+        ),
+        (
+            "as stage 0 (left by an earlier packet)",
+            0,
+            handed,
+            lab.dst_mac,
+        ),
+    ]
 }

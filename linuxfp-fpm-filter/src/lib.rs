@@ -98,6 +98,7 @@ pub mod compile;
 pub mod counters;
 pub mod ct;
 pub mod params;
+pub mod prefilter;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -148,6 +149,10 @@ impl FilterFpm {
                     filter::CT_MAP,
                     filter::CT_SEEN_MAP,
                     filter::RULE_STATS_MAP,
+                    filter::CLASSES_MAP,
+                    filter::CLASS_ROWS_MAP,
+                    filter::CLASS_CHUNKS_MAP,
+                    filter::CLASS_CONF_MAP,
                 ],
                 punt_reasons: filter::PUNT_NAMES.to_vec(),
             },

@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The candidate prefilter: laid-out rules → per field, classes of values
+//! and, per class, a bit vector over the rules (issue #7).
+//!
+//! A cache miss used to walk the rules one by one. The stage now first
+//! looks up the class of each prefiltered field of the packet, ANDs the
+//! classes' vectors, and the interpreter jumps over rules whose bit is
+//! clear. A clear bit only ever says "this rule's predicate on this field
+//! holds for no value of the class", so the rule cannot match the packet
+//! and skipping it is what `pc += 1` would have done: jumps, returns and
+//! verdicts are unchanged, and so is the outcome.
+//!
+//! # Classes
+//!
+//! Each field's values are numbers of `width` bits (addresses in network
+//! order, ports, the protocol, ifindexes). Every rule with a predicate on
+//! the field constrains it to a range (a prefix is a range) or, negated,
+//! to the outside of one. The ranges' bounds split the field into
+//! elementary intervals: within one, every such predicate is either true
+//! everywhere or false everywhere. Adjacent intervals with equal vectors
+//! merge, equal vectors make one class, and each class is written to the
+//! LPM trie as the prefixes covering its intervals; the class with the
+//! most prefixes is the catch-all (prefix 0) instead.
+//!
+//! A rule keeps its bit set in every class when the field does not
+//! decide it: no predicate on the field, a mask that is not a prefix, an
+//! empty range, a negated port range (a packet without ports satisfies
+//! it, whatever the port field holds). Synthetic chain ends have no
+//! predicates: their bit is always set, so skipping never leaves a chain.
+//!
+//! # Budget
+//!
+//! Vectors are stored in chunks of [`CHUNK_RULES`] rules shared between
+//! classes (equal chunks are stored once). Fields are added from the one
+//! that decides the most rules on while the generation's rows, chunks and
+//! trie prefixes fit ([`MAX_CLASS_ROWS`], [`MAX_CLASS_CHUNKS`],
+//! [`MAX_CLASS_PREFIXES`]); a field that does not fit is left out (every
+//! rule a candidate for it), logged and named in [`Prefilter::dropped`].
+
+use std::collections::{BTreeSet, HashMap};
+
+use linuxfp_ebpf_common::filter::{
+    CHUNK_RULES, CHUNK_WORDS, CLASS_FIELDS, FilterRule, MAX_CLASS_CHUNKS, MAX_CLASS_PREFIXES,
+    MAX_CLASS_ROWS, field, m,
+};
+
+/// One chunk of candidate bits.
+pub type Chunk = [u64; CHUNK_WORDS];
+
+/// The prefilter of one generation, without the generation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Prefilter {
+    /// Chunks per candidate vector (rows per class).
+    pub chunks: u32,
+    /// The fields classified.
+    pub fields: Vec<FieldClasses>,
+    /// Class rows: class `c` (numbered across fields) has its chunk
+    /// indexes at `rows[c * chunks..(c + 1) * chunks]`.
+    pub rows: Vec<u32>,
+    /// The distinct chunks.
+    pub bits: Vec<Chunk>,
+    /// Fields that would help but do not fit the budget: (`field::*`,
+    /// classes they would need).
+    pub dropped: Vec<(u8, usize)>,
+}
+
+/// The classes of one field.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldClasses {
+    /// `field::*`.
+    pub field: u8,
+    /// How many classes.
+    pub classes: usize,
+    /// Trie entries: value (left aligned, big-endian), prefix bits, first
+    /// row of the class.
+    pub prefixes: Vec<([u8; 16], u32, u32)>,
+}
+
+impl Prefilter {
+    /// `1 << field` of the fields classified.
+    pub fn field_bits(&self) -> u32 {
+        self.fields.iter().fold(0, |b, f| b | 1 << f.field)
+    }
+
+    /// The candidate bits for a packet whose fields hold `values`
+    /// (`field::*`, value as a number of the field's width), as the stage
+    /// computes them: a longest-prefix lookup per classified field, the
+    /// rows' chunks ANDed. Fields missing from `values` are not narrowed.
+    pub fn candidates(&self, values: &[(u8, u128)]) -> Vec<u64> {
+        let mut out = vec![u64::MAX; self.chunks as usize * CHUNK_WORDS];
+        for f in &self.fields {
+            let Some((_, v)) = values.iter().find(|(id, _)| *id == f.field) else {
+                continue;
+            };
+            let key = aligned(*v, width(f.field));
+            let best = f
+                .prefixes
+                .iter()
+                .filter(|(p, bits, _)| prefix_has(p, *bits, &key))
+                .max_by_key(|(_, bits, _)| *bits);
+            let Some((_, _, row)) = best else { continue };
+            for c in 0..self.chunks as usize {
+                let chunk = &self.bits[self.rows[*row as usize + c] as usize];
+                for (w, b) in chunk.iter().enumerate() {
+                    out[c * CHUNK_WORDS + w] &= b;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What one rule says of one field's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Constraint {
+    /// Nothing the prefilter may use.
+    Any,
+    /// The rule matches only values in `[lo, hi]`.
+    Inside(u128, u128),
+    /// The rule matches only values outside `[lo, hi]`.
+    Outside(u128, u128),
+}
+
+/// Bits of a field's value.
+fn width(f: u8) -> u32 {
+    match f {
+        field::SADDR | field::DADDR => 128,
+        field::IIF | field::OIF => 32,
+        field::SPORT | field::DPORT => 16,
+        _ => 8,
+    }
+}
+
+fn max_of(width: u32) -> u128 {
+    if width >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << width) - 1
+    }
+}
+
+/// `v` as the trie's value bytes: big-endian, left aligned.
+fn aligned(v: u128, width: u32) -> [u8; 16] {
+    if width >= 128 {
+        v.to_be_bytes()
+    } else {
+        (v << (128 - width)).to_be_bytes()
+    }
+}
+
+fn prefix_has(p: &[u8; 16], bits: u32, v: &[u8; 16]) -> bool {
+    let (p, v) = (u128::from_be_bytes(*p), u128::from_be_bytes(*v));
+    bits == 0 || (p ^ v) >> (128 - bits) == 0
+}
+
+/// An address predicate as a range: `(a & mask) == want` over 16 bytes.
+/// `None` when no address satisfies it or the mask is not a prefix.
+fn address_range(want: &[u8; 16], mask: &[u8; 16]) -> Option<(u128, u128)> {
+    let (w, msk) = (u128::from_be_bytes(*want), u128::from_be_bytes(*mask));
+    let prefix = msk.leading_ones();
+    let contiguous = prefix == 128 || msk << prefix == 0;
+    (contiguous && w & !msk == 0).then_some((w, w | !msk))
+}
+
+fn constraint(r: &FilterRule, f: u8) -> Constraint {
+    let (bit, range, negatable) = match f {
+        field::IIF => (m::IIF, Some((r.iif.into(), r.iif.into())), true),
+        field::OIF => (m::OIF, Some((r.oif.into(), r.oif.into())), true),
+        field::SADDR => (m::SADDR, address_range(&r.saddr, &r.smask), true),
+        field::DADDR => (m::DADDR, address_range(&r.daddr, &r.dmask), true),
+        field::L4PROTO => (m::L4PROTO, Some((r.l4proto.into(), r.l4proto.into())), true),
+        field::SPORT => (
+            m::SPORT,
+            Some((r.sport[0].into(), r.sport[1].into())),
+            false,
+        ),
+        field::DPORT => (
+            m::DPORT,
+            Some((r.dport[0].into(), r.dport[1].into())),
+            false,
+        ),
+        _ => return Constraint::Any,
+    };
+    if r.matches & bit == 0 {
+        return Constraint::Any;
+    }
+    match range {
+        Some((lo, hi)) if lo <= hi => {
+            if r.negate & bit == 0 {
+                Constraint::Inside(lo, hi)
+            } else if negatable {
+                Constraint::Outside(lo, hi)
+            } else {
+                Constraint::Any
+            }
+        }
+        _ => Constraint::Any,
+    }
+}
+
+/// One field's classes before they are placed in the budget.
+struct Draft {
+    field: u8,
+    /// Rules the field decides (a predicate the prefilter uses).
+    decided: usize,
+    /// Per class, its candidate vector.
+    vectors: Vec<Vec<u64>>,
+    /// Per class, its trie prefixes (value, bits); the catch-all class
+    /// has one prefix of 0 bits.
+    prefixes: Vec<Vec<([u8; 16], u32)>>,
+}
+
+impl Draft {
+    fn prefix_count(&self) -> usize {
+        self.prefixes.iter().map(Vec::len).sum()
+    }
+}
+
+/// The prefilter of `rules` (one generation, as laid out).
+pub fn build(rules: &[FilterRule]) -> Prefilter {
+    let chunks = rules.len().div_ceil(CHUNK_RULES as usize);
+    let mut out = Prefilter {
+        chunks: chunks as u32,
+        ..Prefilter::default()
+    };
+    if chunks == 0 {
+        return out;
+    }
+    let mut drafts: Vec<Draft> = Vec::new();
+    for f in CLASS_FIELDS {
+        match draft(rules, f, chunks) {
+            Ok(Some(d)) => drafts.push(d),
+            Ok(None) => {}
+            Err(classes) => out.dropped.push((f, classes)),
+        }
+    }
+    // The fields that decide the most rules first (a ruleset dispatching
+    // on destinations gains most from those), the cheapest among equals.
+    drafts.sort_by_key(|d| (std::cmp::Reverse(d.decided), d.vectors.len(), d.field));
+    let mut chunk_ids: HashMap<Chunk, u32> = HashMap::new();
+    let mut prefixes = 0usize;
+    for d in drafts {
+        let rows = out.rows.len() + d.vectors.len() * chunks;
+        let new_chunks: BTreeSet<Chunk> = d
+            .vectors
+            .iter()
+            .flat_map(|v| v.chunks(CHUNK_WORDS).map(to_chunk))
+            .filter(|c| !chunk_ids.contains_key(c))
+            .collect();
+        let fits = rows <= MAX_CLASS_ROWS as usize
+            && out.bits.len() + new_chunks.len() <= MAX_CLASS_CHUNKS as usize
+            && prefixes + d.prefix_count() <= MAX_CLASS_PREFIXES as usize;
+        if !fits {
+            tracing::info!(
+                field = d.field,
+                classes = d.vectors.len(),
+                "prefilter: field left out, its classes exceed the map budget"
+            );
+            out.dropped.push((d.field, d.vectors.len()));
+            continue;
+        }
+        prefixes += d.prefix_count();
+        let mut fc = FieldClasses {
+            field: d.field,
+            classes: d.vectors.len(),
+            prefixes: Vec::new(),
+        };
+        for (v, ps) in d.vectors.iter().zip(&d.prefixes) {
+            let row = out.rows.len() as u32;
+            for c in v.chunks(CHUNK_WORDS).map(to_chunk) {
+                let next = out.bits.len() as u32;
+                let id = *chunk_ids.entry(c).or_insert(next);
+                if id == next {
+                    out.bits.push(c);
+                }
+                out.rows.push(id);
+            }
+            fc.prefixes
+                .extend(ps.iter().map(|(p, bits)| (*p, *bits, row)));
+        }
+        out.fields.push(fc);
+    }
+    out.dropped.sort_unstable();
+    out
+}
+
+fn to_chunk(words: &[u64]) -> Chunk {
+    let mut c = [u64::MAX; CHUNK_WORDS];
+    c[..words.len()].copy_from_slice(words);
+    c
+}
+
+/// The classes of field `f`: `Ok(None)` when no rule is decided by it
+/// (one class: nothing to gain), `Err(classes)` when its intervals alone
+/// exceed the budget.
+fn draft(rules: &[FilterRule], f: u8, chunks: usize) -> Result<Option<Draft>, usize> {
+    let w = width(f);
+    let max = max_of(w);
+    let cons: Vec<Constraint> = rules.iter().map(|r| constraint(r, f)).collect();
+    let mut bounds = BTreeSet::from([0u128]);
+    for c in &cons {
+        if let Constraint::Inside(lo, hi) | Constraint::Outside(lo, hi) = *c {
+            bounds.insert(lo);
+            if hi < max {
+                bounds.insert(hi + 1);
+            }
+        }
+    }
+    if bounds.len() == 1 {
+        return Ok(None);
+    }
+    // Classes are at most the intervals: far more intervals than the
+    // budget has rows for would only build vectors to throw away.
+    if bounds.len() * chunks > 4 * MAX_CLASS_ROWS as usize {
+        tracing::info!(
+            field = f,
+            intervals = bounds.len(),
+            "prefilter: field left out, too many intervals"
+        );
+        return Err(bounds.len());
+    }
+    let starts: Vec<u128> = bounds.into_iter().collect();
+    // Every interval starts from the vector of a value no range holds
+    // (Inside rules clear, everything else set); each range then flips
+    // its rule in the intervals it covers.
+    let words = chunks * CHUNK_WORDS;
+    let mut base = vec![u64::MAX; words];
+    for (i, c) in cons.iter().enumerate() {
+        if matches!(c, Constraint::Inside(..)) {
+            base[i / 64] &= !(1u64 << (i % 64));
+        }
+    }
+    let mut vecs = vec![base; starts.len()];
+    for (i, c) in cons.iter().enumerate() {
+        let (lo, hi, inside) = match *c {
+            Constraint::Inside(lo, hi) => (lo, hi, true),
+            Constraint::Outside(lo, hi) => (lo, hi, false),
+            Constraint::Any => continue,
+        };
+        let first = starts.partition_point(|s| *s < lo);
+        let end = starts.partition_point(|s| *s <= hi);
+        for v in &mut vecs[first..end] {
+            if inside {
+                v[i / 64] |= 1u64 << (i % 64);
+            } else {
+                v[i / 64] &= !(1u64 << (i % 64));
+            }
+        }
+    }
+    // Merge adjacent intervals with equal vectors, then number the
+    // distinct vectors.
+    let mut class_of: HashMap<Vec<u64>, usize> = HashMap::new();
+    let mut vectors: Vec<Vec<u64>> = Vec::new();
+    let mut intervals: Vec<Vec<(u128, u128)>> = Vec::new();
+    let mut k = 0;
+    while k < starts.len() {
+        let mut j = k + 1;
+        while j < starts.len() && vecs[j] == vecs[k] {
+            j += 1;
+        }
+        let hi = if j < starts.len() { starts[j] - 1 } else { max };
+        let next = vectors.len();
+        let c = *class_of.entry(vecs[k].clone()).or_insert(next);
+        if c == next {
+            vectors.push(vecs[k].clone());
+            intervals.push(Vec::new());
+        }
+        intervals[c].push((starts[k], hi));
+        k = j;
+    }
+    if vectors.len() == 1 {
+        return Ok(None);
+    }
+    let mut prefixes: Vec<Vec<([u8; 16], u32)>> = intervals
+        .iter()
+        .map(|ivs| {
+            ivs.iter()
+                .flat_map(|(lo, hi)| cover(*lo, *hi, w))
+                .map(|(v, bits)| (aligned(v, w), bits))
+                .collect()
+        })
+        .collect();
+    // The class with the most prefixes is the catch-all instead: values
+    // of its intervals match no other class's prefix.
+    if let Some(widest) = (0..prefixes.len()).max_by_key(|c| prefixes[*c].len()) {
+        prefixes[widest] = vec![([0; 16], 0)];
+    }
+    Ok(Some(Draft {
+        field: f,
+        decided: cons.iter().filter(|c| **c != Constraint::Any).count(),
+        vectors,
+        prefixes,
+    }))
+}
+
+/// The fewest prefixes (value, bits) of a `width`-bit field covering
+/// exactly `[lo, hi]`.
+fn cover(mut lo: u128, hi: u128, width: u32) -> Vec<(u128, u32)> {
+    let mut out = Vec::new();
+    loop {
+        // The largest aligned block starting at `lo` within `hi`.
+        let mut k = if lo == 0 {
+            width
+        } else {
+            lo.trailing_zeros().min(width)
+        };
+        while k > 0 && (k >= 128 || (1u128 << k) - 1 > hi - lo) {
+            if k >= 128 && lo == 0 && hi == u128::MAX {
+                break;
+            }
+            k -= 1;
+        }
+        out.push((lo, width - k));
+        if k >= 128 {
+            return out;
+        }
+        match lo.checked_add(1u128 << k) {
+            Some(next) if next <= hi && next > lo => lo = next,
+            _ => return out,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -100,13 +100,16 @@ pub const RULE_STATS_MAP: &str = "FILTER_RULE_STATS";
 pub const CACHE_MAP: &str = "FILTER_CACHE";
 
 /// Map: the candidate prefilter's classes (`LpmTrie<ClassKey, u32>`):
-/// for each prefiltered field of a generation, the packet's value → the
-/// first row of its class in [`CLASS_ROWS_MAP`]. Every field has a
+/// for each prefiltered field of a generation, the packet's value → its
+/// class (numbered across the generation's fields). Every field has a
 /// catch-all entry (prefix 0 on the value), so a lookup of a field in
 /// use always finds a class.
 pub const CLASSES_MAP: &str = "FILTER_CLASSES";
-/// Map: per class, one [`ClassRef`] per chunk of [`CHUNK_RULES`] rules
-/// (`Array<ClassRef>`, at [`class_row_slot`]).
+/// Map: which chunk of candidate bits a class has at a position
+/// (`HashMap<ClassRow, u32>`, the chunk's index in the generation's part
+/// of [`CLASS_CHUNKS_MAP`]). Only the chunks where a class differs from
+/// its field's base vector (class [`class_base`]) are stored; the base
+/// has every chunk.
 pub const CLASS_ROWS_MAP: &str = "FILTER_CLASS_ROWS";
 /// Map: the distinct candidate bit chunks (`Array<ClassChunk>`, at
 /// [`class_chunk_slot`]); classes share equal chunks.
@@ -135,7 +138,7 @@ pub const CHUNK_WORDS: usize = (CHUNK_RULES / 64) as usize;
 /// Most chunks of one candidate vector (covering [`MAX_RULES`]).
 pub const MAX_CHUNKS: u32 = MAX_RULES / CHUNK_RULES;
 /// Most class rows of one generation in [`CLASS_ROWS_MAP`].
-pub const MAX_CLASS_ROWS: u32 = 131072;
+pub const MAX_CLASS_ROWS: u32 = 65536;
 /// Most distinct chunks of one generation in [`CLASS_CHUNKS_MAP`].
 pub const MAX_CLASS_CHUNKS: u32 = 16384;
 /// Most class prefixes of one generation in [`CLASSES_MAP`].
@@ -158,15 +161,11 @@ pub const CLASS_FIELDS: [u8; 7] = [
     field::DPORT,
 ];
 
-/// Index in [`CLASS_ROWS_MAP`] of row `index` of `generation`, `None`
-/// past [`MAX_CLASS_ROWS`].
+/// The class of field `field`'s base vector in [`CLASS_ROWS_MAP`]: the
+/// chunks a class has no row for.
 #[inline(always)]
-pub const fn class_row_slot(generation: u32, index: u32) -> Option<u32> {
-    if index >= MAX_CLASS_ROWS {
-        None
-    } else {
-        Some((generation & 1) * MAX_CLASS_ROWS + index)
-    }
+pub const fn class_base(field: u8) -> u32 {
+    0x8000_0000 | field as u32
 }
 
 /// Index in [`CLASS_CHUNKS_MAP`] of chunk `index` of `generation`, `None`
@@ -446,13 +445,15 @@ pub struct ClassKey {
     pub value: [u8; 16],
 }
 
-/// Value of [`CLASS_ROWS_MAP`]: the chunk one class has at one position.
+/// Key of [`CLASS_ROWS_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ClassRef {
-    /// The generation (a row of another generation is not used).
+pub struct ClassRow {
+    /// The generation.
     pub generation: u32,
-    /// Index of the chunk in the generation's part of [`CLASS_CHUNKS_MAP`].
+    /// The class ([`CLASSES_MAP`]'s value, or [`class_base`]).
+    pub class: u32,
+    /// The chunk's position in the vector (rules `chunk * 512..`).
     pub chunk: u32,
 }
 
@@ -601,7 +602,7 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ClassKey {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::ClassRef {}
+    unsafe impl aya::Pod for super::ClassRow {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ClassChunk {}
     // SAFETY: as above.
@@ -618,6 +619,6 @@ const _: () = assert!(core::mem::size_of::<FilterIface>() == 8);
 const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CtValue>() == 8);
 const _: () = assert!(core::mem::size_of::<ClassKey>() == 24);
-const _: () = assert!(core::mem::size_of::<ClassRef>() == 8);
+const _: () = assert!(core::mem::size_of::<ClassRow>() == 12);
 const _: () = assert!(core::mem::size_of::<ClassChunk>() == 72);
 const _: () = assert!(core::mem::size_of::<ClassConf>() == 16);

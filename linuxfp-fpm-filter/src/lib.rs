@@ -8,8 +8,10 @@
 //!   actions; what is not understood punts (see the module docs for the
 //!   soundness rule).
 //! - [`params`]: the compiled rules → the `FILTER_RULES` and `FILTER_SETS`
-//!   maps, keyed by generation, and the `FILTER_CONF` global naming the
-//!   generation (a ruleset change swaps programs atomically).
+//!   maps and the prefilter's (`FILTER_CLASSES`, `FILTER_CLASS_ROWS`,
+//!   `FILTER_CLASS_CHUNKS`, `FILTER_CLASS_CONF`), keyed by generation, and
+//!   the `FILTER_CONF` global naming the generation (a ruleset change
+//!   swaps programs atomically, after all maps are written).
 //! - the stage (`ebpf/`, `filter_xdp` and `filter_tc`): parses the packet
 //!   (at XDP, a frame not addressed to the interface's own MAC is not for
 //!   this stack: it punts, as `skb->pkt_type` makes it at TC), asks the FIB
@@ -17,8 +19,13 @@
 //!   punts), looks the
 //!   flow up in a per-flow verdict cache (LRU hash keyed by every field the
 //!   rules read and the generation), and on a miss evaluates the rules with
-//!   a bounded chain interpreter (a linear scan in this phase: cost grows
-//!   with the rules one flow's first packet traverses, not afterwards).
+//!   a bounded chain interpreter behind a candidate prefilter
+//!   ([`prefilter`]): one class lookup per field (interfaces, addresses,
+//!   protocol, ports), the classes' rule bit vectors ANDed, and the
+//!   interpreter jumps over rules that cannot match, up to 512 per step.
+//!   A miss costs the vectors' chunks (one per 512 rules) plus the
+//!   candidate rules, not every rule before the verdict (10k-rule flat
+//!   chain: about 10 steps instead of up to 7941).
 //!   Accepted packets continue to the next stage, dropped ones are dropped
 //!   (only on a compiled `drop` verdict or drop policy), the rest punt
 //!   under a named reason ([`linuxfp_ebpf_common::filter::PUNT_NAMES`]).

@@ -344,7 +344,7 @@ pub fn class_key_bytes(generation: u32, field: u8, value: &[u8; 16], bits: u32) 
 }
 
 /// Adds one generation's prefilter to the map contents (`build` kept it
-/// within the per-generation budgets, so every slot exists).
+/// within the per-generation budgets, so every chunk slot exists).
 fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, MapContents>) {
     let key = |slot: Option<u32>| slot.map(|s| HexBytes(s.to_ne_bytes().to_vec()));
     let classes = maps.entry(CLASSES_MAP.to_string()).or_default();
@@ -357,16 +357,13 @@ fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, M
         }
     }
     let rows = maps.entry(CLASS_ROWS_MAP.to_string()).or_default();
-    for (i, chunk) in p.rows.iter().enumerate() {
-        if let Some(k) = key(class_row_slot(generation, i as u32)) {
-            rows.insert(
-                k,
-                HexBytes::of(&ClassRef {
-                    generation,
-                    chunk: *chunk,
-                }),
-            );
-        }
+    for (class, chunk, id) in &p.rows {
+        let k = ClassRow {
+            generation,
+            class: *class,
+            chunk: *chunk,
+        };
+        rows.insert(HexBytes::of(&k), HexBytes(id.to_ne_bytes().to_vec()));
     }
     let chunks = maps.entry(CLASS_CHUNKS_MAP.to_string()).or_default();
     for (i, bits) in p.bits.iter().enumerate() {

@@ -41,7 +41,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use linuxfp_ebpf_common::filter::{
     CHUNK_RULES, CHUNK_WORDS, CLASS_FIELDS, FilterRule, MAX_CLASS_CHUNKS, MAX_CLASS_PREFIXES,
-    MAX_CLASS_ROWS, field, m,
+    MAX_CLASS_ROWS, class_base, field, m,
 };
 
 /// One chunk of candidate bits.
@@ -50,13 +50,14 @@ pub type Chunk = [u64; CHUNK_WORDS];
 /// The prefilter of one generation, without the generation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Prefilter {
-    /// Chunks per candidate vector (rows per class).
+    /// Chunks per candidate vector.
     pub chunks: u32,
     /// The fields classified.
     pub fields: Vec<FieldClasses>,
-    /// Class rows: class `c` (numbered across fields) has its chunk
-    /// indexes at `rows[c * chunks..(c + 1) * chunks]`.
-    pub rows: Vec<u32>,
+    /// Class rows: (class or [`class_base`], chunk position, index in
+    /// `bits`). A field's base has every position; a class only those
+    /// where it differs from its base.
+    pub rows: Vec<(u32, u32, u32)>,
     /// The distinct chunks.
     pub bits: Vec<Chunk>,
     /// Fields that would help but do not fit the budget: (`field::*`,
@@ -71,8 +72,8 @@ pub struct FieldClasses {
     pub field: u8,
     /// How many classes.
     pub classes: usize,
-    /// Trie entries: value (left aligned, big-endian), prefix bits, first
-    /// row of the class.
+    /// Trie entries: value (left aligned, big-endian), prefix bits,
+    /// class.
     pub prefixes: Vec<([u8; 16], u32, u32)>,
 }
 
@@ -84,9 +85,12 @@ impl Prefilter {
 
     /// The candidate bits for a packet whose fields hold `values`
     /// (`field::*`, value as a number of the field's width), as the stage
-    /// computes them: a longest-prefix lookup per classified field, the
-    /// rows' chunks ANDed. Fields missing from `values` are not narrowed.
+    /// computes them: a longest-prefix lookup per classified field, each
+    /// chunk the class's row or else the base's, ANDed. Fields missing
+    /// from `values` are not narrowed.
     pub fn candidates(&self, values: &[(u8, u128)]) -> Vec<u64> {
+        let rows: HashMap<(u32, u32), u32> =
+            self.rows.iter().map(|(k, c, id)| ((*k, *c), *id)).collect();
         let mut out = vec![u64::MAX; self.chunks as usize * CHUNK_WORDS];
         for f in &self.fields {
             let Some((_, v)) = values.iter().find(|(id, _)| *id == f.field) else {
@@ -98,11 +102,14 @@ impl Prefilter {
                 .iter()
                 .filter(|(p, bits, _)| prefix_has(p, *bits, &key))
                 .max_by_key(|(_, bits, _)| *bits);
-            let Some((_, _, row)) = best else { continue };
-            for c in 0..self.chunks as usize {
-                let chunk = &self.bits[self.rows[*row as usize + c] as usize];
-                for (w, b) in chunk.iter().enumerate() {
-                    out[c * CHUNK_WORDS + w] &= b;
+            let Some((_, _, class)) = best else { continue };
+            for c in 0..self.chunks {
+                let id = rows
+                    .get(&(*class, c))
+                    .or_else(|| rows.get(&(class_base(f.field), c)));
+                let Some(id) = id else { continue };
+                for (w, b) in self.bits[*id as usize].iter().enumerate() {
+                    out[c as usize * CHUNK_WORDS + w] &= b;
                 }
             }
         }
@@ -203,10 +210,11 @@ struct Draft {
     field: u8,
     /// Rules the field decides (a predicate the prefilter uses).
     decided: usize,
+    /// The vector of a value no range holds.
+    base: Vec<u64>,
     /// Per class, its candidate vector.
     vectors: Vec<Vec<u64>>,
-    /// Per class, its trie prefixes (value, bits); the catch-all class
-    /// has one prefix of 0 bits.
+    /// Per class, its trie prefixes (value, bits).
     prefixes: Vec<Vec<([u8; 16], u32)>>,
 }
 
@@ -216,8 +224,34 @@ impl Draft {
     }
 }
 
-/// The prefilter of `rules` (one generation, as laid out).
+/// What one generation's prefilter may take of the maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Class rows.
+    pub rows: usize,
+    /// Distinct chunks.
+    pub chunks: usize,
+    /// Trie prefixes.
+    pub prefixes: usize,
+}
+
+impl Budget {
+    /// The maps' share of one generation.
+    pub const MAPS: Budget = Budget {
+        rows: MAX_CLASS_ROWS as usize,
+        chunks: MAX_CLASS_CHUNKS as usize,
+        prefixes: MAX_CLASS_PREFIXES as usize,
+    };
+}
+
+/// The prefilter of `rules` (one generation, as laid out), within the
+/// maps' budget.
 pub fn build(rules: &[FilterRule]) -> Prefilter {
+    build_within(rules, Budget::MAPS)
+}
+
+/// The prefilter of `rules` within `budget`.
+pub fn build_within(rules: &[FilterRule], budget: Budget) -> Prefilter {
     let chunks = rules.len().div_ceil(CHUNK_RULES as usize);
     let mut out = Prefilter {
         chunks: chunks as u32,
@@ -228,7 +262,7 @@ pub fn build(rules: &[FilterRule]) -> Prefilter {
     }
     let mut drafts: Vec<Draft> = Vec::new();
     for f in CLASS_FIELDS {
-        match draft(rules, f, chunks) {
+        match draft(rules, f, chunks, budget) {
             Ok(Some(d)) => drafts.push(d),
             Ok(None) => {}
             Err(classes) => out.dropped.push((f, classes)),
@@ -239,45 +273,62 @@ pub fn build(rules: &[FilterRule]) -> Prefilter {
     drafts.sort_by_key(|d| (std::cmp::Reverse(d.decided), d.vectors.len(), d.field));
     let mut chunk_ids: HashMap<Chunk, u32> = HashMap::new();
     let mut prefixes = 0usize;
+    let mut next_class = 0u32;
     for d in drafts {
-        let rows = out.rows.len() + d.vectors.len() * chunks;
-        let new_chunks: BTreeSet<Chunk> = d
-            .vectors
+        // Rows: every chunk of the base, and each class's chunks that
+        // differ from it.
+        let base: Vec<Chunk> = d.base.chunks(CHUNK_WORDS).map(to_chunk).collect();
+        let mut rows: Vec<(u32, u32, Chunk)> = base
             .iter()
-            .flat_map(|v| v.chunks(CHUNK_WORDS).map(to_chunk))
-            .filter(|c| !chunk_ids.contains_key(c))
+            .enumerate()
+            .map(|(c, b)| (class_base(d.field), c as u32, *b))
             .collect();
-        let fits = rows <= MAX_CLASS_ROWS as usize
-            && out.bits.len() + new_chunks.len() <= MAX_CLASS_CHUNKS as usize
-            && prefixes + d.prefix_count() <= MAX_CLASS_PREFIXES as usize;
+        for (k, v) in d.vectors.iter().enumerate() {
+            for (c, ch) in v.chunks(CHUNK_WORDS).map(to_chunk).enumerate() {
+                if ch != base[c] {
+                    rows.push((next_class + k as u32, c as u32, ch));
+                }
+            }
+        }
+        let new_chunks: BTreeSet<&Chunk> = rows
+            .iter()
+            .map(|(_, _, c)| c)
+            .filter(|c| !chunk_ids.contains_key(*c))
+            .collect();
+        let fits = out.rows.len() + rows.len() <= budget.rows
+            && out.bits.len() + new_chunks.len() <= budget.chunks
+            && prefixes + d.prefix_count() <= budget.prefixes;
         if !fits {
             tracing::info!(
                 field = d.field,
                 classes = d.vectors.len(),
+                rows = rows.len(),
+                prefixes = d.prefix_count(),
                 "prefilter: field left out, its classes exceed the map budget"
             );
             out.dropped.push((d.field, d.vectors.len()));
             continue;
         }
         prefixes += d.prefix_count();
+        for (class, c, ch) in rows {
+            let next = out.bits.len() as u32;
+            let id = *chunk_ids.entry(ch).or_insert(next);
+            if id == next {
+                out.bits.push(ch);
+            }
+            out.rows.push((class, c, id));
+        }
         let mut fc = FieldClasses {
             field: d.field,
             classes: d.vectors.len(),
             prefixes: Vec::new(),
         };
-        for (v, ps) in d.vectors.iter().zip(&d.prefixes) {
-            let row = out.rows.len() as u32;
-            for c in v.chunks(CHUNK_WORDS).map(to_chunk) {
-                let next = out.bits.len() as u32;
-                let id = *chunk_ids.entry(c).or_insert(next);
-                if id == next {
-                    out.bits.push(c);
-                }
-                out.rows.push(id);
-            }
+        for (k, ps) in d.prefixes.iter().enumerate() {
+            let class = next_class + k as u32;
             fc.prefixes
-                .extend(ps.iter().map(|(p, bits)| (*p, *bits, row)));
+                .extend(ps.iter().map(|(p, bits)| (*p, *bits, class)));
         }
+        next_class += d.vectors.len() as u32;
         out.fields.push(fc);
     }
     out.dropped.sort_unstable();
@@ -290,15 +341,133 @@ fn to_chunk(words: &[u64]) -> Chunk {
     c
 }
 
+fn clear(v: &mut [u64], i: usize) {
+    v[i / 64] &= !(1u64 << (i % 64));
+}
+
+fn set(v: &mut [u64], i: usize) {
+    v[i / 64] |= 1u64 << (i % 64);
+}
+
 /// The classes of field `f`: `Ok(None)` when no rule is decided by it
-/// (one class: nothing to gain), `Err(classes)` when its intervals alone
-/// exceed the budget.
-fn draft(rules: &[FilterRule], f: u8, chunks: usize) -> Result<Option<Draft>, usize> {
+/// (one class: nothing to gain), `Err(classes)` when it alone exceeds
+/// the budget.
+fn draft(
+    rules: &[FilterRule],
+    f: u8,
+    chunks: usize,
+    budget: Budget,
+) -> Result<Option<Draft>, usize> {
     let w = width(f);
-    let max = max_of(w);
     let cons: Vec<Constraint> = rules.iter().map(|r| constraint(r, f)).collect();
+    let decided = cons.iter().filter(|c| **c != Constraint::Any).count();
+    if decided == 0 {
+        return Ok(None);
+    }
+    // A value no range holds: Inside rules cannot match, the rest can.
+    let mut base = vec![u64::MAX; chunks * CHUNK_WORDS];
+    for (i, c) in cons.iter().enumerate() {
+        if matches!(c, Constraint::Inside(..)) {
+            clear(&mut base, i);
+        }
+    }
+    let classes = if matches!(f, field::SPORT | field::DPORT) {
+        by_intervals(&cons, &base, w, budget)?
+    } else {
+        by_prefixes(&cons, &base, w, budget)?
+    };
+    if classes.len() == 1 {
+        return Ok(None);
+    }
+    let (vectors, prefixes) = classes.into_iter().unzip();
+    Ok(Some(Draft {
+        field: f,
+        decided,
+        base,
+        vectors,
+        prefixes,
+    }))
+}
+
+/// A class: its vector and its trie prefixes.
+type Class = (Vec<u64>, Vec<([u8; 16], u32)>);
+
+/// Classes of a field whose ranges are all prefixes (addresses, the
+/// protocol, interfaces): one per distinct prefix `Q`, holding the values
+/// whose longest matching prefix is `Q`, plus the values under none. A
+/// value of class `Q` is in a range `P` exactly when `P` contains `Q`
+/// (were `P` inside `Q`, the value's longest match would be `P`).
+fn by_prefixes(
+    cons: &[Constraint],
+    base: &[u64],
+    w: u32,
+    budget: Budget,
+) -> Result<Vec<Class>, usize> {
+    let mut by_prefix: HashMap<(u128, u32), Vec<(usize, bool)>> = HashMap::new();
+    for (i, c) in cons.iter().enumerate() {
+        let (lo, hi, inside) = match *c {
+            Constraint::Inside(lo, hi) => (lo, hi, true),
+            Constraint::Outside(lo, hi) => (lo, hi, false),
+            Constraint::Any => continue,
+        };
+        // Ranges here come from masks and exact values: prefixes.
+        let len = w - (hi - lo).count_ones();
+        by_prefix.entry((lo, len)).or_default().push((i, inside));
+    }
+    if by_prefix.len() > budget.prefixes {
+        return Err(by_prefix.len());
+    }
+    let lens: BTreeSet<u32> = by_prefix.keys().map(|(_, l)| *l).collect();
+    let mut classes: Vec<Class> = Vec::new();
+    let mut class_of: HashMap<Vec<u64>, usize> = HashMap::new();
+    let mut add = |v: Vec<u64>, p: ([u8; 16], u32), classes: &mut Vec<Class>| {
+        let next = classes.len();
+        let k = *class_of.entry(v.clone()).or_insert(next);
+        if k == next {
+            classes.push((v, Vec::new()));
+        }
+        classes[k].1.push(p);
+    };
+    if !by_prefix.contains_key(&(0, 0)) {
+        add(base.to_vec(), ([0; 16], 0), &mut classes);
+    }
+    let mut prefixes: Vec<&(u128, u32)> = by_prefix.keys().collect();
+    prefixes.sort_unstable();
+    for &(q, qlen) in prefixes {
+        let mut v = base.to_vec();
+        for &len in lens.range(..=qlen) {
+            let p = if len == 0 {
+                0
+            } else {
+                q & (max_of(w) << (w - len) & max_of(w))
+            };
+            for (i, inside) in by_prefix.get(&(p, len)).into_iter().flatten() {
+                if *inside {
+                    set(&mut v, *i);
+                } else {
+                    clear(&mut v, *i);
+                }
+            }
+        }
+        add(v, (aligned(q, w), qlen), &mut classes);
+    }
+    Ok(classes)
+}
+
+/// Classes of a field of ranges (ports): the ranges' bounds split the
+/// field into intervals in which every range is all in or all out;
+/// adjacent intervals with equal vectors merge, equal vectors make one
+/// class, written as the prefixes covering its intervals (the class with
+/// the most prefixes is the catch-all, prefix 0, instead).
+fn by_intervals(
+    cons: &[Constraint],
+    base: &[u64],
+    w: u32,
+    budget: Budget,
+) -> Result<Vec<Class>, usize> {
+    let max = max_of(w);
     let mut bounds = BTreeSet::from([0u128]);
-    for c in &cons {
+    for c in cons {
         if let Constraint::Inside(lo, hi) | Constraint::Outside(lo, hi) = *c {
             bounds.insert(lo);
             if hi < max {
@@ -306,31 +475,13 @@ fn draft(rules: &[FilterRule], f: u8, chunks: usize) -> Result<Option<Draft>, us
             }
         }
     }
-    if bounds.len() == 1 {
-        return Ok(None);
-    }
     // Classes are at most the intervals: far more intervals than the
     // budget has rows for would only build vectors to throw away.
-    if bounds.len() * chunks > 4 * MAX_CLASS_ROWS as usize {
-        tracing::info!(
-            field = f,
-            intervals = bounds.len(),
-            "prefilter: field left out, too many intervals"
-        );
+    if bounds.len() > budget.rows {
         return Err(bounds.len());
     }
     let starts: Vec<u128> = bounds.into_iter().collect();
-    // Every interval starts from the vector of a value no range holds
-    // (Inside rules clear, everything else set); each range then flips
-    // its rule in the intervals it covers.
-    let words = chunks * CHUNK_WORDS;
-    let mut base = vec![u64::MAX; words];
-    for (i, c) in cons.iter().enumerate() {
-        if matches!(c, Constraint::Inside(..)) {
-            base[i / 64] &= !(1u64 << (i % 64));
-        }
-    }
-    let mut vecs = vec![base; starts.len()];
+    let mut vecs = vec![base.to_vec(); starts.len()];
     for (i, c) in cons.iter().enumerate() {
         let (lo, hi, inside) = match *c {
             Constraint::Inside(lo, hi) => (lo, hi, true),
@@ -341,14 +492,12 @@ fn draft(rules: &[FilterRule], f: u8, chunks: usize) -> Result<Option<Draft>, us
         let end = starts.partition_point(|s| *s <= hi);
         for v in &mut vecs[first..end] {
             if inside {
-                v[i / 64] |= 1u64 << (i % 64);
+                set(v, i);
             } else {
-                v[i / 64] &= !(1u64 << (i % 64));
+                clear(v, i);
             }
         }
     }
-    // Merge adjacent intervals with equal vectors, then number the
-    // distinct vectors.
     let mut class_of: HashMap<Vec<u64>, usize> = HashMap::new();
     let mut vectors: Vec<Vec<u64>> = Vec::new();
     let mut intervals: Vec<Vec<(u128, u128)>> = Vec::new();
@@ -368,9 +517,6 @@ fn draft(rules: &[FilterRule], f: u8, chunks: usize) -> Result<Option<Draft>, us
         intervals[c].push((starts[k], hi));
         k = j;
     }
-    if vectors.len() == 1 {
-        return Ok(None);
-    }
     let mut prefixes: Vec<Vec<([u8; 16], u32)>> = intervals
         .iter()
         .map(|ivs| {
@@ -380,17 +526,11 @@ fn draft(rules: &[FilterRule], f: u8, chunks: usize) -> Result<Option<Draft>, us
                 .collect()
         })
         .collect();
-    // The class with the most prefixes is the catch-all instead: values
-    // of its intervals match no other class's prefix.
+    // Values of the catch-all's intervals match no other class's prefix.
     if let Some(widest) = (0..prefixes.len()).max_by_key(|c| prefixes[*c].len()) {
         prefixes[widest] = vec![([0; 16], 0)];
     }
-    Ok(Some(Draft {
-        field: f,
-        decided: cons.iter().filter(|c| **c != Constraint::Any).count(),
-        vectors,
-        prefixes,
-    }))
+    Ok(vectors.into_iter().zip(prefixes).collect())
 }
 
 /// The fewest prefixes (value, bits) of a `width`-bit field covering

@@ -292,15 +292,15 @@ fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
             classes.insert(&k, row, 0).expect("insert class prefix");
         }
     }
-    let mut rows: Array<_, ClassRef> =
-        Array::try_from(ebpf.map_mut(CLASS_ROWS_MAP).expect(CLASS_ROWS_MAP)).expect("array");
-    for (i, chunk) in p.rows.iter().enumerate() {
-        let slot = class_row_slot(generation, i as u32).expect("within the budget");
-        let r = ClassRef {
+    let mut rows: AyaHashMap<_, ClassRow, u32> =
+        AyaHashMap::try_from(ebpf.map_mut(CLASS_ROWS_MAP).expect(CLASS_ROWS_MAP)).expect("hash");
+    for (class, chunk, id) in &p.rows {
+        let k = ClassRow {
             generation,
+            class: *class,
             chunk: *chunk,
         };
-        rows.set(slot, r, 0).expect("set class row");
+        rows.insert(k, id, 0).expect("insert class row");
     }
     let mut chunks: Array<_, ClassChunk> =
         Array::try_from(ebpf.map_mut(CLASS_CHUNKS_MAP).expect(CLASS_CHUNKS_MAP)).expect("array");
@@ -1004,7 +1004,7 @@ fn table(lab: &Lab) {
 }
 
 /// The cost of one packet by the number of rules it traverses: on a cache
-/// miss (the chain interpreter walks every rule: linear in this phase) and
+/// miss (a new flow: every rule is a candidate here, all `udp dport`) and
 /// on a hit (one LRU lookup: flat). Printed, with loose bounds only.
 #[test]
 fn evaluation_cost_by_rule_count() {
@@ -1284,7 +1284,7 @@ fn flat_ruleset(n: usize, rng: &mut Rng) -> String {
     for _ in 0..n {
         let (a, b) = (rng.next() % 16, rng.next() % 64);
         let port = 1 + rng.next() % 500;
-        let verdict = if rng.next() % 2 == 0 {
+        let verdict = if rng.next().is_multiple_of(2) {
             "drop"
         } else {
             "accept"

@@ -8,7 +8,13 @@
 //! policy), or punt under a named reason. Decisions are cached per flow
 //! (every field the rules can read, plus the ruleset generation); a miss
 //! runs the chain interpreter over the rules in `FILTER_RULES` with
-//! `bpf_loop`, so the verifier sees one step, not the ruleset.
+//! `bpf_loop`, so the verifier sees one step, not the ruleset. Before it,
+//! the candidate prefilter looks up the packet's class per field
+//! (`FILTER_CLASSES`) and ANDs the classes' bit vectors over the rules
+//! (`FILTER_CLASS_ROWS`, `FILTER_CLASS_CHUNKS`); a step skips the rules
+//! whose bit is clear (they cannot match), so a miss costs the candidate
+//! rules, not every rule before the verdict. `FILTER_STEPS` counts the
+//! work.
 //!
 //! When the ruleset reads conntrack state, a TCP (without SYN, FIN or RST)
 //! or UDP packet is looked up in the conntrack mirror `FILTER_CT`: found,
@@ -75,9 +81,11 @@ static FILTER_RULE_STATS: PerCpuArray<RuleStat> = PerCpuArray::with_max_entries(
 #[map]
 static FILTER_CLASSES: LpmTrie<ClassKey, u32> = LpmTrie::with_max_entries(CLASSES_ENTRIES, 0);
 
-/// Per class, the chunk of candidate bits at each position.
+/// Which chunk of candidate bits a class (or a field's base) has at a
+/// position; allocated as written (`BPF_F_NO_PREALLOC`).
 #[map]
-static FILTER_CLASS_ROWS: Array<ClassRef> = Array::with_max_entries(CLASS_ROWS_ENTRIES, 0);
+static FILTER_CLASS_ROWS: HashMap<ClassRow, u32> =
+    HashMap::with_max_entries(CLASS_ROWS_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// The distinct chunks of candidate bits.
 #[map]
@@ -100,6 +108,9 @@ static FILTER_IFACES: Array<FilterIface> =
 /// the stack next to the packet and FIB data).
 #[map]
 static FILTER_SCRATCH: PerCpuArray<Eval> = PerCpuArray::with_max_entries(1, 0);
+
+/// `BPF_F_NO_PREALLOC`.
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -533,8 +544,9 @@ extern "C" fn chunk_cb(index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
 }
 
 /// Candidate bits of chunk `c`: the AND of that chunk of every class the
-/// packet is in. A row or chunk of another generation (maps being
-/// rewritten) leaves its field out: more candidates, never fewer.
+/// packet is in (the class's row, or else its field's base row). A
+/// missing row or a chunk of another generation (maps being rewritten)
+/// leaves its field out: more candidates, never fewer.
 #[inline(always)]
 fn and_chunk(ev: &mut Eval, c: u64) -> i64 {
     if c >= u64::from(MAX_CHUNKS) {
@@ -545,12 +557,10 @@ fn and_chunk(ev: &mut Eval, c: u64) -> i64 {
     let mut acc = [u64::MAX; CHUNK_WORDS];
     let mut i = 0;
     while i < CLASS_FIELDS.len() {
-        let row = ev.rows[i];
-        if row != NO_NEXT
-            && let Some(slot) = class_row_slot(g, row.saturating_add(c))
-            && let Some(r) = FILTER_CLASS_ROWS.get(slot)
-            && r.generation == g
-            && let Some(slot) = class_chunk_slot(g, r.chunk)
+        let class = ev.rows[i];
+        if class != NO_NEXT
+            && let Some(id) = class_row(g, class, c, CLASS_FIELDS[i])
+            && let Some(slot) = class_chunk_slot(g, id)
             && let Some(ch) = FILTER_CLASS_CHUNKS.get(slot)
             && ch.generation == g
         {
@@ -571,6 +581,24 @@ fn and_chunk(ev: &mut Eval, c: u64) -> i64 {
         w += 1;
     }
     0
+}
+
+/// The chunk index class `class` of field `f` has at position `c`.
+#[inline(always)]
+fn class_row(generation: u32, class: u32, c: u32, f: u8) -> Option<u32> {
+    let mut k = ClassRow {
+        generation,
+        class,
+        chunk: c,
+    };
+    // SAFETY: plain lookups; the value is copied out at once.
+    unsafe {
+        if let Some(id) = FILTER_CLASS_ROWS.get(&k) {
+            return Some(*id);
+        }
+        k.class = class_base(f);
+        FILTER_CLASS_ROWS.get(&k).copied()
+    }
 }
 
 /// Moves `ev.pc` over rules that are not candidates, up to
@@ -744,8 +772,8 @@ struct Eval {
     steps: u32,
     /// The prefilter ran: `cand` holds the candidate rules.
     filter: u32,
-    /// Per `CLASS_FIELDS` entry, the first row of the packet's class, or
-    /// `NO_NEXT` (field not classified).
+    /// Per `CLASS_FIELDS` entry, the packet's class, or `NO_NEXT` (field
+    /// not classified).
     rows: [u32; CLASS_FIELDS.len()],
     /// Candidate bits by rule index (bit `i % 64` of word `i / 64`).
     cand: [u64; CAND_WORDS],

@@ -439,9 +439,9 @@ pub struct ClassKey {
     pub generation: u32,
     /// `field::*`.
     pub field: u32,
-    /// The field's value as a big-endian number, left aligned: addresses
-    /// in network order, ports and ifindexes big-endian, the protocol in
-    /// the first byte.
+    /// The field's bytes as for [`SetKey::value`]: addresses and ports in
+    /// network order, ifindexes in native order, the protocol in the
+    /// first byte.
     pub value: [u8; 16],
 }
 

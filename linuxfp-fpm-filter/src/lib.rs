@@ -126,6 +126,16 @@ pub const TC_PROGRAM: &str = "filter_tc";
 /// mirrored flow's state can lag the kernel's.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_millis(100);
 
+/// What the candidate prefilter of a ruleset classifies
+/// ([`FilterFpm::prefilter_fields`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrefilterFields {
+    /// Fields classified (`field::*`) and their classes.
+    pub classified: Vec<(u8, usize)>,
+    /// Fields left out for the map budget and the classes they needed.
+    pub dropped: Vec<(u8, usize)>,
+}
+
 /// The filter FPM.
 #[derive(Debug)]
 pub struct FilterFpm {
@@ -186,6 +196,18 @@ impl FilterFpm {
     /// What the conntrack mirror has done so far.
     pub fn ct_stats(&self) -> ct::MirrorStats {
         self.mirror.stats()
+    }
+
+    /// The candidate prefilter of the ruleset last handed to the deployer:
+    /// the fields it classifies and those left out for the map budget
+    /// (`field::*`, classes), or `None` before the first ruleset.
+    pub fn prefilter_fields(&self) -> Option<PrefilterFields> {
+        let (_, layout) = self.generations.current_layout()?;
+        let p = &layout.prefilter;
+        Some(PrefilterFields {
+            classified: p.fields.iter().map(|f| (f.field, f.classes)).collect(),
+            dropped: p.dropped.clone(),
+        })
     }
 
     /// The generation of the ruleset last handed to the deployer.
@@ -326,9 +348,16 @@ mod tests {
             decisions: &decisions,
             state: Some(st),
         };
+        assert_eq!(f.prefilter_fields(), None);
         let cfg = f.parameterize(&input(&docker)).expect("parameterize");
         let c = conf(&cfg);
         assert_eq!(c.generation, 1);
+        // Docker's rules name interfaces, addresses and ports: classified,
+        // and written for the generation.
+        let pf = f.prefilter_fields().expect("a ruleset");
+        assert!(!pf.classified.is_empty() && pf.dropped.is_empty(), "{pf:?}");
+        assert!(!cfg.maps[filter::CLASS_ROWS_MAP].is_empty());
+        assert_eq!(cfg.maps[filter::CLASS_CONF_MAP].len(), 1);
         assert_eq!(c.v4.state, PATH_RULES);
         assert!(!cfg.maps[RULES_MAP].is_empty());
         // Same state, same configuration (nothing to redeploy).

@@ -13,29 +13,40 @@
 //! # Classes
 //!
 //! Each field's values are numbers of `width` bits (addresses in network
-//! order, ports, the protocol, ifindexes). Every rule with a predicate on
-//! the field constrains it to a range (a prefix is a range) or, negated,
-//! to the outside of one. The ranges' bounds split the field into
-//! elementary intervals: within one, every such predicate is either true
-//! everywhere or false everywhere. Adjacent intervals with equal vectors
-//! merge, equal vectors make one class, and each class is written to the
-//! LPM trie as the prefixes covering its intervals; the class with the
-//! most prefixes is the catch-all (prefix 0) instead.
+//! order, ports, the protocol, ifindexes in the stage's native byte
+//! order). Every rule with a predicate on the field constrains it to a
+//! range or, negated, to the outside of one.
 //!
-//! A rule keeps its bit set in every class when the field does not
-//! decide it: no predicate on the field, a mask that is not a prefix, an
-//! empty range, a negated port range (a packet without ports satisfies
-//! it, whatever the port field holds). Synthetic chain ends have no
-//! predicates: their bit is always set, so skipping never leaves a chain.
+//! - Addresses, the protocol and interfaces: the ranges are prefixes (an
+//!   exact value is a full-length one). Each distinct prefix `Q` is a
+//!   class, the values whose longest matching prefix is `Q`, and the
+//!   trie holds exactly those prefixes (plus prefix 0 for the values
+//!   under none): a value of class `Q` is in a range `P` exactly when `P`
+//!   contains `Q`.
+//! - Ports: the ranges' bounds split the field into intervals in which
+//!   every range is all in or all out; adjacent intervals with equal
+//!   vectors merge, and each class is written as the prefixes covering
+//!   its intervals (the one with the most prefixes as prefix 0 instead).
+//!
+//! Classes with equal vectors are one class. A rule keeps its bit set in
+//! every class when the field does not decide it: no predicate on the
+//! field, a mask that is not a prefix, an empty range, a negated port
+//! range (a packet without ports satisfies it, whatever the port field
+//! holds). Synthetic chain ends have no predicates: their bit is always
+//! set, so skipping never leaves a chain.
 //!
 //! # Budget
 //!
 //! Vectors are stored in chunks of [`CHUNK_RULES`] rules shared between
-//! classes (equal chunks are stored once). Fields are added from the one
-//! that decides the most rules on while the generation's rows, chunks and
-//! trie prefixes fit ([`MAX_CLASS_ROWS`], [`MAX_CLASS_CHUNKS`],
-//! [`MAX_CLASS_PREFIXES`]); a field that does not fit is left out (every
-//! rule a candidate for it), logged and named in [`Prefilter::dropped`].
+//! classes (equal chunks are stored once). Each field has a base vector
+//! (a value under no range: its rules' predicates fail, negated ones
+//! hold), stored whole; a class stores only the chunks where it differs
+//! from the base (with addresses, the chunks holding the rules of its
+//! prefixes). Fields are added from the one that decides the most rules
+//! on while the generation's rows, chunks and trie prefixes fit
+//! ([`MAX_CLASS_ROWS`], [`MAX_CLASS_CHUNKS`], [`MAX_CLASS_PREFIXES`]); a
+//! field that does not fit is left out (every rule a candidate for it),
+//! logged and named in [`Prefilter::dropped`].
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -84,7 +95,8 @@ impl Prefilter {
     }
 
     /// The candidate bits for a packet whose fields hold `values`
-    /// (`field::*`, value as a number of the field's width), as the stage
+    /// (`field::*`, value as a number of the field's width: addresses in
+    /// network order, interfaces by ifindex), as the stage
     /// computes them: a longest-prefix lookup per classified field, each
     /// chunk the class's row or else the base's, ANDed. Fields missing
     /// from `values` are not narrowed.
@@ -96,7 +108,11 @@ impl Prefilter {
             let Some((_, v)) = values.iter().find(|(id, _)| *id == f.field) else {
                 continue;
             };
-            let key = aligned(*v, width(f.field));
+            let v = match f.field {
+                field::IIF | field::OIF => iface(*v as u32),
+                _ => *v,
+            };
+            let key = aligned(v, width(f.field));
             let best = f
                 .prefixes
                 .iter()
@@ -146,6 +162,12 @@ fn max_of(width: u32) -> u128 {
     }
 }
 
+/// An ifindex as the stage keys it (native byte order, as set elements)
+/// read as a big-endian number: only ever compared for equality.
+fn iface(ifindex: u32) -> u128 {
+    u32::from_be_bytes(ifindex.to_ne_bytes()).into()
+}
+
 /// `v` as the trie's value bytes: big-endian, left aligned.
 fn aligned(v: u128, width: u32) -> [u8; 16] {
     if width >= 128 {
@@ -171,8 +193,8 @@ fn address_range(want: &[u8; 16], mask: &[u8; 16]) -> Option<(u128, u128)> {
 
 fn constraint(r: &FilterRule, f: u8) -> Constraint {
     let (bit, range, negatable) = match f {
-        field::IIF => (m::IIF, Some((r.iif.into(), r.iif.into())), true),
-        field::OIF => (m::OIF, Some((r.oif.into(), r.oif.into())), true),
+        field::IIF => (m::IIF, Some((iface(r.iif), iface(r.iif))), true),
+        field::OIF => (m::OIF, Some((iface(r.oif), iface(r.oif))), true),
         field::SADDR => (m::SADDR, address_range(&r.saddr, &r.smask), true),
         field::DADDR => (m::DADDR, address_range(&r.daddr, &r.dmask), true),
         field::L4PROTO => (m::L4PROTO, Some((r.l4proto.into(), r.l4proto.into())), true),

@@ -485,7 +485,7 @@ fn prefilter(ev: &mut Eval, generation: u32) {
                 ClassKey {
                     generation,
                     field: u32::from(f),
-                    value: class_value(f, &ev.key),
+                    value: set_value(f, &ev.key),
                 },
             );
             if let Some(row) = FILTER_CLASSES.get(&k) {
@@ -506,32 +506,6 @@ fn prefilter(ev: &mut Eval, generation: u32) {
     };
     add_steps(STEPS_CHUNKS, u64::from(chunks));
     ev.filter = 1;
-}
-
-/// A field's value as the prefilter's classes key it: a big-endian
-/// number, left aligned.
-#[inline(always)]
-fn class_value(f: u8, k: &FlowKey) -> [u8; 16] {
-    let mut v = [0u8; 16];
-    match f {
-        field::IIF | field::OIF => {
-            let b = if f == field::IIF { k.iif } else { k.oif }.to_be_bytes();
-            v[0] = b[0];
-            v[1] = b[1];
-            v[2] = b[2];
-            v[3] = b[3];
-        }
-        field::SADDR => v = k.saddr,
-        field::DADDR => v = k.daddr,
-        field::L4PROTO => v[0] = k.l4proto,
-        field::SPORT | field::DPORT => {
-            let b = if f == field::SPORT { k.sport } else { k.dport }.to_be_bytes();
-            v[0] = b[0];
-            v[1] = b[1];
-        }
-        _ => {}
-    }
-    v
 }
 
 extern "C" fn chunk_cb(index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
@@ -921,6 +895,8 @@ fn prefix_eq(addr: &[u8; 16], want: &[u8; 16], mask: &[u8; 16]) -> bool {
     (a[0] & m[0]) == w[0] && (a[1] & m[1]) == w[1] && (a[2] & m[2]) == w[2] && (a[3] & m[3]) == w[3]
 }
 
+/// A field's bytes as set elements and the prefilter's classes key them:
+/// addresses and ports in network order, ifindexes in native order.
 #[inline(always)]
 fn set_value(field: u8, k: &FlowKey) -> [u8; 16] {
     let mut v = [0u8; 16];

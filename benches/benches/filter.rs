@@ -8,8 +8,12 @@
 //! one) and a final accept. One UDP flow, `BPF_PROG_TEST_RUN` live frames
 //! from the source namespace, XDP sink in the destination namespace. With
 //! one flow LinuxFP's per-flow verdict cache hits after the first packet:
-//! this measures the steady state of an established flow, not new-flow
-//! classification.
+//! this measures the steady state of an established flow.
+//!
+//! The second table is new-flow classification: every frame carries other
+//! UDP ports (2^20 flows in turn, far more than the verdict cache's 65536
+//! entries), so every packet misses the cache and is classified: the
+//! candidate prefilter, then the rules it leaves (the final accept).
 //!
 //! `cargo bench -p linuxfp-benches --bench filter` (root); writes
 //! `bench-results/filter.{md,json}`. `LINUXFP_BENCH_QUICK=1` for a short run.
@@ -46,9 +50,14 @@ struct Report {
     cpus: usize,
     method: &'static str,
     frame_bytes: usize,
-    /// Rules → mode → result.
+    /// Rules → mode → result, one flow.
     rules: BTreeMap<usize, BTreeMap<Mode, Cell>>,
+    /// Rules → mode → result, every frame a new flow.
+    new_flows: BTreeMap<usize, BTreeMap<Mode, Cell>>,
 }
+
+/// Flows the new-flow runs cycle through: many times the verdict cache.
+const NEW_FLOWS: u32 = 1 << 20;
 
 /// The ruleset: `n - 1` non-matching rules, then accept.
 fn ruleset(n: usize) -> String {
@@ -78,7 +87,8 @@ fn load_ruleset(tb: &VirtualRouter, n: usize) {
     let _ = std::fs::remove_file(&path);
 }
 
-fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32) -> f64 {
+/// Mpps of `frames` frames of one flow (`flows` 0) or of `flows` flows.
+fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32, flows: u32) -> f64 {
     let f = frame::udp4(
         tb.rtr_src_if.mac,
         tb.src_if.mac,
@@ -93,7 +103,12 @@ fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32) -> f64
     let started = Instant::now();
     tb.src
         .run_in(move || {
-            let mut g = Generator::new(&f, frame::UDP4_HEADERS).expect("generator");
+            let mut g = if flows == 0 {
+                Generator::new(&f, frame::UDP4_HEADERS)
+            } else {
+                Generator::new_flows(&f, flows)
+            }
+            .expect("generator");
             g.send(ifindex, frames).expect("send");
         })
         .expect("netns");
@@ -103,7 +118,7 @@ fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32) -> f64
     (after - before) as f64 / elapsed / 1e6
 }
 
-fn run(mode: Mode, rules: usize, repeats: usize, frames: u32, size: usize) -> Cell {
+fn run(mode: Mode, rules: usize, repeats: usize, frames: u32, size: usize, flows: u32) -> Cell {
     let tb = VirtualRouter::new("bf").expect("testbed");
     tb.set_static_neighbours().expect("neighbours");
     tb.rtr
@@ -121,7 +136,7 @@ fn run(mode: Mode, rules: usize, repeats: usize, frames: u32, size: usize) -> Ce
         deploy(tb.rtr.name(), fpms, hook, 2)
     });
     let runs = (0..repeats)
-        .map(|_| measure_pps(&tb, &sink, size, frames))
+        .map(|_| measure_pps(&tb, &sink, size, frames, flows))
         .collect();
     Cell {
         mpps: spread(runs),
@@ -156,9 +171,17 @@ fn main() {
         let mut modes = BTreeMap::new();
         for mode in Mode::ALL {
             eprintln!("== {n} rules: {}", mode.label());
-            modes.insert(mode, run(mode, n, repeats, frames, size));
+            modes.insert(mode, run(mode, n, repeats, frames, size, 0));
         }
         report.rules.insert(n, modes);
+    }
+    for n in [10, 1000, 10_000] {
+        let mut modes = BTreeMap::new();
+        for mode in Mode::ALL {
+            eprintln!("== {n} rules, new flows: {}", mode.label());
+            modes.insert(mode, run(mode, n, repeats, frames, size, NEW_FLOWS));
+        }
+        report.new_flows.insert(n, modes);
     }
     let md = markdown(&report);
     let cats: Vec<String> = report.rules.keys().map(|n| format!("{n} rules")).collect();
@@ -187,11 +210,23 @@ fn main() {
 
 fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "## Firewall: packets/s vs rules, LinuxFP vs Linux (same run)\n\nKernel {}, {} CPUs, {} B frames. {}.\n\n\
-         | rules | Linux Mpps, median [min–max] | LinuxFP XDP Mpps (ratio) | LinuxFP TC Mpps (ratio) | filter decided (XDP / TC) |\n|---|---|---|---|---|\n",
+        "## Firewall: packets/s vs rules, LinuxFP vs Linux (same run)\n\nKernel {}, {} CPUs, {} B frames. {}.\n\n",
         r.kernel, r.cpus, r.frame_bytes, r.method
     );
-    for (n, modes) in &r.rules {
+    s.push_str(&table(&r.rules));
+    s.push_str(&format!(
+        "\nNew flows: every frame other UDP ports ({NEW_FLOWS} flows in turn), so every packet misses LinuxFP's verdict cache.\n\n"
+    ));
+    s.push_str(&table(&r.new_flows));
+    s
+}
+
+/// One table: rules → Linux, LinuxFP XDP and TC, with ratios.
+fn table(rules: &BTreeMap<usize, BTreeMap<Mode, Cell>>) -> String {
+    let mut s = String::from(
+        "| rules | Linux Mpps, median [min–max] | LinuxFP XDP Mpps (ratio) | LinuxFP TC Mpps (ratio) | filter decided (XDP / TC) |\n|---|---|---|---|---|\n",
+    );
+    for (n, modes) in rules {
         let linux = modes
             .get(&Mode::Linux)
             .map(|c| c.mpps.clone())

@@ -54,7 +54,10 @@ fn new_flows_frames_carry_successive_ports() {
         .expect("drain");
     let base = u32::from(sport) << 16 | u32::from(dport);
     let mut seen = BTreeSet::new();
-    for f in got.iter().filter(|f| f.len() >= 42 && f[12..14] == [8, 0] && f[23] == 17) {
+    for f in got
+        .iter()
+        .filter(|f| f.len() >= 42 && f[12..14] == [8, 0] && f[23] == 17)
+    {
         let ports = u32::from_be_bytes([f[34], f[35], f[36], f[37]]);
         assert!(
             ports.wrapping_sub(base) < flows,

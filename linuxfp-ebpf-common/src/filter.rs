@@ -101,16 +101,19 @@ pub const CACHE_MAP: &str = "FILTER_CACHE";
 
 /// Map: the candidate prefilter's classes (`LpmTrie<ClassKey, u32>`):
 /// for each prefiltered field of a generation, the packet's value → its
-/// class (numbered across the generation's fields). Every field has a
+/// class (numbered across the generation's fields) and which chunks it has
+/// rows for ([`ClassValue`]). Every field has a
 /// catch-all entry (prefix 0 on the value), so a lookup of a field in
 /// use always finds a class.
 pub const CLASSES_MAP: &str = "FILTER_CLASSES";
 /// Map: which chunk of candidate bits a class has at a position
 /// (`HashMap<ClassRow, u32>`, the chunk's index in the generation's part
-/// of [`CLASS_CHUNKS_MAP`]). Only the chunks where a class differs from
-/// its field's base vector (class [`class_base`]) are stored; the base
-/// has every chunk.
+/// of [`CLASS_CHUNKS_MAP`]), for the positions where the class differs
+/// from its field's base vector ([`CLASS_BASE_MAP`]) only.
 pub const CLASS_ROWS_MAP: &str = "FILTER_CLASS_ROWS";
+/// Map: each field's base vector, the vector of a value under no range
+/// (`Array<ClassBase>`, at [`class_base_slot`]).
+pub const CLASS_BASE_MAP: &str = "FILTER_CLASS_BASE";
 /// Map: the distinct candidate bit chunks (`Array<ClassChunk>`, at
 /// [`class_chunk_slot`]); classes share equal chunks.
 pub const CLASS_CHUNKS_MAP: &str = "FILTER_CLASS_CHUNKS";
@@ -161,11 +164,21 @@ pub const CLASS_FIELDS: [u8; 7] = [
     field::DPORT,
 ];
 
-/// The class of field `field`'s base vector in [`CLASS_ROWS_MAP`]: the
-/// chunks a class has no row for.
+/// Entries of [`CLASS_BASE_MAP`] per generation: a vector of
+/// [`MAX_CHUNKS`] per field code (below 8).
+pub const CLASS_BASE_PER_GEN: u32 = 8 * MAX_CHUNKS;
+/// Capacity of [`CLASS_BASE_MAP`]: two generations.
+pub const CLASS_BASE_ENTRIES: u32 = 2 * CLASS_BASE_PER_GEN;
+
+/// Index in [`CLASS_BASE_MAP`] of chunk `chunk` of field `field`'s base
+/// vector in `generation`, `None` for a field code or chunk out of range.
 #[inline(always)]
-pub const fn class_base(field: u8) -> u32 {
-    0x8000_0000 | field as u32
+pub const fn class_base_slot(generation: u32, field: u8, chunk: u32) -> Option<u32> {
+    if field >= 8 || chunk >= MAX_CHUNKS {
+        None
+    } else {
+        Some((generation & 1) * CLASS_BASE_PER_GEN + field as u32 * MAX_CHUNKS + chunk)
+    }
 }
 
 /// Index in [`CLASS_CHUNKS_MAP`] of chunk `index` of `generation`, `None`
@@ -445,13 +458,34 @@ pub struct ClassKey {
     pub value: [u8; 16],
 }
 
+/// Value of [`CLASSES_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClassValue {
+    /// The class.
+    pub class: u32,
+    /// Bit `c`: the class has its own row for chunk `c` in
+    /// [`CLASS_ROWS_MAP`]; for the other chunks it has its field's base.
+    pub own: u32,
+}
+
+/// Value of [`CLASS_BASE_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassBase {
+    /// The generation (an entry of another generation is not used).
+    pub generation: u32,
+    /// Index of the chunk in the generation's part of [`CLASS_CHUNKS_MAP`].
+    pub chunk: u32,
+}
+
 /// Key of [`CLASS_ROWS_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassRow {
     /// The generation.
     pub generation: u32,
-    /// The class ([`CLASSES_MAP`]'s value, or [`class_base`]).
+    /// The class ([`ClassValue::class`]).
     pub class: u32,
     /// The chunk's position in the vector (rules `chunk * 512..`).
     pub chunk: u32,
@@ -604,6 +638,10 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ClassRow {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClassValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClassBase {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::ClassChunk {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ClassConf {}
@@ -622,3 +660,6 @@ const _: () = assert!(core::mem::size_of::<ClassKey>() == 24);
 const _: () = assert!(core::mem::size_of::<ClassRow>() == 12);
 const _: () = assert!(core::mem::size_of::<ClassChunk>() == 72);
 const _: () = assert!(core::mem::size_of::<ClassConf>() == 16);
+const _: () = assert!(core::mem::size_of::<ClassValue>() == 8);
+const _: () = assert!(core::mem::size_of::<ClassBase>() == 8);
+const _: () = assert!(MAX_CHUNKS <= 32, "ClassValue::own has a bit per chunk");

@@ -9,7 +9,8 @@
 //!   soundness rule).
 //! - [`params`]: the compiled rules → the `FILTER_RULES` and `FILTER_SETS`
 //!   maps and the prefilter's (`FILTER_CLASSES`, `FILTER_CLASS_ROWS`,
-//!   `FILTER_CLASS_CHUNKS`, `FILTER_CLASS_CONF`), keyed by generation, and
+//!   `FILTER_CLASS_BASE`, `FILTER_CLASS_CHUNKS`, `FILTER_CLASS_CONF`),
+//!   keyed by generation, and
 //!   the `FILTER_CONF` global naming the generation (a ruleset change
 //!   swaps programs atomically, after all maps are written).
 //! - the stage (`ebpf/`, `filter_xdp` and `filter_tc`): parses the packet
@@ -168,6 +169,7 @@ impl FilterFpm {
                     filter::RULE_STATS_MAP,
                     filter::CLASSES_MAP,
                     filter::CLASS_ROWS_MAP,
+                    filter::CLASS_BASE_MAP,
                     filter::CLASS_CHUNKS_MAP,
                     filter::CLASS_CONF_MAP,
                 ],

@@ -349,10 +349,10 @@ fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, M
     let key = |slot: Option<u32>| slot.map(|s| HexBytes(s.to_ne_bytes().to_vec()));
     let classes = maps.entry(CLASSES_MAP.to_string()).or_default();
     for f in &p.fields {
-        for (value, bits, row) in &f.prefixes {
+        for (value, bits, class) in &f.prefixes {
             classes.insert(
                 HexBytes(class_key_bytes(generation, f.field, value, *bits)),
-                HexBytes(row.to_ne_bytes().to_vec()),
+                HexBytes::of(class),
             );
         }
     }
@@ -364,6 +364,18 @@ fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, M
             chunk: *chunk,
         };
         rows.insert(HexBytes::of(&k), HexBytes(id.to_ne_bytes().to_vec()));
+    }
+    let base = maps.entry(CLASS_BASE_MAP.to_string()).or_default();
+    for (field, chunk, id) in &p.base {
+        if let Some(k) = key(class_base_slot(generation, *field, *chunk)) {
+            base.insert(
+                k,
+                HexBytes::of(&ClassBase {
+                    generation,
+                    chunk: *id,
+                }),
+            );
+        }
     }
     let chunks = maps.entry(CLASS_CHUNKS_MAP.to_string()).or_default();
     for (i, bits) in p.bits.iter().enumerate() {
@@ -450,6 +462,7 @@ impl Generations {
             SETS_MAP,
             CLASSES_MAP,
             CLASS_ROWS_MAP,
+            CLASS_BASE_MAP,
             CLASS_CHUNKS_MAP,
             CLASS_CONF_MAP,
         ] {

@@ -40,9 +40,10 @@
 //! Vectors are stored in chunks of [`CHUNK_RULES`] rules shared between
 //! classes (equal chunks are stored once). Each field has a base vector
 //! (a value under no range: its rules' predicates fail, negated ones
-//! hold), stored whole; a class stores only the chunks where it differs
-//! from the base (with addresses, the chunks holding the rules of its
-//! prefixes). Fields are added from the one that decides the most rules
+//! hold), stored whole in an array; a class stores only the chunks where
+//! it differs from the base (with addresses, the chunks holding the rules
+//! of its prefixes) in a hash map, and its trie entry says which chunks
+//! those are, so the stage looks up the hash map for them alone. Fields are added from the one that decides the most rules
 //! on while the generation's rows, chunks and trie prefixes fit
 //! ([`MAX_CLASS_ROWS`], [`MAX_CLASS_CHUNKS`], [`MAX_CLASS_PREFIXES`]); a
 //! field that does not fit is left out (every rule a candidate for it),
@@ -51,8 +52,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use linuxfp_ebpf_common::filter::{
-    CHUNK_RULES, CHUNK_WORDS, CLASS_FIELDS, FilterRule, MAX_CLASS_CHUNKS, MAX_CLASS_PREFIXES,
-    MAX_CLASS_ROWS, class_base, field, m,
+    CHUNK_RULES, CHUNK_WORDS, CLASS_FIELDS, ClassValue, FilterRule, MAX_CLASS_CHUNKS,
+    MAX_CLASS_PREFIXES, MAX_CLASS_ROWS, field, m,
 };
 
 /// One chunk of candidate bits.
@@ -65,9 +66,11 @@ pub struct Prefilter {
     pub chunks: u32,
     /// The fields classified.
     pub fields: Vec<FieldClasses>,
-    /// Class rows: (class or [`class_base`], chunk position, index in
-    /// `bits`). A field's base has every position; a class only those
-    /// where it differs from its base.
+    /// Each classified field's base vector: (field, chunk position, index
+    /// in `bits`), every position.
+    pub base: Vec<(u8, u32, u32)>,
+    /// Class rows: (class, chunk position, index in `bits`), only where
+    /// the class differs from its field's base.
     pub rows: Vec<(u32, u32, u32)>,
     /// The distinct chunks.
     pub bits: Vec<Chunk>,
@@ -83,9 +86,9 @@ pub struct FieldClasses {
     pub field: u8,
     /// How many classes.
     pub classes: usize,
-    /// Trie entries: value (left aligned, big-endian), prefix bits,
-    /// class.
-    pub prefixes: Vec<([u8; 16], u32, u32)>,
+    /// Trie entries: value (left aligned, big-endian), prefix bits, and
+    /// the class with the chunks it has rows for.
+    pub prefixes: Vec<([u8; 16], u32, ClassValue)>,
 }
 
 impl Prefilter {
@@ -103,6 +106,8 @@ impl Prefilter {
     pub fn candidates(&self, values: &[(u8, u128)]) -> Vec<u64> {
         let rows: HashMap<(u32, u32), u32> =
             self.rows.iter().map(|(k, c, id)| ((*k, *c), *id)).collect();
+        let base: HashMap<(u8, u32), u32> =
+            self.base.iter().map(|(f, c, id)| ((*f, *c), *id)).collect();
         let mut out = vec![u64::MAX; self.chunks as usize * CHUNK_WORDS];
         for f in &self.fields {
             let Some((_, v)) = values.iter().find(|(id, _)| *id == f.field) else {
@@ -120,9 +125,11 @@ impl Prefilter {
                 .max_by_key(|(_, bits, _)| *bits);
             let Some((_, _, class)) = best else { continue };
             for c in 0..self.chunks {
-                let id = rows
-                    .get(&(*class, c))
-                    .or_else(|| rows.get(&(class_base(f.field), c)));
+                let id = if class.own >> c & 1 == 1 {
+                    rows.get(&(class.class, c))
+                } else {
+                    base.get(&(f.field, c))
+                };
                 let Some(id) = id else { continue };
                 for (w, b) in self.bits[*id as usize].iter().enumerate() {
                     out[c as usize * CHUNK_WORDS + w] &= b;
@@ -300,21 +307,20 @@ pub fn build_within(rules: &[FilterRule], budget: Budget) -> Prefilter {
         // Rows: every chunk of the base, and each class's chunks that
         // differ from it.
         let base: Vec<Chunk> = d.base.chunks(CHUNK_WORDS).map(to_chunk).collect();
-        let mut rows: Vec<(u32, u32, Chunk)> = base
-            .iter()
-            .enumerate()
-            .map(|(c, b)| (class_base(d.field), c as u32, *b))
-            .collect();
+        let mut rows: Vec<(u32, u32, Chunk)> = Vec::new();
+        let mut own = vec![0u32; d.vectors.len()];
         for (k, v) in d.vectors.iter().enumerate() {
             for (c, ch) in v.chunks(CHUNK_WORDS).map(to_chunk).enumerate() {
                 if ch != base[c] {
                     rows.push((next_class + k as u32, c as u32, ch));
+                    own[k] |= 1 << c;
                 }
             }
         }
         let new_chunks: BTreeSet<&Chunk> = rows
             .iter()
             .map(|(_, _, c)| c)
+            .chain(&base)
             .filter(|c| !chunk_ids.contains_key(*c))
             .collect();
         let fits = out.rows.len() + rows.len() <= budget.rows
@@ -332,21 +338,36 @@ pub fn build_within(rules: &[FilterRule], budget: Budget) -> Prefilter {
             continue;
         }
         prefixes += d.prefix_count();
-        for (class, c, ch) in rows {
+        let mut intern = |ch: Chunk| {
             let next = out.bits.len() as u32;
             let id = *chunk_ids.entry(ch).or_insert(next);
             if id == next {
                 out.bits.push(ch);
             }
-            out.rows.push((class, c, id));
-        }
+            id
+        };
+        let base_ids: Vec<u32> = base.into_iter().map(&mut intern).collect();
+        let row_ids: Vec<(u32, u32, u32)> = rows
+            .into_iter()
+            .map(|(class, c, ch)| (class, c, intern(ch)))
+            .collect();
+        out.base.extend(
+            base_ids
+                .into_iter()
+                .enumerate()
+                .map(|(c, id)| (d.field, c as u32, id)),
+        );
+        out.rows.extend(row_ids);
         let mut fc = FieldClasses {
             field: d.field,
             classes: d.vectors.len(),
             prefixes: Vec::new(),
         };
         for (k, ps) in d.prefixes.iter().enumerate() {
-            let class = next_class + k as u32;
+            let class = ClassValue {
+                class: next_class + k as u32,
+                own: own[k],
+            };
             fc.prefixes
                 .extend(ps.iter().map(|(p, bits)| (*p, *bits, class)));
         }

@@ -277,10 +277,10 @@ fn load_full(
 
 /// The prefilter's maps of `generation`, as the parameterizer lays them.
 fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
-    let mut classes: LpmTrie<_, ClassKey, u32> =
+    let mut classes: LpmTrie<_, ClassKey, ClassValue> =
         LpmTrie::try_from(ebpf.map_mut(CLASSES_MAP).expect(CLASSES_MAP)).expect("lpm");
     for f in &p.fields {
-        for (value, bits, row) in &f.prefixes {
+        for (value, bits, class) in &f.prefixes {
             let k = Key::new(
                 64 + bits,
                 ClassKey {
@@ -289,7 +289,7 @@ fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
                     value: *value,
                 },
             );
-            classes.insert(&k, row, 0).expect("insert class prefix");
+            classes.insert(&k, class, 0).expect("insert class prefix");
         }
     }
     let mut rows: AyaHashMap<_, ClassRow, u32> =
@@ -301,6 +301,16 @@ fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
             chunk: *chunk,
         };
         rows.insert(k, id, 0).expect("insert class row");
+    }
+    let mut base: Array<_, ClassBase> =
+        Array::try_from(ebpf.map_mut(CLASS_BASE_MAP).expect(CLASS_BASE_MAP)).expect("array");
+    for (field, chunk, id) in &p.base {
+        let slot = class_base_slot(generation, *field, *chunk).expect("a field's chunk");
+        let b = ClassBase {
+            generation,
+            chunk: *id,
+        };
+        base.set(slot, b, 0).expect("set class base");
     }
     let mut chunks: Array<_, ClassChunk> =
         Array::try_from(ebpf.map_mut(CLASS_CHUNKS_MAP).expect(CLASS_CHUNKS_MAP)).expect("array");

@@ -79,13 +79,19 @@ static FILTER_RULE_STATS: PerCpuArray<RuleStat> = PerCpuArray::with_max_entries(
 
 /// The candidate prefilter: a packet's field value → its class's rows.
 #[map]
-static FILTER_CLASSES: LpmTrie<ClassKey, u32> = LpmTrie::with_max_entries(CLASSES_ENTRIES, 0);
+static FILTER_CLASSES: LpmTrie<ClassKey, ClassValue> =
+    LpmTrie::with_max_entries(CLASSES_ENTRIES, 0);
 
-/// Which chunk of candidate bits a class (or a field's base) has at a
-/// position; allocated as written (`BPF_F_NO_PREALLOC`).
+/// Which chunk of candidate bits a class has at a position where it
+/// differs from its field's base; allocated as written
+/// (`BPF_F_NO_PREALLOC`).
 #[map]
 static FILTER_CLASS_ROWS: HashMap<ClassRow, u32> =
     HashMap::with_max_entries(CLASS_ROWS_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Each field's base vector: the chunk at each position.
+#[map]
+static FILTER_CLASS_BASE: Array<ClassBase> = Array::with_max_entries(CLASS_BASE_ENTRIES, 0);
 
 /// The distinct chunks of candidate bits.
 #[map]
@@ -479,6 +485,7 @@ fn prefilter(ev: &mut Eval, generation: u32) {
     while i < CLASS_FIELDS.len() {
         let f = CLASS_FIELDS[i];
         ev.rows[i] = NO_NEXT;
+        ev.own[i] = 0;
         if fields & (1 << f) != 0 {
             let k = Key::new(
                 64 + 128,
@@ -488,8 +495,9 @@ fn prefilter(ev: &mut Eval, generation: u32) {
                     value: set_value(f, &ev.key),
                 },
             );
-            if let Some(row) = FILTER_CLASSES.get(&k) {
-                ev.rows[i] = *row;
+            if let Some(v) = FILTER_CLASSES.get(&k) {
+                ev.rows[i] = v.class;
+                ev.own[i] = v.own;
             }
         }
         i += 1;
@@ -533,7 +541,7 @@ fn and_chunk(ev: &mut Eval, c: u64) -> i64 {
     while i < CLASS_FIELDS.len() {
         let class = ev.rows[i];
         if class != NO_NEXT
-            && let Some(id) = class_row(g, class, c, CLASS_FIELDS[i])
+            && let Some(id) = class_row(g, class, ev.own[i], c, CLASS_FIELDS[i])
             && let Some(slot) = class_chunk_slot(g, id)
             && let Some(ch) = FILTER_CLASS_CHUNKS.get(slot)
             && ch.generation == g
@@ -557,22 +565,22 @@ fn and_chunk(ev: &mut Eval, c: u64) -> i64 {
     0
 }
 
-/// The chunk index class `class` of field `f` has at position `c`.
+/// The chunk index class `class` of field `f` has at position `c`: its
+/// own row (`own` bit `c`, a hash lookup) or its field's base (an array
+/// lookup).
 #[inline(always)]
-fn class_row(generation: u32, class: u32, c: u32, f: u8) -> Option<u32> {
-    let mut k = ClassRow {
-        generation,
-        class,
-        chunk: c,
-    };
-    // SAFETY: plain lookups; the value is copied out at once.
-    unsafe {
-        if let Some(id) = FILTER_CLASS_ROWS.get(&k) {
-            return Some(*id);
-        }
-        k.class = class_base(f);
-        FILTER_CLASS_ROWS.get(&k).copied()
+fn class_row(generation: u32, class: u32, own: u32, c: u32, f: u8) -> Option<u32> {
+    if c < 32 && own >> c & 1 == 1 {
+        let k = ClassRow {
+            generation,
+            class,
+            chunk: c,
+        };
+        // SAFETY: plain lookup; the value is copied out at once.
+        return unsafe { FILTER_CLASS_ROWS.get(&k).copied() };
     }
+    let b = FILTER_CLASS_BASE.get(class_base_slot(generation, f, c)?)?;
+    (b.generation == generation).then_some(b.chunk)
 }
 
 /// Moves `ev.pc` over rules that are not candidates, up to
@@ -749,6 +757,8 @@ struct Eval {
     /// Per `CLASS_FIELDS` entry, the packet's class, or `NO_NEXT` (field
     /// not classified).
     rows: [u32; CLASS_FIELDS.len()],
+    /// Per `CLASS_FIELDS` entry, the chunks its class has own rows for.
+    own: [u32; CLASS_FIELDS.len()],
     /// Candidate bits by rule index (bit `i % 64` of word `i / 64`).
     cand: [u64; CAND_WORDS],
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 use linuxfp_ebpf_common::filter::{ACT_ACCEPT, ACT_END_BASE, FilterRule, field, m};
+use linuxfp_testkit::diff::frame::Rng;
 
 use super::*;
 
@@ -196,22 +197,6 @@ fn prefix_cover_is_exact() {
     }
 }
 
-/// xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// The field predicates of `r` the prefilter reads, as the stage's
 /// `matches` evaluates them.
 fn fields_hold(r: &FilterRule, iif: u32, proto: u8, s: u128, d: u128, sp: u16, dp: u16) -> bool {
@@ -233,7 +218,7 @@ fn fields_hold(r: &FilterRule, iif: u32, proto: u8, s: u128, d: u128, sp: u16, d
 /// the prefilter clears most bits of rules that fail (useful).
 #[test]
 fn random_rules_clear_bits_only_of_rules_that_cannot_match() {
-    let mut rng = Rng(0x5eed_cafe);
+    let mut rng = Rng::new(0x5eed_cafe);
     let mut rules = Vec::new();
     for _ in 0..1500 {
         let mut r = FilterRule {

@@ -227,7 +227,7 @@ fn random_rules_clear_bits_only_of_rules_that_cannot_match() {
         };
         let neg = |rng: &mut Rng, bit: u32| if rng.below(6) == 0 { bit } else { 0 };
         if rng.below(2) == 0 {
-            let bits = [8u32, 16, 24, 32][rng.below(4) as usize];
+            let bits = [8u32, 16, 24, 32][rng.below(4)];
             let a = [
                 10,
                 rng.below(4) as u8,
@@ -246,7 +246,7 @@ fn random_rules_clear_bits_only_of_rules_that_cannot_match() {
         }
         if rng.below(2) == 0 {
             r.matches |= m::L4PROTO;
-            r.l4proto = [1, 6, 17][rng.below(3) as usize];
+            r.l4proto = [1, 6, 17][rng.below(3)];
             r.negate |= neg(&mut rng, m::L4PROTO);
         }
         if rng.below(2) == 0 {
@@ -287,7 +287,7 @@ fn random_rules_clear_bits_only_of_rules_that_cannot_match() {
             ])
         };
         let (s, d) = (a(&mut rng), a(&mut rng));
-        let proto = [1u8, 6, 17, 47][rng.below(4) as usize];
+        let proto = [1u8, 6, 17, 47][rng.below(4)];
         let (sp, dp) = (rng.below(105) as u16, rng.below(105) as u16);
         let iif = 1 + rng.below(4) as u32;
         let bits = p.candidates(&[

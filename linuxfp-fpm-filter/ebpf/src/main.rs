@@ -504,7 +504,7 @@ fn prefilter(ev: &mut Eval, generation: u32) {
     }
     // SAFETY: as in `evaluate`: a static callback finding the scratch
     // entry itself.
-    unsafe {
+    let done = unsafe {
         bpf_loop(
             chunks,
             chunk_cb as *mut core::ffi::c_void,
@@ -513,7 +513,11 @@ fn prefilter(ev: &mut Eval, generation: u32) {
         )
     };
     add_steps(STEPS_CHUNKS, u64::from(chunks));
-    ev.filter = 1;
+    // Only a vector written whole may skip rules: an earlier packet's
+    // bits would be another packet's candidates.
+    if done == i64::from(chunks) {
+        ev.filter = 1;
+    }
 }
 
 extern "C" fn chunk_cb(index: u64, _ctx: *mut core::ffi::c_void) -> i64 {

@@ -8,8 +8,12 @@
 //! one) and a final accept. One UDP flow, `BPF_PROG_TEST_RUN` live frames
 //! from the source namespace, XDP sink in the destination namespace. With
 //! one flow LinuxFP's per-flow verdict cache hits after the first packet:
-//! this measures the steady state of an established flow, not new-flow
-//! classification.
+//! this measures the steady state of an established flow.
+//!
+//! The second table is new-flow classification: every frame carries other
+//! UDP ports (2^20 flows in turn, far more than the verdict cache's 65536
+//! entries), so every packet misses the cache and is classified: the
+//! candidate prefilter, then the rules it leaves (the final accept).
 //!
 //! Every (rule count, mode) case gets its own testbed, built up front and
 //! warmed up once; the repeats then take turns over all of them.
@@ -56,9 +60,14 @@ struct Report {
     cpus: usize,
     method: &'static str,
     frame_bytes: usize,
-    /// Rules → mode → result.
+    /// Rules → mode → result, one flow.
     rules: BTreeMap<usize, BTreeMap<Mode, Cell>>,
+    /// Rules → mode → result, every frame a new flow.
+    new_flows: BTreeMap<usize, BTreeMap<Mode, Cell>>,
 }
+
+/// Flows the new-flow runs cycle through: many times the verdict cache.
+const NEW_FLOWS: u32 = 1 << 20;
 
 /// The ruleset: `n - 1` non-matching rules, then accept.
 fn ruleset(n: usize) -> String {
@@ -88,7 +97,8 @@ fn load_ruleset(tb: &VirtualRouter, n: usize) {
     let _ = std::fs::remove_file(&path);
 }
 
-fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32) -> f64 {
+/// Mpps of `frames` frames of one flow (`flows` 0) or of `flows` flows.
+fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32, flows: u32) -> f64 {
     let f = frame::udp4(
         tb.rtr_src_if.mac,
         tb.src_if.mac,
@@ -103,7 +113,12 @@ fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32) -> f64
     let started = Instant::now();
     tb.src
         .run_in(move || {
-            let mut g = Generator::new(&f, frame::UDP4_HEADERS).expect("generator");
+            let mut g = if flows == 0 {
+                Generator::new(&f, frame::UDP4_HEADERS)
+            } else {
+                Generator::new_flows(&f, flows)
+            }
+            .expect("generator");
             g.send(ifindex, frames).expect("send");
         })
         .expect("netns");
@@ -119,6 +134,8 @@ fn measure_pps(tb: &VirtualRouter, sink: &Sink, size: usize, frames: u32) -> f64
 struct Case {
     mode: Mode,
     rules: usize,
+    /// 0: one flow; else every frame one of this many flows.
+    flows: u32,
     worker: Option<DeployWorker>,
     sink: Sink,
     tb: VirtualRouter,
@@ -132,7 +149,7 @@ struct Case {
 const RUN_SECONDS: f64 = 1.0;
 
 impl Case {
-    fn new(mode: Mode, rules: usize) -> Case {
+    fn new(mode: Mode, rules: usize, flows: u32) -> Case {
         let tb = VirtualRouter::new("bf").expect("testbed");
         tb.set_static_neighbours().expect("neighbours");
         tb.rtr
@@ -153,6 +170,7 @@ impl Case {
         Case {
             mode,
             rules,
+            flows,
             worker,
             sink,
             tb,
@@ -171,7 +189,7 @@ impl Case {
     }
 
     fn pps(&self, size: usize, frames: u32) -> f64 {
-        measure_pps(&self.tb, &self.sink, size, frames)
+        measure_pps(&self.tb, &self.sink, size, frames, self.flows)
     }
 
     /// The filter program's run time per packet, from one more run with
@@ -191,13 +209,13 @@ impl Case {
 
 /// Every (rule count, mode) cell: each repeat runs every case once,
 /// starting one case later than the repeat before.
-fn run_all(counts: &[usize], repeats: usize, frames: u32, size: usize) -> Vec<(Case, Cell)> {
+fn run_all(counts: &[(usize, u32)], repeats: usize, frames: u32, size: usize) -> Vec<(Case, Cell)> {
     let mut cases: Vec<Case> = counts
         .iter()
-        .flat_map(|&n| Mode::ALL.into_iter().map(move |m| (m, n)))
-        .map(|(mode, n)| {
-            eprintln!("== building: {n} rules, {}", mode.label());
-            Case::new(mode, n)
+        .flat_map(|&(n, flows)| Mode::ALL.into_iter().map(move |m| (m, n, flows)))
+        .map(|(mode, n, flows)| {
+            eprintln!("== building: {n} rules, {flows} flows, {}", mode.label());
+            Case::new(mode, n, flows)
         })
         .collect();
     for case in &mut cases {
@@ -249,12 +267,20 @@ fn main() {
         frame_bytes: size,
         ..Default::default()
     };
-    for (case, cell) in run_all(counts, repeats, frames, size) {
-        report
-            .rules
-            .entry(case.rules)
-            .or_default()
-            .insert(case.mode, cell);
+    // One flow at every count, and new flows at 10, 1k and 10k rules:
+    // all the cases of both tables take turns.
+    let cases: Vec<(usize, u32)> = counts
+        .iter()
+        .map(|&n| (n, 0))
+        .chain([10, 1000, 10_000].map(|n| (n, NEW_FLOWS)))
+        .collect();
+    for (case, cell) in run_all(&cases, repeats, frames, size) {
+        let table = if case.flows == 0 {
+            &mut report.rules
+        } else {
+            &mut report.new_flows
+        };
+        table.entry(case.rules).or_default().insert(case.mode, cell);
     }
     let md = markdown(&report);
     let cats: Vec<String> = report.rules.keys().map(|n| format!("{n} rules")).collect();
@@ -283,11 +309,23 @@ fn main() {
 
 fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "## Firewall: packets/s vs rules, LinuxFP vs Linux (same run)\n\nKernel {}, {} CPUs, {} B frames. {}.\n\n\
-         | rules | Linux Mpps, median [min–max] | LinuxFP XDP Mpps (ratio) | LinuxFP TC Mpps (ratio) | filter decided (XDP / TC) | filter run time per packet (XDP / TC) |\n|---|---|---|---|---|---|\n",
+        "## Firewall: packets/s vs rules, LinuxFP vs Linux (same run)\n\nKernel {}, {} CPUs, {} B frames. {}.\n\n",
         r.kernel, r.cpus, r.frame_bytes, r.method
     );
-    for (n, modes) in &r.rules {
+    s.push_str(&table(&r.rules));
+    s.push_str(&format!(
+        "\nNew flows: every frame other UDP ports ({NEW_FLOWS} flows in turn), so every packet misses LinuxFP's verdict cache.\n\n"
+    ));
+    s.push_str(&table(&r.new_flows));
+    s
+}
+
+/// One table: rules → Linux, LinuxFP XDP and TC, with ratios.
+fn table(rules: &BTreeMap<usize, BTreeMap<Mode, Cell>>) -> String {
+    let mut s = String::from(
+        "| rules | Linux Mpps, median [min–max] | LinuxFP XDP Mpps (ratio) | LinuxFP TC Mpps (ratio) | filter decided (XDP / TC) | filter run time per packet (XDP / TC) |\n|---|---|---|---|---|---|\n",
+    );
+    for (n, modes) in rules {
         let linux = modes
             .get(&Mode::Linux)
             .map(|c| c.mpps.clone())

@@ -99,6 +99,99 @@ pub const RULE_STATS_MAP: &str = "FILTER_RULE_STATS";
 /// private to each program instance (never written from userspace).
 pub const CACHE_MAP: &str = "FILTER_CACHE";
 
+/// Map: the candidate prefilter's classes (`LpmTrie<ClassKey, u32>`):
+/// for each prefiltered field of a generation, the packet's value → its
+/// class (numbered across the generation's fields) and which chunks it has
+/// rows for ([`ClassValue`]). Every field has a
+/// catch-all entry (prefix 0 on the value), so a lookup of a field in
+/// use always finds a class.
+pub const CLASSES_MAP: &str = "FILTER_CLASSES";
+/// Map: which chunk of candidate bits a class has at a position
+/// (`HashMap<ClassRow, u32>`, the chunk's index in the generation's part
+/// of [`CLASS_CHUNKS_MAP`]), for the positions where the class differs
+/// from its field's base vector ([`CLASS_BASE_MAP`]) only.
+pub const CLASS_ROWS_MAP: &str = "FILTER_CLASS_ROWS";
+/// Map: each field's base vector, the vector of a value under no range
+/// (`Array<ClassBase>`, at [`class_base_slot`]).
+pub const CLASS_BASE_MAP: &str = "FILTER_CLASS_BASE";
+/// Map: the distinct candidate bit chunks (`Array<ClassChunk>`, at
+/// [`class_chunk_slot`]); classes share equal chunks.
+pub const CLASS_CHUNKS_MAP: &str = "FILTER_CLASS_CHUNKS";
+/// Map: the prefilter of each generation parity (`Array<ClassConf>`,
+/// indexed by `generation & 1`).
+pub const CLASS_CONF_MAP: &str = "FILTER_CLASS_CONF";
+/// Map: the interpreter's work on cache misses (`PerCpuArray<u64>`,
+/// indexed by `STEPS_*`), private to each program instance.
+pub const STEPS_MAP: &str = "FILTER_STEPS";
+
+/// [`STEPS_MAP`]: evaluations (cache misses that ran the interpreter).
+pub const STEPS_EVALUATIONS: u32 = 0;
+/// [`STEPS_MAP`]: interpreter steps (`bpf_loop` iterations over rules).
+pub const STEPS_RULES: u32 = 1;
+/// [`STEPS_MAP`]: prefilter chunks combined (`bpf_loop` iterations
+/// ANDing the classes' candidate bits).
+pub const STEPS_CHUNKS: u32 = 2;
+/// [`STEPS_MAP`]: its entries.
+pub const STEPS_ENTRIES: u32 = 3;
+
+/// Rules per candidate chunk ([`ClassChunk::bits`]).
+pub const CHUNK_RULES: u32 = 512;
+/// `u64` words of one chunk.
+pub const CHUNK_WORDS: usize = (CHUNK_RULES / 64) as usize;
+/// Most chunks of one candidate vector (covering [`MAX_RULES`]).
+pub const MAX_CHUNKS: u32 = MAX_RULES / CHUNK_RULES;
+/// Most class rows of one generation in [`CLASS_ROWS_MAP`].
+pub const MAX_CLASS_ROWS: u32 = 65536;
+/// Most distinct chunks of one generation in [`CLASS_CHUNKS_MAP`].
+pub const MAX_CLASS_CHUNKS: u32 = 16384;
+/// Most class prefixes of one generation in [`CLASSES_MAP`].
+pub const MAX_CLASS_PREFIXES: u32 = 65536;
+/// Capacity of [`CLASSES_MAP`]: two generations.
+pub const CLASSES_ENTRIES: u32 = 2 * MAX_CLASS_PREFIXES;
+/// Capacity of [`CLASS_ROWS_MAP`]: two generations.
+pub const CLASS_ROWS_ENTRIES: u32 = 2 * MAX_CLASS_ROWS;
+/// Capacity of [`CLASS_CHUNKS_MAP`]: two generations.
+pub const CLASS_CHUNKS_ENTRIES: u32 = 2 * MAX_CLASS_CHUNKS;
+/// The fields the prefilter can classify, in the order the stage looks
+/// them up (`ClassConf::fields` has bit `1 << field` for those in use).
+pub const CLASS_FIELDS: [u8; 7] = [
+    field::IIF,
+    field::OIF,
+    field::SADDR,
+    field::DADDR,
+    field::L4PROTO,
+    field::SPORT,
+    field::DPORT,
+];
+
+/// Entries of [`CLASS_BASE_MAP`] per generation: a vector of
+/// [`MAX_CHUNKS`] per field code (below 8).
+pub const CLASS_BASE_PER_GEN: u32 = 8 * MAX_CHUNKS;
+/// Capacity of [`CLASS_BASE_MAP`]: two generations.
+pub const CLASS_BASE_ENTRIES: u32 = 2 * CLASS_BASE_PER_GEN;
+
+/// Index in [`CLASS_BASE_MAP`] of chunk `chunk` of field `field`'s base
+/// vector in `generation`, `None` for a field code or chunk out of range.
+#[inline(always)]
+pub const fn class_base_slot(generation: u32, field: u8, chunk: u32) -> Option<u32> {
+    if field >= 8 || chunk >= MAX_CHUNKS {
+        None
+    } else {
+        Some((generation & 1) * CLASS_BASE_PER_GEN + field as u32 * MAX_CHUNKS + chunk)
+    }
+}
+
+/// Index in [`CLASS_CHUNKS_MAP`] of chunk `index` of `generation`, `None`
+/// past [`MAX_CLASS_CHUNKS`].
+#[inline(always)]
+pub const fn class_chunk_slot(generation: u32, index: u32) -> Option<u32> {
+    if index >= MAX_CLASS_CHUNKS {
+        None
+    } else {
+        Some((generation & 1) * MAX_CLASS_CHUNKS + index)
+    }
+}
+
 /// Capacity of [`RULES_MAP`]: two generations of [`MAX_RULES`].
 pub const RULES_ENTRIES: u32 = 2 * MAX_RULES;
 /// Most rules (including the synthetic chain ends) of one generation.
@@ -349,6 +442,84 @@ pub struct FlowKey {
     pub daddr: [u8; 16],
 }
 
+/// Key of [`CLASSES_MAP`]: an LPM trie key whose data starts with the
+/// generation and the field (`prefix_len` is 64 plus the class prefix's
+/// bits on `value`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassKey {
+    /// Generation.
+    pub generation: u32,
+    /// `field::*`.
+    pub field: u32,
+    /// The field's bytes as for [`SetKey::value`]: addresses and ports in
+    /// network order, ifindexes in native order, the protocol in the
+    /// first byte.
+    pub value: [u8; 16],
+}
+
+/// Value of [`CLASSES_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClassValue {
+    /// The class.
+    pub class: u32,
+    /// Bit `c`: the class has its own row for chunk `c` in
+    /// [`CLASS_ROWS_MAP`]; for the other chunks it has its field's base.
+    pub own: u32,
+}
+
+/// Value of [`CLASS_BASE_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassBase {
+    /// The generation (an entry of another generation is not used).
+    pub generation: u32,
+    /// Index of the chunk in the generation's part of [`CLASS_CHUNKS_MAP`].
+    pub chunk: u32,
+}
+
+/// Key of [`CLASS_ROWS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassRow {
+    /// The generation.
+    pub generation: u32,
+    /// The class ([`ClassValue::class`]).
+    pub class: u32,
+    /// The chunk's position in the vector (rules `chunk * 512..`).
+    pub chunk: u32,
+}
+
+/// Value of [`CLASS_CHUNKS_MAP`]: candidate bits of [`CHUNK_RULES`] rules.
+/// Bit `i % 64` of word `i / 64` is clear only if rule `chunk * 512 + i`
+/// cannot match any packet of the class (its predicate on the field holds
+/// for no value of the class).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassChunk {
+    /// The generation (a chunk of another generation is not used).
+    pub generation: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// The candidate bits.
+    pub bits: [u64; CHUNK_WORDS],
+}
+
+/// Value of [`CLASS_CONF_MAP`]: the prefilter of one generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassConf {
+    /// The generation (another one than the program's: no prefilter).
+    pub generation: u32,
+    /// Chunks per candidate vector (rows per class).
+    pub chunks: u32,
+    /// `1 << field::*` of the fields classified.
+    pub fields: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
 /// `FilterIface::flags`: the filter runs at XDP here; `mac` is valid.
 pub const IFACE_XDP: u16 = 1;
 
@@ -462,6 +633,18 @@ mod pod {
     unsafe impl aya::Pod for super::CtValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RuleStat {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClassKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClassRow {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClassValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClassBase {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClassChunk {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClassConf {}
 }
 
 const _: () = assert!(core::mem::size_of::<FilterConf>() == 24);
@@ -473,3 +656,10 @@ const _: () = assert!(core::mem::size_of::<RuleStat>() == 24);
 const _: () = assert!(core::mem::size_of::<FilterIface>() == 8);
 const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CtValue>() == 8);
+const _: () = assert!(core::mem::size_of::<ClassKey>() == 24);
+const _: () = assert!(core::mem::size_of::<ClassRow>() == 12);
+const _: () = assert!(core::mem::size_of::<ClassChunk>() == 72);
+const _: () = assert!(core::mem::size_of::<ClassConf>() == 16);
+const _: () = assert!(core::mem::size_of::<ClassValue>() == 8);
+const _: () = assert!(core::mem::size_of::<ClassBase>() == 8);
+const _: () = assert!(MAX_CHUNKS <= 32, "ClassValue::own has a bit per chunk");

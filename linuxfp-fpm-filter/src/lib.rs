@@ -8,8 +8,11 @@
 //!   actions; what is not understood punts (see the module docs for the
 //!   soundness rule).
 //! - [`params`]: the compiled rules → the `FILTER_RULES` and `FILTER_SETS`
-//!   maps, keyed by generation, and the `FILTER_CONF` global naming the
-//!   generation (a ruleset change swaps programs atomically).
+//!   maps and the prefilter's (`FILTER_CLASSES`, `FILTER_CLASS_ROWS`,
+//!   `FILTER_CLASS_BASE`, `FILTER_CLASS_CHUNKS`, `FILTER_CLASS_CONF`),
+//!   keyed by generation, and
+//!   the `FILTER_CONF` global naming the generation (a ruleset change
+//!   swaps programs atomically, after all maps are written).
 //! - the stage (`ebpf/`, `filter_xdp` and `filter_tc`): parses the packet
 //!   (at XDP, a frame not addressed to the interface's own MAC is not for
 //!   this stack: it punts, as `skb->pkt_type` makes it at TC), asks the FIB
@@ -17,8 +20,13 @@
 //!   punts), looks the
 //!   flow up in a per-flow verdict cache (LRU hash keyed by every field the
 //!   rules read and the generation), and on a miss evaluates the rules with
-//!   a bounded chain interpreter (a linear scan in this phase: cost grows
-//!   with the rules one flow's first packet traverses, not afterwards).
+//!   a bounded chain interpreter behind a candidate prefilter
+//!   ([`prefilter`]): one class lookup per field (interfaces, addresses,
+//!   protocol, ports), the classes' rule bit vectors ANDed, and the
+//!   interpreter jumps over rules that cannot match, up to 512 per step.
+//!   A miss costs the vectors' chunks (one per 512 rules) plus the
+//!   candidate rules, not every rule before the verdict (10k-rule flat
+//!   chain: about 10 steps instead of up to 7941).
 //!   Accepted packets continue to the next stage, dropped ones are dropped
 //!   (only on a compiled `drop` verdict or drop policy), the rest punt
 //!   under a named reason ([`linuxfp_ebpf_common::filter::PUNT_NAMES`]).
@@ -98,6 +106,7 @@ pub mod compile;
 pub mod counters;
 pub mod ct;
 pub mod params;
+pub mod prefilter;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -117,6 +126,16 @@ pub const TC_PROGRAM: &str = "filter_tc";
 /// How often the upkeep follows the kernel's conntrack table: the most a
 /// mirrored flow's state can lag the kernel's.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What the candidate prefilter of a ruleset classifies
+/// ([`FilterFpm::prefilter_fields`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrefilterFields {
+    /// Fields classified (`field::*`) and their classes.
+    pub classified: Vec<(u8, usize)>,
+    /// Fields left out for the map budget and the classes they needed.
+    pub dropped: Vec<(u8, usize)>,
+}
 
 /// The filter FPM.
 #[derive(Debug)]
@@ -148,6 +167,11 @@ impl FilterFpm {
                     filter::CT_MAP,
                     filter::CT_SEEN_MAP,
                     filter::RULE_STATS_MAP,
+                    filter::CLASSES_MAP,
+                    filter::CLASS_ROWS_MAP,
+                    filter::CLASS_BASE_MAP,
+                    filter::CLASS_CHUNKS_MAP,
+                    filter::CLASS_CONF_MAP,
                 ],
                 punt_reasons: filter::PUNT_NAMES.to_vec(),
             },
@@ -174,6 +198,18 @@ impl FilterFpm {
     /// What the conntrack mirror has done so far.
     pub fn ct_stats(&self) -> ct::MirrorStats {
         self.mirror.stats()
+    }
+
+    /// The candidate prefilter of the ruleset last handed to the deployer:
+    /// the fields it classifies and those left out for the map budget
+    /// (`field::*`, classes), or `None` before the first ruleset.
+    pub fn prefilter_fields(&self) -> Option<PrefilterFields> {
+        let (_, layout) = self.generations.current_layout()?;
+        let p = &layout.prefilter;
+        Some(PrefilterFields {
+            classified: p.fields.iter().map(|f| (f.field, f.classes)).collect(),
+            dropped: p.dropped.clone(),
+        })
     }
 
     /// The generation of the ruleset last handed to the deployer.
@@ -314,9 +350,16 @@ mod tests {
             decisions: &decisions,
             state: Some(st),
         };
+        assert_eq!(f.prefilter_fields(), None);
         let cfg = f.parameterize(&input(&docker)).expect("parameterize");
         let c = conf(&cfg);
         assert_eq!(c.generation, 1);
+        // Docker's rules name interfaces, addresses and ports: classified,
+        // and written for the generation.
+        let pf = f.prefilter_fields().expect("a ruleset");
+        assert!(!pf.classified.is_empty() && pf.dropped.is_empty(), "{pf:?}");
+        assert!(!cfg.maps[filter::CLASS_ROWS_MAP].is_empty());
+        assert_eq!(cfg.maps[filter::CLASS_CONF_MAP].len(), 1);
         assert_eq!(c.v4.state, PATH_RULES);
         assert!(!cfg.maps[RULES_MAP].is_empty());
         // Same state, same configuration (nothing to redeploy).

@@ -22,12 +22,15 @@
 //! desired contents, so the old programs find their rules until they are
 //! replaced; entries two generations old are removed.
 
-use std::sync::Mutex;
+use std::{collections::BTreeMap, sync::Mutex};
 
 use linuxfp::fpm::{FpmConfig, HexBytes, Hook, MapContents, ParamInput};
 use linuxfp_ebpf_common::filter::*;
 
-use crate::compile::{Action, Compiled, Field, L3, PathPlan, Pred, Program};
+use crate::{
+    compile::{Action, Compiled, Field, L3, PathPlan, Pred, Program},
+    prefilter::{self, Prefilter},
+};
 
 /// Why a compiled ruleset cannot be laid out in the maps.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +70,8 @@ pub struct Layout {
     /// Where each rule of `rules` comes from: `family table chain` and the
     /// nf_tables handle (0 for the rules the compiler made).
     pub origins: Vec<(String, u64)>,
+    /// The candidate prefilter of `rules` ([`prefilter`]).
+    pub prefilter: Prefilter,
 }
 
 fn field_code(f: Field) -> u8 {
@@ -150,6 +155,7 @@ pub fn layout(c: &Compiled) -> Result<Layout, LayoutError> {
             max: SETS_ENTRIES,
         });
     }
+    out.prefilter = prefilter::build(&out.rules);
     Ok(out)
 }
 
@@ -322,8 +328,83 @@ pub fn set_key_bytes(generation: u32, set: u32, value: &[u8; 16], bits: u32) -> 
     k
 }
 
+/// The map key of a prefilter class prefix: `bpf_lpm_trie_key` (prefix
+/// length, then the data), the data being a [`ClassKey`].
+pub fn class_key_bytes(generation: u32, field: u8, value: &[u8; 16], bits: u32) -> Vec<u8> {
+    let mut k = (64 + bits).to_ne_bytes().to_vec();
+    k.extend_from_slice(
+        &HexBytes::of(&ClassKey {
+            generation,
+            field: u32::from(field),
+            value: *value,
+        })
+        .0,
+    );
+    k
+}
+
+/// Adds one generation's prefilter to the map contents (`build` kept it
+/// within the per-generation budgets, so every chunk slot exists).
+fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, MapContents>) {
+    let key = |slot: Option<u32>| slot.map(|s| HexBytes(s.to_ne_bytes().to_vec()));
+    let classes = maps.entry(CLASSES_MAP.to_string()).or_default();
+    for f in &p.fields {
+        for (value, bits, class) in &f.prefixes {
+            classes.insert(
+                HexBytes(class_key_bytes(generation, f.field, value, *bits)),
+                HexBytes::of(class),
+            );
+        }
+    }
+    let rows = maps.entry(CLASS_ROWS_MAP.to_string()).or_default();
+    for (class, chunk, id) in &p.rows {
+        let k = ClassRow {
+            generation,
+            class: *class,
+            chunk: *chunk,
+        };
+        rows.insert(HexBytes::of(&k), HexBytes(id.to_ne_bytes().to_vec()));
+    }
+    let base = maps.entry(CLASS_BASE_MAP.to_string()).or_default();
+    for (field, chunk, id) in &p.base {
+        if let Some(k) = key(class_base_slot(generation, *field, *chunk)) {
+            base.insert(
+                k,
+                HexBytes::of(&ClassBase {
+                    generation,
+                    chunk: *id,
+                }),
+            );
+        }
+    }
+    let chunks = maps.entry(CLASS_CHUNKS_MAP.to_string()).or_default();
+    for (i, bits) in p.bits.iter().enumerate() {
+        if let Some(k) = key(class_chunk_slot(generation, i as u32)) {
+            chunks.insert(
+                k,
+                HexBytes::of(&ClassChunk {
+                    generation,
+                    reserved: 0,
+                    bits: *bits,
+                }),
+            );
+        }
+    }
+    maps.entry(CLASS_CONF_MAP.to_string()).or_default().insert(
+        HexBytes((generation & 1).to_ne_bytes().to_vec()),
+        HexBytes::of(&ClassConf {
+            generation,
+            chunks: p.chunks,
+            fields: p.field_bits(),
+            reserved: 0,
+        }),
+    );
+}
+
 /// Adds one generation's entries to the map contents.
-fn write(layout: &Layout, generation: u32, rules: &mut MapContents, sets: &mut MapContents) {
+fn write(layout: &Layout, generation: u32, maps: &mut BTreeMap<String, MapContents>) {
+    write_prefilter(&layout.prefilter, generation, maps);
+    let rules = maps.entry(RULES_MAP.to_string()).or_default();
     for (i, r) in layout.rules.iter().enumerate() {
         // `layout` refused more than MAX_RULES.
         let Some(slot) = rule_slot(generation, i as u32) else {
@@ -332,6 +413,7 @@ fn write(layout: &Layout, generation: u32, rules: &mut MapContents, sets: &mut M
         let r = FilterRule { generation, ..*r };
         rules.insert(HexBytes(slot.to_ne_bytes().to_vec()), HexBytes::of(&r));
     }
+    let sets = maps.entry(SETS_MAP.to_string()).or_default();
     for (set, value, bits) in &layout.sets {
         sets.insert(
             HexBytes(set_key_bytes(generation, *set, value, *bits)),
@@ -373,11 +455,22 @@ impl Generations {
             st.current = Some((next, layout));
         }
         let mut cfg = FpmConfig::default();
-        let mut rules = MapContents::new();
-        let mut sets = MapContents::new();
+        // Every map the parameterizer writes is named even when empty, so
+        // the entries of an older generation are removed.
+        for map in [
+            RULES_MAP,
+            SETS_MAP,
+            CLASSES_MAP,
+            CLASS_ROWS_MAP,
+            CLASS_BASE_MAP,
+            CLASS_CHUNKS_MAP,
+            CLASS_CONF_MAP,
+        ] {
+            cfg.maps.insert(map.to_string(), MapContents::new());
+        }
         let mut conf = FilterConf::default();
         if let Some((g, l)) = &st.current {
-            write(l, *g, &mut rules, &mut sets);
+            write(l, *g, &mut cfg.maps);
             conf = FilterConf {
                 generation: *g,
                 flags: if l.ct { CONF_CT } else { 0 },
@@ -386,12 +479,10 @@ impl Generations {
             };
         }
         if let Some((g, l)) = &st.previous {
-            write(l, *g, &mut rules, &mut sets);
+            write(l, *g, &mut cfg.maps);
         }
         cfg.globals
             .insert(CONF_GLOBAL.to_string(), HexBytes::of(&conf));
-        cfg.maps.insert(RULES_MAP.to_string(), rules);
-        cfg.maps.insert(SETS_MAP.to_string(), sets);
         cfg
     }
 

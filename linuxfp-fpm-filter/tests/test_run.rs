@@ -33,6 +33,7 @@ use linuxfp_fpm_filter::{
     compile::{Interfaces, compile},
     counters::{self, RuleCount},
     params::{Layout, layout},
+    prefilter::Prefilter,
 };
 use linuxfp_testkit::{VirtualRouter, require_root, route};
 
@@ -133,6 +134,29 @@ impl Lab {
                 "nft flush ruleset; nft -f - <<'EOF'\n{ruleset}\nEOF\n"
             ))
             .expect("nft -f");
+        self.record(enslaved)
+    }
+
+    /// As `compile`, for a ruleset too long for a command line: loaded
+    /// from a file.
+    fn compile_file(&self, ruleset: &str) -> Layout {
+        let path = std::env::temp_dir().join(format!(
+            "lfp-{}-{}.nft",
+            self.tb.rtr.name(),
+            std::process::id()
+        ));
+        std::fs::write(&path, ruleset).expect("write the ruleset");
+        let loaded = self
+            .tb
+            .rtr
+            .sh(&format!("nft flush ruleset; nft -f {}", path.display()));
+        let _ = std::fs::remove_file(&path);
+        loaded.expect("nft -f");
+        self.record(&[])
+    }
+
+    /// The router namespace's ruleset, compiled and laid out.
+    fn record(&self, enslaved: &[u32]) -> Layout {
         let bytes = nftables::record(&NetnsRef::Named(self.tb.rtr.name().into())).expect("record");
         let rs = nftables::Ruleset::from_messages(&bytes);
         let mut ifaces = Interfaces::new([
@@ -174,6 +198,18 @@ fn load(lab: &Lab, l: &Layout, generation: u32) -> Ebpf {
 
 /// As [`load`], with `ct` in the conntrack mirror.
 fn load_with_ct(lab: &Lab, l: &Layout, generation: u32, ct: &[(CtKey, CtValue)]) -> Ebpf {
+    load_full(lab, l, generation, ct, true)
+}
+
+/// As [`load_with_ct`]; the prefilter's maps are written only with
+/// `prefilter` (without, every miss walks the rules one by one).
+fn load_full(
+    lab: &Lab,
+    l: &Layout,
+    generation: u32,
+    ct: &[(CtKey, CtValue)],
+    prefilter: bool,
+) -> Ebpf {
     let conf = FilterConf {
         generation,
         flags: if l.ct { CONF_CT } else { 0 },
@@ -216,6 +252,9 @@ fn load_with_ct(lab: &Lab, l: &Layout, generation: u32, ct: &[(CtKey, CtValue)])
             sets.insert(&k, 1, 0).expect("insert set element");
         }
     }
+    if prefilter {
+        write_prefilter(&mut ebpf, &l.prefilter, generation);
+    }
     {
         let mut ifaces: Array<_, FilterIface> =
             Array::try_from(ebpf.map_mut(IFACES_MAP).expect(IFACES_MAP)).expect("array");
@@ -237,6 +276,76 @@ fn load_with_ct(lab: &Lab, l: &Layout, generation: u32, ct: &[(CtKey, CtValue)])
     load_program(&mut ebpf, TC_PROGRAM, SchedClassifier::load);
     load_program(&mut ebpf, XDP_PROGRAM, Xdp::load);
     ebpf
+}
+
+/// The prefilter's maps of `generation`, as the parameterizer lays them.
+fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
+    let mut classes: LpmTrie<_, ClassKey, ClassValue> =
+        LpmTrie::try_from(ebpf.map_mut(CLASSES_MAP).expect(CLASSES_MAP)).expect("lpm");
+    for f in &p.fields {
+        for (value, bits, class) in &f.prefixes {
+            let k = Key::new(
+                64 + bits,
+                ClassKey {
+                    generation,
+                    field: f.field.into(),
+                    value: *value,
+                },
+            );
+            classes.insert(&k, class, 0).expect("insert class prefix");
+        }
+    }
+    let mut rows: AyaHashMap<_, ClassRow, u32> =
+        AyaHashMap::try_from(ebpf.map_mut(CLASS_ROWS_MAP).expect(CLASS_ROWS_MAP)).expect("hash");
+    for (class, chunk, id) in &p.rows {
+        let k = ClassRow {
+            generation,
+            class: *class,
+            chunk: *chunk,
+        };
+        rows.insert(k, id, 0).expect("insert class row");
+    }
+    let mut base: Array<_, ClassBase> =
+        Array::try_from(ebpf.map_mut(CLASS_BASE_MAP).expect(CLASS_BASE_MAP)).expect("array");
+    for (field, chunk, id) in &p.base {
+        let slot = class_base_slot(generation, *field, *chunk).expect("a field's chunk");
+        let b = ClassBase {
+            generation,
+            chunk: *id,
+        };
+        base.set(slot, b, 0).expect("set class base");
+    }
+    let mut chunks: Array<_, ClassChunk> =
+        Array::try_from(ebpf.map_mut(CLASS_CHUNKS_MAP).expect(CLASS_CHUNKS_MAP)).expect("array");
+    for (i, bits) in p.bits.iter().enumerate() {
+        let slot = class_chunk_slot(generation, i as u32).expect("within the budget");
+        let c = ClassChunk {
+            generation,
+            reserved: 0,
+            bits: *bits,
+        };
+        chunks.set(slot, c, 0).expect("set class chunk");
+    }
+    let mut conf: Array<_, ClassConf> =
+        Array::try_from(ebpf.map_mut(CLASS_CONF_MAP).expect(CLASS_CONF_MAP)).expect("array");
+    let c = ClassConf {
+        generation,
+        chunks: p.chunks,
+        fields: p.field_bits(),
+        reserved: 0,
+    };
+    conf.set(generation & 1, c, 0).expect("set class conf");
+}
+
+/// The `STEPS_*` counters of a loaded instance, summed over CPUs.
+fn steps(ebpf: &Ebpf) -> [u64; STEPS_ENTRIES as usize] {
+    let m: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.map(STEPS_MAP).expect(STEPS_MAP)).expect("per-cpu array");
+    let mut out = [0; STEPS_ENTRIES as usize];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = m.get(&(i as u32), 0).expect("steps").iter().sum();
+    }
+    out
 }
 
 fn name(c: u32) -> String {
@@ -977,7 +1086,7 @@ fn table(lab: &Lab) {
 }
 
 /// The cost of one packet by the number of rules it traverses: on a cache
-/// miss (the chain interpreter walks every rule: linear in this phase) and
+/// miss (a new flow: every rule is a candidate here, all `udp dport`) and
 /// on a hit (one LRU lookup: flat). Printed, with loose bounds only.
 #[test]
 fn evaluation_cost_by_rule_count() {
@@ -1231,4 +1340,182 @@ fn differential(lab: &Lab) {
         );
         check(lab, &l, generation, r0, &rows);
     }
+}
+
+/// Issue #7: on a miss the prefilter skips the rules that cannot match.
+/// A flat 10k-rule forward chain (addresses, negated addresses, ports,
+/// port ranges, protocols; every packet walks it to the end or nearly)
+/// and the testkit's random 10k-rule ruleset (jumps by destination,
+/// regular chains): for every packet, `filter_tc` with the prefilter's
+/// maps and without gives the same verdict and counters, the steps
+/// (`FILTER_STEPS`) with the prefilter stay far below the rules a packet
+/// walks without it, and the prefilter ran (chunks counted).
+#[test]
+fn prefilter_cuts_the_steps_of_a_miss() {
+    in_lab(
+        "prefilter_cuts_the_steps_of_a_miss",
+        "fltpre",
+        &["default via 10.2.0.2", "default via fd02::2"],
+        prefilter_steps,
+    );
+}
+
+/// A flat forward chain of `n` random rules that late packets walk whole.
+fn flat_ruleset(n: usize, rng: &mut Rng) -> String {
+    let mut rules = String::new();
+    for _ in 0..n {
+        let (a, b) = (rng.next() % 16, rng.next() % 64);
+        let port = 1 + rng.next() % 500;
+        let verdict = if rng.next().is_multiple_of(2) {
+            "drop"
+        } else {
+            "accept"
+        };
+        let rule = match rng.next() % 5 {
+            0 => format!("ip daddr 10.{a}.{b}.0/24 udp dport {port} {verdict}"),
+            1 => format!("ip saddr 10.{a}.0.0/16 tcp dport {port} {verdict}"),
+            2 => format!("ip daddr != 10.{a}.0.0/16 tcp dport {port} {verdict}"),
+            3 => format!(
+                "ip daddr 10.{a}.{b}.0/24 udp dport {port}-{} {verdict}",
+                port + rng.next() % 20
+            ),
+            _ => format!("ip6 daddr fd10:{a:x}:{b:x}::/48 meta l4proto udp {verdict}"),
+        };
+        rules.push_str(&format!("        {rule}\n"));
+    }
+    format!(
+        "table inet flat {{\n    chain filt {{\n        type filter hook forward priority 0; policy accept;\n{rules}        udp dport 9999 drop\n    }}\n}}\n"
+    )
+}
+
+fn prefilter_steps(lab: &Lab) {
+    let mut rng = Rng(0x7e57_5eed);
+    let flat = flat_ruleset(10_000, &mut rng);
+    let random = linuxfp_testkit::diff::rulesets::random(10_000, 0x1d);
+    // The flat ruleset's addresses; the random one's last 20 chains
+    // (chain `c` handles 10.(16 + c)/16 and fd10:(100 + c)::/32).
+    let flat_dst: Dst = |rng, v6| {
+        let (a, b) = (rng.next() % 16, rng.next() % 64);
+        if v6 {
+            format!("fd10:{a:x}:{b:x}::{:x}", 2 + rng.next() % 250)
+        } else {
+            format!("10.{a}.{b}.{}", 2 + rng.next() % 250)
+        }
+    };
+    let random_dst: Dst = |rng, v6| {
+        let c = 80 + rng.next() % 20;
+        if v6 {
+            format!(
+                "fd10:{:x}:{:x}::{:x}",
+                0x100 + c,
+                rng.next() % 4,
+                rng.next() % 16
+            )
+        } else {
+            format!("10.{}.{}.{}", 16 + c, rng.next() % 4 * 16, rng.next() % 256)
+        }
+    };
+    for (name, text, dst) in [
+        ("flat", flat, flat_dst),
+        ("random", random.text, random_dst),
+    ] {
+        let l = lab.compile_file(&text);
+        assert!(l.rules.len() > 9_000, "{name}: {} rules", l.rules.len());
+        let p = &l.prefilter;
+        eprintln!(
+            "{name}: {} rules, prefilter fields {:?}, dropped {:?}, {} rows, {} chunks",
+            l.rules.len(),
+            p.fields
+                .iter()
+                .map(|f| (f.field, f.classes, f.prefixes.len()))
+                .collect::<Vec<_>>(),
+            p.dropped,
+            p.rows.len(),
+            p.bits.len()
+        );
+        assert!(!p.fields.is_empty(), "{name}: the prefilter classifies");
+        let frames = probe_frames(lab, &mut rng, dst);
+        let with = load_full(lab, &l, 1, &[], true);
+        let without = load_full(lab, &l, 1, &[], false);
+        let ingress = lab.tb.rtr_src_if.ifindex;
+        let (mut max_with, mut sum_with, mut sum_without, mut max_without) = (0, 0, 0, 0);
+        for (i, frame) in frames.iter().enumerate() {
+            let mut outcome = Vec::new();
+            let mut cost = Vec::new();
+            for ebpf in [&with, &without] {
+                let prog: &SchedClassifier = ebpf
+                    .program(TC_PROGRAM)
+                    .expect("filter_tc")
+                    .try_into()
+                    .expect("classifier");
+                let (before, steps_before) = (counters(ebpf, ingress), steps(ebpf));
+                let res = prog
+                    .test_run(TestRunOptions {
+                        data_in: Some(frame),
+                        ctx_in: Some(&skb_ctx(ingress)),
+                        ..TestRunOptions::default()
+                    })
+                    .expect("test_run");
+                let (after, steps_after) = (counters(ebpf, ingress), steps(ebpf));
+                let moved: Vec<(u32, u64)> = (0..COUNTERS_PER_IF)
+                    .filter(|&c| after[c as usize] != before[c as usize])
+                    .map(|c| (c, after[c as usize] - before[c as usize]))
+                    .collect();
+                outcome.push((res.return_value, moved));
+                let d: Vec<u64> = (0..STEPS_ENTRIES as usize)
+                    .map(|k| steps_after[k] - steps_before[k])
+                    .collect();
+                cost.push(d);
+            }
+            assert_eq!(outcome[0], outcome[1], "{name} probe {i}: with vs without");
+            // Every probe is a new flow: one evaluation each.
+            assert_eq!((cost[0][0], cost[1][0]), (1, 1), "{name} probe {i}");
+            assert!(cost[0][2] > 0, "{name} probe {i}: the prefilter ran");
+            assert_eq!(cost[1][2], 0, "{name} probe {i}: no prefilter without maps");
+            max_with = max_with.max(cost[0][1]);
+            max_without = max_without.max(cost[1][1]);
+            sum_with += cost[0][1];
+            sum_without += cost[1][1];
+        }
+        let n = frames.len() as u64;
+        eprintln!(
+            "{name}: steps per miss with the prefilter: mean {} max {max_with}; without: mean {} max {max_without}",
+            sum_with / n,
+            sum_without / n
+        );
+        assert!(max_with < 500, "{name}: {max_with} steps on a miss");
+        if name == "flat" {
+            // The inet table's ip6 rules are in the IPv6 program only.
+            let v4_rules = u64::from(l.v6.start - l.v4.start);
+            assert!(
+                max_without + 1 >= v4_rules && v4_rules > 7_000,
+                "{name}: the dport 9999 probes walk all {v4_rules} IPv4 rules without the prefilter"
+            );
+        }
+        assert!(
+            sum_with * 2 < sum_without,
+            "{name}: the prefilter cuts the work"
+        );
+    }
+}
+
+/// A probe destination (IPv6 if asked) drawn from a ruleset's addresses.
+type Dst = fn(&mut Rng, bool) -> String;
+
+/// New flows (source port per probe) of both families, to `dst` and the
+/// ports the rulesets above use (dport 9999 walks the flat one whole).
+fn probe_frames(lab: &Lab, rng: &mut Rng, dst: Dst) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    for i in 0..120u16 {
+        let dport = (1 + rng.next() % 600) as u16;
+        let sport = 20000 + i;
+        let frame = match i % 4 {
+            0 => lab.v4(UDP, "10.1.0.2", &dst(rng, false), &udp(sport, dport, 8)),
+            1 => lab.v4(TCP, "10.1.0.2", &dst(rng, false), &tcp(sport, dport, 0)),
+            2 => lab.v4(UDP, "10.1.0.2", &dst(rng, false), &udp(sport, 9999, 8)),
+            _ => lab.v6(UDP, "fd01::2", &dst(rng, true), &udp(sport, dport, 8)),
+        };
+        frames.push(frame);
+    }
+    frames
 }

@@ -98,9 +98,44 @@ impl Generator {
         ts_offset: usize,
         interval_ns: u64,
     ) -> Result<Self, TrafficError> {
+        Self::load(frame, header_len, ts_offset, interval_ns, None)
+    }
+
+    /// Like [`Generator::new`] for a UDP/IPv4 frame (as [`frame::udp4`]
+    /// builds it), with every frame a new flow: the ports, read as one
+    /// big-endian number (source port high), count up from the frame's
+    /// through `flows` values (per CPU, then again), and the UDP checksum
+    /// is 0 (none). More flows than a per-flow cache holds make every
+    /// frame of a run a cache miss.
+    pub fn new_flows(frame: &[u8], flows: u32) -> Result<Self, TrafficError> {
+        Self::load(
+            frame,
+            frame::UDP4_HEADERS,
+            0,
+            0,
+            Some((frame::UDP4_HEADERS - 8, flows)),
+        )
+    }
+
+    /// Loads the generator; `flows`: the UDP header's offset and how many
+    /// source ports to cycle through.
+    fn load(
+        frame: &[u8],
+        header_len: usize,
+        ts_offset: usize,
+        interval_ns: u64,
+        flows: Option<(usize, u32)>,
+    ) -> Result<Self, TrafficError> {
         let words = header_len.div_ceil(8);
         let stamp_ok = ts_offset == 0 || (ts_offset >= words * 8 && ts_offset + 8 <= frame.len());
         if words * 8 > TEMPLATE_MAX || words * 8 > frame.len() || !stamp_ok {
+            return Err(TrafficError::Template(header_len));
+        }
+        let (udp_offset, flows) = flows.unwrap_or((0, 0));
+        let ports_base = frame
+            .get(udp_offset..udp_offset + 4)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if flows != 0 && udp_offset + 8 > words * 8 {
             return Err(TrafficError::Template(header_len));
         }
         let mut template = [0u64; TEMPLATE_MAX / 8];
@@ -114,6 +149,9 @@ impl Generator {
             .override_global("GEN_WORDS", &(words as u32), true)
             .override_global("GEN_TS_OFFSET", &(ts_offset as u32), true)
             .override_global("GEN_INTERVAL_NS", &interval_ns, true)
+            .override_global("GEN_FLOWS", &flows, true)
+            .override_global("GEN_UDP_OFFSET", &(udp_offset as u32), true)
+            .override_global("GEN_PORTS_BASE", &ports_base, true)
             .load(OBJ)
             .map_err(|e| TrafficError::Load(Box::new(e)))?;
         let prog: &mut Xdp = program(&mut ebpf, "gen_tx")?;

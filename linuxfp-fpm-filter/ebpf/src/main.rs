@@ -8,7 +8,13 @@
 //! policy), or punt under a named reason. Decisions are cached per flow
 //! (every field the rules can read, plus the ruleset generation); a miss
 //! runs the chain interpreter over the rules in `FILTER_RULES` with
-//! `bpf_loop`, so the verifier sees one step, not the ruleset.
+//! `bpf_loop`, so the verifier sees one step, not the ruleset. Before it,
+//! the candidate prefilter looks up the packet's class per field
+//! (`FILTER_CLASSES`) and ANDs the classes' bit vectors over the rules
+//! (`FILTER_CLASS_ROWS`, `FILTER_CLASS_CHUNKS`); a step skips the rules
+//! whose bit is clear (they cannot match), so a miss costs the candidate
+//! rules, not every rule before the verdict. `FILTER_STEPS` counts the
+//! work.
 //!
 //! When the ruleset reads conntrack state, a TCP (without SYN, FIN or RST)
 //! or UDP packet is looked up in the conntrack mirror `FILTER_CT`: found,
@@ -71,6 +77,34 @@ static FILTER_CT_SEEN: LruHashMap<CtKey, u64> = LruHashMap::with_max_entries(CT_
 #[map]
 static FILTER_RULE_STATS: PerCpuArray<RuleStat> = PerCpuArray::with_max_entries(RULES_ENTRIES, 0);
 
+/// The candidate prefilter: a packet's field value → its class's rows.
+#[map]
+static FILTER_CLASSES: LpmTrie<ClassKey, ClassValue> =
+    LpmTrie::with_max_entries(CLASSES_ENTRIES, 0);
+
+/// Which chunk of candidate bits a class has at a position where it
+/// differs from its field's base; allocated as written
+/// (`BPF_F_NO_PREALLOC`).
+#[map]
+static FILTER_CLASS_ROWS: HashMap<ClassRow, u32> =
+    HashMap::with_max_entries(CLASS_ROWS_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Each field's base vector: the chunk at each position.
+#[map]
+static FILTER_CLASS_BASE: Array<ClassBase> = Array::with_max_entries(CLASS_BASE_ENTRIES, 0);
+
+/// The distinct chunks of candidate bits.
+#[map]
+static FILTER_CLASS_CHUNKS: Array<ClassChunk> = Array::with_max_entries(CLASS_CHUNKS_ENTRIES, 0);
+
+/// The prefilter of each generation parity.
+#[map]
+static FILTER_CLASS_CONF: Array<ClassConf> = Array::with_max_entries(2, 0);
+
+/// Evaluations, interpreter steps and prefilter chunks, per CPU.
+#[map]
+static FILTER_STEPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STEPS_ENTRIES, 0);
+
 /// The interfaces the XDP program runs on, with their MACs.
 #[map]
 static FILTER_IFACES: Array<FilterIface> =
@@ -80,6 +114,9 @@ static FILTER_IFACES: Array<FilterIface> =
 /// the stack next to the packet and FIB data).
 #[map]
 static FILTER_SCRATCH: PerCpuArray<Eval> = PerCpuArray::with_max_entries(1, 0);
+
+/// `BPF_F_NO_PREALLOC`.
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -374,6 +411,8 @@ fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<CachedVerdict,
     ev.reason = PUNT_TOO_LONG;
     ev.matched.nrules = 0;
     ev.overflow = 0;
+    ev.steps = 0;
+    prefilter(ev, generation);
     // SAFETY: the callback is a static function taking no context (it
     // finds the scratch entry itself).
     unsafe {
@@ -388,15 +427,18 @@ fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<CachedVerdict,
     // entry; `ev` is a `&mut` argument here, which the compiler may assume
     // nothing else changed: read them afresh.
     // SAFETY: plain reads of fields of a valid, aligned entry.
-    let (done, v, reason, matched, overflow) = unsafe {
+    let (done, v, reason, matched, overflow, steps) = unsafe {
         (
             core::ptr::read_volatile(&ev.done),
             core::ptr::read_volatile(&ev.verdict),
             core::ptr::read_volatile(&ev.reason),
             core::ptr::read_volatile(&ev.matched),
             core::ptr::read_volatile(&ev.overflow),
+            core::ptr::read_volatile(&ev.steps),
         )
     };
+    add_steps(STEPS_EVALUATIONS, 1);
+    add_steps(STEPS_RULES, u64::from(steps));
     let (v, reason) = if done == 0 {
         (VERDICT_PUNT, PUNT_TOO_LONG)
     } else {
@@ -414,6 +456,181 @@ fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<CachedVerdict,
         let _ = FILTER_CACHE.insert(&ev.key, &c, 0);
     }
     Ok(c)
+}
+
+/// Adds `n` to this CPU's `STEPS_*` counter `which`.
+#[inline(always)]
+fn add_steps(which: u32, n: u64) {
+    if let Some(p) = FILTER_STEPS.get_ptr_mut(which) {
+        // SAFETY: this CPU's entry of a successful lookup.
+        unsafe { *p += n };
+    }
+}
+
+/// Fills `ev.cand` with the candidate rules of the packet: per field the
+/// prefilter classifies, the packet's class, and the AND of the classes'
+/// bit vectors (`bpf_loop`, one chunk of 512 rules per iteration). Off
+/// (`ev.filter == 0`, every rule a candidate) when the prefilter of this
+/// generation is not in the maps.
+#[inline(always)]
+fn prefilter(ev: &mut Eval, generation: u32) {
+    ev.filter = 0;
+    let Some(conf) = FILTER_CLASS_CONF.get(generation & 1) else {
+        return;
+    };
+    if conf.generation != generation
+        || conf.fields == 0
+        || conf.chunks == 0
+        || conf.chunks > MAX_CHUNKS
+    {
+        return;
+    }
+    let fields = conf.fields;
+    let chunks = conf.chunks;
+    let mut i = 0;
+    while i < CLASS_FIELDS.len() {
+        let f = CLASS_FIELDS[i];
+        ev.rows[i] = NO_NEXT;
+        ev.own[i] = 0;
+        if fields & (1 << f) != 0 {
+            let k = Key::new(
+                64 + 128,
+                ClassKey {
+                    generation,
+                    field: u32::from(f),
+                    value: set_value(f, &ev.key),
+                },
+            );
+            if let Some(v) = FILTER_CLASSES.get(&k) {
+                ev.rows[i] = v.class;
+                ev.own[i] = v.own;
+            }
+        }
+        i += 1;
+    }
+    // SAFETY: as in `evaluate`: a static callback finding the scratch
+    // entry itself.
+    let done = unsafe {
+        bpf_loop(
+            chunks,
+            chunk_cb as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    add_steps(STEPS_CHUNKS, u64::from(chunks));
+    // Only a vector written whole may skip rules: an earlier packet's
+    // bits would be another packet's candidates.
+    if done == i64::from(chunks) {
+        ev.filter = 1;
+    }
+}
+
+extern "C" fn chunk_cb(index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(ev) = FILTER_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch entry, filled by `prefilter` before the
+    // loop.
+    and_chunk(unsafe { &mut *ev }, index)
+}
+
+/// Candidate bits of chunk `c`: the AND of that chunk of every class the
+/// packet is in (the class's row, or else its field's base row). A
+/// missing row or a chunk of another generation (maps being rewritten)
+/// leaves its field out: more candidates, never fewer.
+#[inline(always)]
+fn and_chunk(ev: &mut Eval, c: u64) -> i64 {
+    if c >= u64::from(MAX_CHUNKS) {
+        return 1;
+    }
+    let c = c as u32;
+    let g = ev.key.generation;
+    let mut acc = [u64::MAX; CHUNK_WORDS];
+    let mut i = 0;
+    while i < CLASS_FIELDS.len() {
+        let class = ev.rows[i];
+        if class != NO_NEXT
+            && let Some(id) = class_row(g, class, ev.own[i], c, CLASS_FIELDS[i])
+            && let Some(slot) = class_chunk_slot(g, id)
+            && let Some(ch) = FILTER_CLASS_CHUNKS.get(slot)
+            && ch.generation == g
+        {
+            let mut w = 0;
+            while w < CHUNK_WORDS {
+                acc[w] &= ch.bits[w];
+                w += 1;
+            }
+        }
+        i += 1;
+    }
+    let base = c as usize * CHUNK_WORDS;
+    let mut w = 0;
+    while w < CHUNK_WORDS {
+        if base + w < CAND_WORDS {
+            ev.cand[base + w] = acc[w];
+        }
+        w += 1;
+    }
+    0
+}
+
+/// The chunk index class `class` of field `f` has at position `c`: its
+/// own row (`own` bit `c`, a hash lookup) or its field's base (an array
+/// lookup).
+#[inline(always)]
+fn class_row(generation: u32, class: u32, own: u32, c: u32, f: u8) -> Option<u32> {
+    if c < 32 && own >> c & 1 == 1 {
+        let k = ClassRow {
+            generation,
+            class,
+            chunk: c,
+        };
+        // SAFETY: plain lookup; the value is copied out at once.
+        return unsafe { FILTER_CLASS_ROWS.get(&k).copied() };
+    }
+    let b = FILTER_CLASS_BASE.get(class_base_slot(generation, f, c)?)?;
+    (b.generation == generation).then_some(b.chunk)
+}
+
+/// Moves `ev.pc` over rules that are not candidates, up to
+/// [`SKIP_WORDS`] words of them; true if it stands on a candidate (or
+/// past the vector: the rule lookup decides there).
+#[inline(always)]
+fn skip_to_candidate(ev: &mut Eval) -> bool {
+    let mut n = 0;
+    while n < SKIP_WORDS {
+        let pc = ev.pc;
+        let w = (pc / 64) as usize;
+        if w >= CAND_WORDS {
+            return true;
+        }
+        let bits = ev.cand[w] >> (pc % 64);
+        if bits != 0 {
+            ev.pc = pc + trailing_zeros(bits);
+            return true;
+        }
+        ev.pc = (pc | 63) + 1;
+        n += 1;
+    }
+    false
+}
+
+/// The index of the lowest set bit of `x` (not 0): the BPF instruction
+/// set has no such instruction.
+#[inline(always)]
+fn trailing_zeros(mut x: u64) -> u32 {
+    let mut n = 0;
+    let mut shift = 32;
+    while shift > 0 {
+        let low = (1u64 << shift) - 1;
+        if x & low == 0 {
+            n += shift;
+            x >>= shift;
+        }
+        shift /= 2;
+    }
+    n
 }
 
 #[inline(always)]
@@ -554,7 +771,23 @@ struct Eval {
     matched: CachedVerdict,
     /// More rules matched than `matched` holds.
     overflow: u32,
+    /// Interpreter steps of this evaluation.
+    steps: u32,
+    /// The prefilter ran: `cand` holds the candidate rules.
+    filter: u32,
+    /// Per `CLASS_FIELDS` entry, the packet's class, or `NO_NEXT` (field
+    /// not classified).
+    rows: [u32; CLASS_FIELDS.len()],
+    /// Per `CLASS_FIELDS` entry, the chunks its class has own rows for.
+    own: [u32; CLASS_FIELDS.len()],
+    /// Candidate bits by rule index (bit `i % 64` of word `i / 64`).
+    cand: [u64; CAND_WORDS],
 }
+
+/// Words of the candidate vector.
+const CAND_WORDS: usize = (MAX_RULES / 64) as usize;
+/// Most candidate words one interpreter step skips.
+const SKIP_WORDS: u32 = 8;
 
 extern "C" fn step_cb(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(ev) = FILTER_SCRATCH.get_ptr_mut(0) else {
@@ -595,6 +828,12 @@ fn rule(generation: u32, index: u32) -> Option<&'static FilterRule> {
 /// One rule. Returns 1 when the evaluation is over.
 #[inline(always)]
 fn step(ev: &mut Eval) -> i64 {
+    ev.steps += 1;
+    // A rule that is not a candidate cannot match: skipping it is what
+    // `pc += 1` below would do.
+    if ev.filter != 0 && !skip_to_candidate(ev) {
+        return 0;
+    }
     let g = ev.key.generation;
     let Some(r) = rule(g, ev.pc) else {
         return finish(ev, VERDICT_PUNT, PUNT_NO_RULES);
@@ -687,6 +926,8 @@ fn prefix_eq(addr: &[u8; 16], want: &[u8; 16], mask: &[u8; 16]) -> bool {
     (a[0] & m[0]) == w[0] && (a[1] & m[1]) == w[1] && (a[2] & m[2]) == w[2] && (a[3] & m[3]) == w[3]
 }
 
+/// A field's bytes as set elements and the prefilter's classes key them:
+/// addresses and ports in network order, ifindexes in native order.
 #[inline(always)]
 fn set_value(field: u8, k: &FlowKey) -> [u8; 16] {
     let mut v = [0u8; 16];

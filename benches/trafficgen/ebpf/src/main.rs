@@ -49,6 +49,24 @@ static GEN_INTERVAL_NS: Global<u64> = Global::new(0);
 #[map]
 static GEN_NEXT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// New flows: frame `n` (per CPU) carries the UDP ports (source and
+/// destination read as one big-endian 32-bit number)
+/// `GEN_PORTS_BASE + n % GEN_FLOWS` and a zero UDP checksum (none, valid
+/// for IPv4 only), so up to `GEN_FLOWS` frames in a row are each a flow
+/// of its own (0: the template's ports, one flow).
+#[unsafe(no_mangle)]
+static GEN_FLOWS: Global<u32> = Global::new(0);
+/// Offset of the UDP header the flows are varied in.
+#[unsafe(no_mangle)]
+static GEN_UDP_OFFSET: Global<u32> = Global::new(0);
+/// The ports of the first flow.
+#[unsafe(no_mangle)]
+static GEN_PORTS_BASE: Global<u32> = Global::new(0);
+
+/// Per-CPU count of the frames sent with varied source ports.
+#[map]
+static GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// Offset at which the generator stamps `bpf_ktime_get_ns()` (0: no stamp).
 #[unsafe(no_mangle)]
 static GEN_TS_OFFSET: Global<u32> = Global::new(0);
@@ -126,6 +144,28 @@ pub fn gen_tx(ctx: XdpContext) -> u32 {
         unsafe {
             let w = core::ptr::read_volatile(word);
             core::ptr::write_unaligned(at as *mut u64, w);
+        }
+    }
+    let flows = GEN_FLOWS.load();
+    if flows != 0 {
+        let off = GEN_UDP_OFFSET.load() as usize;
+        if off > TEMPLATE_MAX || start + off + 8 > end {
+            return xdp_action::XDP_ABORTED;
+        }
+        let n = match GEN_SEQ.get_ptr_mut(0) {
+            // SAFETY: this CPU's slot from a successful lookup.
+            Some(p) => unsafe {
+                let n = *p;
+                *p = n.wrapping_add(1);
+                n
+            },
+            None => 0,
+        };
+        let ports = GEN_PORTS_BASE.load().wrapping_add(n % flows);
+        // SAFETY: the 8-byte UDP header was bounds checked above.
+        unsafe {
+            core::ptr::write_unaligned((start + off) as *mut u32, ports.to_be());
+            core::ptr::write_unaligned((start + off + 6) as *mut u16, 0);
         }
     }
     let ts_off = GEN_TS_OFFSET.load() as usize;

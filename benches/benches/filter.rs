@@ -35,7 +35,8 @@ use linuxfp::{
 use linuxfp_benches::{
     Spread,
     dataplane::{Mode, deploy, share},
-    prog_stats::{RunTimeStats, ns_per_run, runtime_of},
+    in_turns,
+    prog_stats::ns_per_packet,
     spread,
 };
 use linuxfp_fpm_filter::FilterFpm;
@@ -200,15 +201,13 @@ impl Case {
             Hook::Xdp => linuxfp_fpm_filter::XDP_PROGRAM,
             Hook::Tc => linuxfp_fpm_filter::TC_PROGRAM,
         };
-        let _stats = RunTimeStats::enable()?;
-        let before = runtime_of(prog);
-        self.pps(size, frames);
-        ns_per_run(before, runtime_of(prog))
+        ns_per_packet(prog, || {
+            self.pps(size, frames);
+        })
     }
 }
 
-/// Every (rule count, mode) cell: each repeat runs every case once,
-/// starting one case later than the repeat before.
+/// Every (rule count, mode) cell, the repeats taking turns ([`in_turns`]).
 fn run_all(counts: &[(usize, u32)], repeats: usize, frames: u32, size: usize) -> Vec<(Case, Cell)> {
     let mut cases: Vec<Case> = counts
         .iter()
@@ -222,12 +221,11 @@ fn run_all(counts: &[(usize, u32)], repeats: usize, frames: u32, size: usize) ->
         case.calibrate(size, frames);
     }
     let mut runs = vec![Vec::new(); cases.len()];
-    for r in 0..repeats {
-        eprintln!("== repeat {}/{repeats}", r + 1);
-        for k in 0..cases.len() {
-            let i = (k + r) % cases.len();
-            runs[i].push(cases[i].pps(size, cases[i].frames));
+    for (r, i) in in_turns(cases.len(), repeats) {
+        if i == r % cases.len() {
+            eprintln!("== repeat {}/{repeats}", r + 1);
         }
+        runs[i].push(cases[i].pps(size, cases[i].frames));
     }
     cases
         .into_iter()

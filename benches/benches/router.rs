@@ -31,7 +31,8 @@ use linuxfp::{deploy::worker::DeployWorker, fpm::Hook};
 use linuxfp_benches::{
     Spread,
     dataplane::{Mode, deploy, share},
-    prog_stats::{RunTimeStats, ns_per_run, runtime_of},
+    in_turns,
+    prog_stats::ns_per_packet,
     runs_cell, spread, spread_of_runs,
 };
 use linuxfp_fpm_router::{RouterFpm, TC_PROGRAM, XDP_PROGRAM};
@@ -310,16 +311,14 @@ impl Case {
     /// generator and the sink too, and measured here it cut the ceiling's
     /// rate by almost half, squeezing every ratio.
     fn prog_ns(&self, frames: u32) -> Option<f64> {
-        let prog = self.prog()?;
-        let _stats = RunTimeStats::enable()?;
-        let before = runtime_of(prog);
-        self.pps(64, frames);
-        ns_per_run(before, runtime_of(prog))
+        ns_per_packet(self.prog()?, || {
+            self.pps(64, frames);
+        })
     }
 }
 
-/// Every mode and the ceiling for one family. Each repeat runs every case
-/// once, starting one case later than the repeat before.
+/// Every mode and the ceiling for one family, the repeats taking turns
+/// ([`in_turns`]).
 fn run_family(v6: bool, cfg: &Config) -> (BTreeMap<Mode, ModeResult>, Ceiling) {
     let cases: Vec<Case> = [
         Some(Mode::Linux),
@@ -338,16 +337,13 @@ fn run_family(v6: bool, cfg: &Config) -> (BTreeMap<Mode, ModeResult>, Ceiling) {
     }
     let mut runs: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
     for &size in &cfg.sizes {
-        for r in 0..cfg.repeats {
-            for k in 0..cases.len() {
-                let i = (k + r) % cases.len();
-                // The ceiling is a 64 B reference.
-                if cases[i].mode.is_none() && size != 64 {
-                    continue;
-                }
-                let mpps = cases[i].pps(size, cfg.frames);
-                runs.entry((i, size)).or_default().push(mpps);
+        for (_, i) in in_turns(cases.len(), cfg.repeats) {
+            // The ceiling is a 64 B reference.
+            if cases[i].mode.is_none() && size != 64 {
+                continue;
             }
+            let mpps = cases[i].pps(size, cfg.frames);
+            runs.entry((i, size)).or_default().push(mpps);
         }
     }
     let linux_64 = runs
@@ -357,14 +353,11 @@ fn run_family(v6: bool, cfg: &Config) -> (BTreeMap<Mode, ModeResult>, Ceiling) {
     // Latency at 90% of what Linux delivered with 64 B frames.
     let offered = linux_64 * 0.9;
     let mut latency: BTreeMap<usize, Vec<LatencyRun>> = BTreeMap::new();
-    for r in 0..cfg.repeats {
-        for k in 0..cases.len() {
-            let i = (k + r) % cases.len();
-            if cases[i].mode.is_some() {
-                let c = &cases[i];
-                let run = measure_latency(&c.tb, &c.sink, v6, offered);
-                latency.entry(i).or_default().push(run);
-            }
+    for (_, i) in in_turns(cases.len(), cfg.repeats) {
+        let c = &cases[i];
+        if c.mode.is_some() {
+            let run = measure_latency(&c.tb, &c.sink, v6, offered);
+            latency.entry(i).or_default().push(run);
         }
     }
     let mut modes = BTreeMap::new();

@@ -116,6 +116,15 @@ pub fn router_state(n: u32, routes: u32) -> KernelState {
     s
 }
 
+/// The order in which `repeats` rounds over `cases` cases take turns, as
+/// (round, case index): every round runs every case once, starting one
+/// case later than the round before, so no case always runs first or
+/// right after the same other one, and drift in the machine's speed
+/// weighs on every case alike.
+pub fn in_turns(cases: usize, repeats: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..repeats).flat_map(move |r| (0..cases).map(move |k| (r, (k + r) % cases)))
+}
+
 /// Minimum, median and maximum of repeated measurements.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Spread {
@@ -189,6 +198,13 @@ pub fn write_chart(name: &str, svg: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turns_visit_every_case_once_per_round_starting_later_each_round() {
+        let turns: Vec<_> = in_turns(3, 2).collect();
+        assert_eq!(turns, [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (1, 0)]);
+        assert_eq!(in_turns(0, 3).count(), 0);
+    }
 
     #[test]
     fn spreads_leave_failed_runs_out() {

@@ -60,6 +60,18 @@ pub fn ns_per_run(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
     (runs > 0).then(|| after.0.saturating_sub(before.0) as f64 / runs as f64)
 }
 
+/// The run time per packet of the programs named `name`, in ns, over
+/// `run` (which sends the packets), with the kernel's accounting on for
+/// that run only: it costs every BPF program two clock reads per run (a
+/// traffic generator and sink too), so measured rates must come from other
+/// runs. `None` if the kernel refuses the accounting or nothing ran.
+pub fn ns_per_packet(name: &str, run: impl FnOnce()) -> Option<f64> {
+    let _stats = RunTimeStats::enable()?;
+    let before = runtime_of(name);
+    run();
+    ns_per_run(before, runtime_of(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

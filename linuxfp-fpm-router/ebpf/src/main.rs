@@ -95,8 +95,15 @@ fn decide<C: EbpfContext>(ctx: &C, pkt: &Packet, ingress: u32, tot_len: u16) -> 
         l4_offset: pkt.l4_offset as u16,
     };
     // A filter stage before this one may have asked the FIB exactly this
-    // question for this packet, successfully: then its answer is ours.
-    let rc = if let Some((egress, smac, dmac)) = take_fib_result(&LFP_PKT_CTX, at) {
+    // question for this packet, successfully: then its answer is ours. As
+    // the first stage there is no one before (the entry was just emptied):
+    // no lookup of it.
+    let handed = if LFP_STAGE_CONF.load().position > 0 {
+        take_fib_result(&LFP_PKT_CTX, at)
+    } else {
+        None
+    };
+    let rc = if let Some((egress, smac, dmac)) = handed {
         p.ifindex = egress;
         p.smac = smac;
         p.dmac = dmac;

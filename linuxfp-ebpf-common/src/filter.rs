@@ -249,6 +249,28 @@ pub struct FilterConf {
     pub v6: PathConf,
 }
 
+/// Name of the [`SkbLayout`] global.
+pub const SKB_GLOBAL: &str = "FILTER_SKB";
+
+/// `sk_buff::ip_summed` of a packet whose L4 checksum the sender left to
+/// the device (`CHECKSUM_PARTIAL`: locally generated, e.g. through a veth):
+/// the kernel's conntrack accepts its checksum without computing it.
+pub const CHECKSUM_PARTIAL: u32 = 3;
+
+/// Where the running kernel keeps `sk_buff::ip_summed`, found in its BTF
+/// by the FPM: the TC stage reads that byte (`bpf_probe_read_kernel`) to
+/// tell a `CHECKSUM_PARTIAL` packet, which no helper reports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkbLayout {
+    /// Byte offset of the byte holding `ip_summed`.
+    pub ip_summed_byte: u32,
+    /// Shift of the 2-bit field in that byte.
+    pub ip_summed_shift: u32,
+    /// 1 when the place is known; 0: only `bpf_csum_level` is used.
+    pub known: u32,
+}
+
 /// Index in [`RULES_MAP`] of rule `index` of `generation`, `None` past
 /// [`MAX_RULES`].
 #[inline(always)]
@@ -609,7 +631,8 @@ pub struct CtValue {
 /// `CtValue::flags`: the kernel verifies L4 checksums of this flow's
 /// packets (`nf_conntrack_checksum=1`) and calls a bad one INVALID: the
 /// fast path classifies the packet only when its checksum is known good
-/// (at TC, `CHECKSUM_UNNECESSARY`).
+/// (at TC, `CHECKSUM_UNNECESSARY` or `CHECKSUM_PARTIAL`: see
+/// [`SkbLayout`]).
 pub const CT_CSUM_CHECKED: u32 = 1;
 
 #[cfg(feature = "user")]
@@ -645,9 +668,12 @@ mod pod {
     unsafe impl aya::Pod for super::ClassChunk {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ClassConf {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SkbLayout {}
 }
 
 const _: () = assert!(core::mem::size_of::<FilterConf>() == 24);
+const _: () = assert!(core::mem::size_of::<SkbLayout>() == 12);
 const _: () = assert!(core::mem::size_of::<FilterRule>() == 124);
 const _: () = assert!(core::mem::size_of::<SetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);

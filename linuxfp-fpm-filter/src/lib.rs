@@ -52,9 +52,13 @@
 //! tracker would call ESTABLISHED: UDP with a sane length, TCP with ACK
 //! (plus PSH, URG, ECE, CWR) and no SYN, FIN or RST, and, where the kernel
 //! verifies L4 checksums (`nf_conntrack_checksum=1`, the default), only
-//! packets whose checksum the device verified (TC, `CHECKSUM_UNNECESSARY`;
-//! never at XDP, and not for local senders' `CHECKSUM_PARTIAL` packets on a
-//! veth). For those, `ct state` and `ct direction` tests (also `-m
+//! packets whose checksum the kernel takes as good without computing it:
+//! at TC, `CHECKSUM_UNNECESSARY` (the device verified it, `bpf_csum_level`)
+//! or `CHECKSUM_PARTIAL` (a local sender left it to offload, as on a veth;
+//! no helper reports that, so the stage reads `sk_buff::ip_summed` with
+//! `bpf_probe_read_kernel` at the place the kernel's BTF gives,
+//! [`params::skb_layout`]); never at XDP, and never `CHECKSUM_NONE` or
+//! `CHECKSUM_COMPLETE`, whose checksum the kernel computes. For those, `ct state` and `ct direction` tests (also `-m
 //! conntrack --ctstate`, `-m state`) are decided (state ESTABLISHED), and
 //! `nat` base chains are skipped, as the kernel skips them after a
 //! connection's first packet. Every other packet reaching a rule that reads

@@ -22,7 +22,10 @@
 //! desired contents, so the old programs find their rules until they are
 //! replaced; entries two generations old are removed.
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, OnceLock},
+};
 
 use linuxfp::fpm::{FpmConfig, HexBytes, Hook, MapContents, ParamInput};
 use linuxfp_ebpf_common::filter::*;
@@ -422,6 +425,31 @@ fn write(layout: &Layout, generation: u32, maps: &mut BTreeMap<String, MapConten
     }
 }
 
+/// Where the running kernel keeps `sk_buff::ip_summed` (its BTF), read
+/// once; unknown (only `CHECKSUM_UNNECESSARY` is then known good at TC)
+/// if the kernel has no BTF or the field is not a 2-bit field in one byte.
+pub fn skb_layout() -> SkbLayout {
+    static LAYOUT: OnceLock<SkbLayout> = OnceLock::new();
+    *LAYOUT.get_or_init(|| {
+        let found = linuxfp::btf::vmlinux_member("sk_buff", "ip_summed");
+        match found.as_ref().map(|m| (m.bit_size, m.in_byte())) {
+            Ok((2, Some((byte, shift)))) => SkbLayout {
+                ip_summed_byte: byte,
+                ip_summed_shift: shift,
+                known: 1,
+            },
+            _ => {
+                tracing::warn!(
+                    result = ?found,
+                    "sk_buff::ip_summed not found as a 2-bit field: at TC, packets with \
+                     CHECKSUM_PARTIAL (local senders, veth) are not classified by conntrack"
+                );
+                SkbLayout::default()
+            }
+        }
+    })
+}
+
 /// The current and previous generation the parameterizer produced.
 #[derive(Debug, Default)]
 pub struct Generations {
@@ -483,6 +511,8 @@ impl Generations {
         }
         cfg.globals
             .insert(CONF_GLOBAL.to_string(), HexBytes::of(&conf));
+        cfg.globals
+            .insert(SKB_GLOBAL.to_string(), HexBytes::of(&skb_layout()));
         cfg
     }
 

@@ -32,7 +32,7 @@ use linuxfp_fpm_filter::{
     bytecode::FILTER_OBJ,
     compile::{Interfaces, compile},
     counters::{self, RuleCount},
-    params::{Layout, layout},
+    params::{Layout, layout, skb_layout},
     prefilter::Prefilter,
 };
 use linuxfp_testkit::{VirtualRouter, require_root, route};
@@ -203,6 +203,16 @@ fn load_with_ct(lab: &Lab, l: &Layout, generation: u32, ct: &[(CtKey, CtValue)])
 
 /// As [`load_with_ct`]; the prefilter's maps are written only with
 /// `prefilter` (without, every miss walks the rules one by one).
+/// The running kernel has BTF and `sk_buff::ip_summed` in it, so the TC
+/// stage's checksum test reads the skb (the cases with
+/// `CT_CSUM_CHECKED` show that a CHECKSUM_NONE skb is not taken as good).
+#[test]
+fn the_skb_checksum_state_is_located() {
+    let l = skb_layout();
+    assert_eq!(l.known, 1, "{l:?}");
+    assert!(l.ip_summed_shift <= 6, "{l:?}");
+}
+
 fn load_full(
     lab: &Lab,
     l: &Layout,
@@ -218,6 +228,8 @@ fn load_full(
     };
     let mut ebpf = EbpfLoader::new()
         .override_global(CONF_GLOBAL, &conf, true)
+        // The running kernel's: the TC stage reads the skb's checksum state.
+        .override_global(SKB_GLOBAL, &skb_layout(), true)
         .override_global(
             STAGE_CONF_GLOBAL,
             &StageConf {
@@ -832,7 +844,8 @@ fn ct_table(lab: &Lab) {
 
     // The kernel checks L4 checksums (`nf_conntrack_checksum=1`): a
     // checksum the device did not verify leaves the packet to the kernel
-    // (test-run skbs are not CHECKSUM_UNNECESSARY; XDP never knows).
+    // (test-run skbs are CHECKSUM_NONE, neither UNNECESSARY nor PARTIAL,
+    // which TC reads from the skb; XDP never knows).
     let checked = [(
         udp_flow,
         CtValue {

@@ -19,6 +19,7 @@
 //! implement.
 #![deny(missing_docs)]
 
+pub mod btf;
 pub mod compat;
 pub mod controller;
 pub mod deploy;

@@ -30,7 +30,9 @@ mod parse;
 use aya_ebpf::{
     EbpfContext,
     bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_csum_level, bpf_fib_lookup, bpf_ktime_get_ns, bpf_loop},
+    helpers::{
+        bpf_csum_level, bpf_fib_lookup, bpf_ktime_get_ns, bpf_loop, bpf_probe_read_kernel,
+    },
     macros::{classifier, map, xdp},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
@@ -53,6 +55,14 @@ static FILTER_CONF: aya_ebpf::Global<FilterConf> = aya_ebpf::Global::new(FilterC
     flags: 0,
     v4: PathConf { state: 0, start: 0 },
     v6: PathConf { state: 0, start: 0 },
+});
+
+/// Where `sk_buff::ip_summed` lies on this kernel (see `SkbLayout`).
+#[unsafe(no_mangle)]
+static FILTER_SKB: aya_ebpf::Global<SkbLayout> = aya_ebpf::Global::new(SkbLayout {
+    ip_summed_byte: 0,
+    ip_summed_shift: 0,
+    known: 0,
 });
 
 #[map]
@@ -164,7 +174,7 @@ pub fn filter_tc(ctx: TcContext) -> i32 {
             len: ctx.len() as usize,
             host: pkt_type == PACKET_HOST,
             gso_size,
-            csum_ok: level >= 0,
+            csum_ok: level >= 0 || checksum_partial(&ctx),
         };
         decide(&ctx, ingress, &frame)
     };
@@ -186,6 +196,27 @@ pub fn filter_tc(ctx: TcContext) -> i32 {
             count(&LFP_STATS, ingress, reason);
             TC_ACT_OK
         }
+    }
+}
+
+/// The skb's checksum is `CHECKSUM_PARTIAL`: the sender left it to the
+/// device, and the kernel's conntrack accepts it without computing it
+/// (`nf_ip_checksum`). No helper reports it (`bpf_csum_level` knows only
+/// `CHECKSUM_UNNECESSARY`), so the byte holding `ip_summed` is read at the
+/// place the kernel's BTF gives.
+#[inline(always)]
+fn checksum_partial(ctx: &TcContext) -> bool {
+    let l = FILTER_SKB.load();
+    if l.known == 0 {
+        return false;
+    }
+    // The context of a TC program is the kernel's `struct sk_buff`.
+    let at = (ctx.skb.skb as *const u8).wrapping_add(l.ip_summed_byte as usize);
+    // SAFETY: reads one byte inside the skb this program runs on; the
+    // helper reports a fault instead of taking it.
+    match unsafe { bpf_probe_read_kernel(at) } {
+        Ok(b) => (u32::from(b) >> (l.ip_summed_shift & 7)) & 3 == CHECKSUM_PARTIAL,
+        Err(_) => false,
     }
 }
 
@@ -371,8 +402,8 @@ fn ct_class(ev: &mut Eval, pkt: &Packet, csum_ok: bool) {
     if let Some(v) = unsafe { FILTER_CT.get(&ev.ct_key) }
         && (v.ct == u32::from(CT_EST_ORIGINAL) || v.ct == u32::from(CT_EST_REPLY))
         // A bad checksum makes the packet INVALID where the kernel checks
-        // it (`nf_conntrack_checksum=1`): only a checksum the device
-        // verified is known good here.
+        // it (`nf_conntrack_checksum=1`): only a checksum the kernel would
+        // not compute (UNNECESSARY or PARTIAL) is known good here.
         && (v.flags & CT_CSUM_CHECKED == 0 || csum_ok)
     {
         ev.key.ct = v.ct as u8;

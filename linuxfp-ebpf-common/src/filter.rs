@@ -49,9 +49,14 @@ pub const PUNT_TOO_LONG: u32 = FIRST_FPM_REASON + 12;
 /// The ingress or egress interface was not known when the ruleset was
 /// compiled (interface names are resolved at compile time).
 pub const PUNT_UNKNOWN_IF: u32 = FIRST_FPM_REASON + 13;
+/// A frame a bridge port received for another host (so bridged, if the
+/// bridge forwards it) was dropped by the `ip` hooks `br_netfilter` runs:
+/// the kernel drops it, as only the kernel knows whether the bridge would
+/// forward it (flood, local delivery) rather than drop it.
+pub const PUNT_BRIDGED_DROP: u32 = FIRST_FPM_REASON + 14;
 
 /// Names of the filter's punt reasons, indexed from `FIRST_FPM_REASON`.
-pub const PUNT_NAMES: [&str; 14] = [
+pub const PUNT_NAMES: [&str; 15] = [
     "not_ip",
     "malformed",
     "fragment",
@@ -66,6 +71,7 @@ pub const PUNT_NAMES: [&str; 14] = [
     "no_rules",
     "too_long",
     "unknown_if",
+    "bridged_drop",
 ];
 
 /// Name of the [`FilterConf`] global.
@@ -78,9 +84,10 @@ pub const CONF_GLOBAL: &str = "FILTER_CONF";
 pub const RULES_MAP: &str = "FILTER_RULES";
 /// Map: set elements (`LpmTrie<SetKey, u8>`).
 pub const SETS_MAP: &str = "FILTER_SETS";
-/// Map: the interfaces the XDP program is attached to (`Array<FilterIface>`
-/// indexed by ifindex, below [`crate::abi::MAX_IFINDEX`]): their MACs tell
-/// frames for this host from others, as `skb->pkt_type` does at TC.
+/// Map: the interfaces the stages run on (`Array<FilterIface>` indexed by
+/// ifindex, below [`crate::abi::MAX_IFINDEX`]): at XDP their MACs tell
+/// frames for this host from others, as `skb->pkt_type` does at TC; on a
+/// bridge port, what becomes of the frames for other hosts (bridged).
 pub const IFACES_MAP: &str = "FILTER_IFACES";
 /// Map: the conntrack mirror (`HashMap<CtKey, CtValue>`): the flows the
 /// fast path may treat as ESTABLISHED, both directions of each, written
@@ -544,6 +551,20 @@ pub struct ClassConf {
 
 /// `FilterIface::flags`: the filter runs at XDP here; `mac` is valid.
 pub const IFACE_XDP: u16 = 1;
+/// `FilterIface::flags`: a bridge port whose bridged IPv4 frames reach no
+/// `ip` hook (`br_netfilter` is off for its bridge) nor any `bridge`
+/// family chain: frames for other hosts continue to the bridge stage.
+pub const IFACE_BRIDGED_OPEN_V4: u16 = 2;
+/// Likewise for IPv6.
+pub const IFACE_BRIDGED_OPEN_V6: u16 = 4;
+/// `FilterIface::flags`: a bridge port whose bridged IPv4 frames
+/// `br_netfilter` passes through the `ip` hooks (prerouting, forward,
+/// postrouting) as coming from and going to the bridge device `bridge`,
+/// and no `bridge` family chain sees them: frames for other hosts are
+/// evaluated so, and continue or punt (never dropped here).
+pub const IFACE_BRIDGED_RULES_V4: u16 = 8;
+/// Likewise for IPv6.
+pub const IFACE_BRIDGED_RULES_V6: u16 = 16;
 
 /// Value of [`IFACES_MAP`].
 #[repr(C)]
@@ -553,6 +574,8 @@ pub struct FilterIface {
     pub mac: [u8; 6],
     /// `IFACE_*` bits.
     pub flags: u16,
+    /// For a bridge port, its bridge's ifindex.
+    pub bridge: u32,
 }
 
 /// `CachedVerdict::verdict`: continue to the next stage.
@@ -679,7 +702,7 @@ const _: () = assert!(core::mem::size_of::<SetKey>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
 const _: () = assert!(core::mem::size_of::<CachedVerdict>() == 36);
 const _: () = assert!(core::mem::size_of::<RuleStat>() == 24);
-const _: () = assert!(core::mem::size_of::<FilterIface>() == 8);
+const _: () = assert!(core::mem::size_of::<FilterIface>() == 12);
 const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CtValue>() == 8);
 const _: () = assert!(core::mem::size_of::<ClassKey>() == 24);

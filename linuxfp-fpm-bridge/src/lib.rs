@@ -29,9 +29,10 @@
 //!
 //! Not modelled, so left to the kernel by the punts above or by the
 //! Compatibility Manager: per-VLAN STP states and MST (the port state is
-//! used for every VLAN), a promiscuous bridge device (tcpdump on it),
-//! `bridge` family nf_tables chains and br_netfilter with IP rules (a filter
-//! stage must run first).
+//! used for every VLAN), a promiscuous bridge device (tcpdump on it), and
+//! firewall rules: `br_netfilter` with IP rules, and `bridge` family
+//! nf_tables chains, need the filter stage before this one
+//! (`linuxfp-fpm-filter` decides the first and punts on the second).
 #![deny(missing_docs)]
 
 pub mod bytecode;

@@ -66,7 +66,10 @@ pub fn bridge_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
             .unwrap_or(ETH_P_8021Q);
         // br_netfilter validates the IP headers of bridged frames.
         let br_nf = input.state.map_or((false, false), |s| {
-            (s.br_netfilter_ipv4(), s.br_netfilter_ipv6())
+            (
+                s.br_netfilter_ipv4_on(bridge.ifindex),
+                s.br_netfilter_ipv6_on(bridge.ifindex),
+            )
         });
         for (&ifindex, port) in &bridge.ports {
             // BRIDGE_PORTS is an array indexed by ifindex: ports above its

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The filter FPM: the kernel's nf_tables ruleset for routed IPv4/IPv6
-//! traffic, evaluated in XDP or TC before the router stage, never more or
-//! less permissive than netfilter.
+//! traffic, and for bridged traffic under `br_netfilter`, evaluated in XDP
+//! or TC before the router or bridge stage, never more or less permissive
+//! than netfilter.
 //!
 //! - [`compile`]: the ruleset → per family, the base chains of the routed
 //!   path (prerouting, forward, postrouting) as rules of predicates and
@@ -30,6 +31,25 @@
 //!   Accepted packets continue to the next stage, dropped ones are dropped
 //!   (only on a compiled `drop` verdict or drop policy), the rest punt
 //!   under a named reason ([`linuxfp_ebpf_common::filter::PUNT_NAMES`]).
+//!
+//! # Bridged traffic
+//!
+//! On a bridge port the filter stage runs before the bridge stage, which
+//! forwards only what the bridge would bridge port to port (never a frame
+//! for the bridge itself). So every frame there is judged as a bridged
+//! one, whatever its destination MAC ([`params::bridged`]):
+//! - with `br_netfilter` on for the bridge and the family (the
+//!   `bridge-nf-call-iptables`/`-ip6tables` sysctls, or the bridge's own
+//!   `nf_call_iptables`/`nf_call_ip6tables`), bridged IP traffic passes the
+//!   `ip`/`ip6`/`inet` prerouting, forward and postrouting hooks with the
+//!   bridge device as input and output device: the routed path's program
+//!   is evaluated so. Accepted frames continue; a drop verdict punts
+//!   (`bridged_drop`), since only the kernel knows whether the bridge
+//!   would forward the frame or flood or deliver it; the rest punt as for
+//!   routed packets;
+//! - without `br_netfilter`, no hook sees bridged frames: they continue;
+//! - a bridge with VLAN filtering (the forward hook then sees tagged skbs)
+//!   or any `bridge` family chain on the way: every frame punts.
 //!
 //! # Conntrack
 //!
@@ -259,7 +279,7 @@ impl Fpm for FilterFpm {
         let mut cfg = self.generations.config(layout);
         cfg.maps.insert(
             filter::IFACES_MAP.to_string(),
-            params::xdp_ifaces(self.declaration.name, input),
+            params::ifaces(self.declaration.name, input),
         );
         Ok(cfg)
     }

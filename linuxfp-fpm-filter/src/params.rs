@@ -296,24 +296,72 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
     }
 }
 
-/// `FILTER_IFACES`: the MAC of every interface the decisions attach `fpm`
-/// to at XDP (the XDP program's test for frames addressed to this host).
-pub fn xdp_ifaces(fpm: &str, input: &ParamInput<'_>) -> MapContents {
+/// `FILTER_IFACES`: for every interface the decisions attach `fpm` to,
+/// its MAC at XDP (the XDP stage's test for frames addressed to this
+/// host) and, on a bridge port, what becomes of the frames it receives
+/// for other hosts ([`bridged`]).
+pub fn ifaces(fpm: &str, input: &ParamInput<'_>) -> MapContents {
     input
         .decisions
         .interfaces_of(fpm)
-        .filter(|(i, hook)| *hook == Hook::Xdp && *i < linuxfp_ebpf_common::abi::MAX_IFINDEX)
-        .filter_map(|(i, _)| {
-            let mac = input.topology.interfaces.get(&i)?.mac?;
-            Some((
-                HexBytes(i.to_ne_bytes().to_vec()),
-                HexBytes::of(&FilterIface {
-                    mac,
-                    flags: IFACE_XDP,
-                }),
-            ))
+        .filter(|(i, _)| *i < linuxfp_ebpf_common::abi::MAX_IFINDEX)
+        .filter_map(|(i, hook)| {
+            let iface = input.topology.interfaces.get(&i)?;
+            let mut v = FilterIface::default();
+            if let (Hook::Xdp, Some(mac)) = (hook, iface.mac) {
+                v.mac = mac;
+                v.flags |= IFACE_XDP;
+            }
+            if let Some((flags, bridge)) = bridged(i, input) {
+                v.flags |= flags;
+                v.bridge = bridge;
+            }
+            (v.flags != 0 || v.bridge != 0)
+                .then(|| (HexBytes(i.to_ne_bytes().to_vec()), HexBytes::of(&v)))
         })
         .collect()
+}
+
+/// For a bridge port: the `IFACE_BRIDGED_*` flags of its bridged frames,
+/// per family, and its bridge. A family's frames are open (no hook sees
+/// them) without `br_netfilter` for the bridge, evaluated (as from and to
+/// the bridge device) with it, unless the bridge filters VLANs (the
+/// forward hook then sees tagged skbs, which `br_netfilter` treats by
+/// other sysctls); any `bridge` family chain on the way (prerouting,
+/// forward, postrouting: not compiled) leaves them all to the kernel.
+pub fn bridged(port: u32, input: &ParamInput<'_>) -> Option<(u16, u32)> {
+    let bridge = input
+        .topology
+        .bridges
+        .values()
+        .find(|b| b.ports.contains_key(&port))?;
+    let bridge_chains = input.topology.filter.base_chains.iter().any(|c| {
+        c.family == "bridge" && matches!(c.hook.as_str(), "prerouting" | "forward" | "postrouting")
+    });
+    let state = input.state.filter(|_| !bridge_chains);
+    let Some(state) = state else {
+        return Some((0, bridge.ifindex));
+    };
+    let mut flags = 0;
+    for (hooks_on, open, rules) in [
+        (
+            state.br_netfilter_ipv4_on(bridge.ifindex),
+            IFACE_BRIDGED_OPEN_V4,
+            IFACE_BRIDGED_RULES_V4,
+        ),
+        (
+            state.br_netfilter_ipv6_on(bridge.ifindex),
+            IFACE_BRIDGED_OPEN_V6,
+            IFACE_BRIDGED_RULES_V6,
+        ),
+    ] {
+        if !hooks_on {
+            flags |= open;
+        } else if !bridge.vlan_filtering {
+            flags |= rules;
+        }
+    }
+    Some((flags, bridge.ifindex))
 }
 
 /// The map key of a set element: `bpf_lpm_trie_key` (prefix length, then
@@ -713,7 +761,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let m = xdp_ifaces(
+        let m = ifaces(
             "filter",
             &ParamInput {
                 topology: &topology,
@@ -726,8 +774,125 @@ mod tests {
             m[&HexBytes(2u32.to_ne_bytes().to_vec())],
             HexBytes::of(&FilterIface {
                 mac: [2, 0, 0, 0, 0, 2],
-                flags: IFACE_XDP
+                flags: IFACE_XDP,
+                bridge: 0,
             })
+        );
+    }
+
+    #[test]
+    fn bridge_ports_say_what_becomes_of_bridged_frames() {
+        use linuxfp::{
+            compat::{Decisions, InterfaceDecision},
+            state::KernelState,
+            topology::{BaseChain, Bridge, BridgePort, Interface, Topology},
+        };
+        let mut topology = Topology::default();
+        for i in [2u32, 3, 4] {
+            topology.interfaces.insert(
+                i,
+                Interface {
+                    ifindex: i,
+                    name: format!("p{i}"),
+                    mac: Some([2, 0, 0, 0, 0, i as u8]),
+                    ..Default::default()
+                },
+            );
+        }
+        topology.bridges.insert(
+            9,
+            Bridge {
+                ifindex: 9,
+                name: "br0".into(),
+                ports: [(2, BridgePort::default()), (3, BridgePort::default())].into(),
+                ..Default::default()
+            },
+        );
+        let decisions = Decisions {
+            interfaces: [(2, Hook::Tc), (3, Hook::Xdp), (4, Hook::Tc)]
+                .into_iter()
+                .map(|(i, hook)| {
+                    let d = InterfaceDecision {
+                        name: format!("p{i}"),
+                        hook: Some(hook),
+                        stages: vec!["filter".into()],
+                        reasons: vec![],
+                    };
+                    (i, d)
+                })
+                .collect(),
+        };
+        let mut state = KernelState::default();
+        state.links.insert(
+            9,
+            linuxfp::state::Link {
+                ifindex: 9,
+                name: "br0".into(),
+                bridge: Some(Default::default()),
+                ..Default::default()
+            },
+        );
+        let entry = |t: &Topology, s: &KernelState, i: u32| {
+            let input = ParamInput {
+                topology: t,
+                decisions: &decisions,
+                state: Some(s),
+            };
+            ifaces("filter", &input)
+                .get(&HexBytes(i.to_ne_bytes().to_vec()))
+                .cloned()
+        };
+        let of = |flags: u16, mac: Option<[u8; 6]>, bridge: u32| {
+            Some(HexBytes::of(&FilterIface {
+                mac: mac.unwrap_or_default(),
+                flags: flags | if mac.is_some() { IFACE_XDP } else { 0 },
+                bridge,
+            }))
+        };
+        let open = IFACE_BRIDGED_OPEN_V4 | IFACE_BRIDGED_OPEN_V6;
+        // br_netfilter not loaded: no hook sees bridged frames.
+        assert_eq!(entry(&topology, &state, 2), of(open, None, 9));
+        assert_eq!(
+            entry(&topology, &state, 3),
+            of(open, Some([2, 0, 0, 0, 0, 3]), 9)
+        );
+        assert_eq!(entry(&topology, &state, 4), None, "not a port, not XDP");
+        // Loaded, IPv4 on: IPv4 through the rules, IPv6 open.
+        let g = &mut state.sysctls.global;
+        g.insert("net.bridge.bridge-nf-call-iptables".into(), 1);
+        g.insert("net.bridge.bridge-nf-call-ip6tables".into(), 0);
+        let through4 = IFACE_BRIDGED_RULES_V4 | IFACE_BRIDGED_OPEN_V6;
+        assert_eq!(entry(&topology, &state, 2), of(through4, None, 9));
+        // The bridge's own option for IPv6.
+        if let Some(b) = state.links.get_mut(&9).and_then(|l| l.bridge.as_mut()) {
+            b.nf_call_ip6tables = true;
+        }
+        let through = IFACE_BRIDGED_RULES_V4 | IFACE_BRIDGED_RULES_V6;
+        assert_eq!(entry(&topology, &state, 2), of(through, None, 9));
+        // VLAN filtering: what the hooks see is not modelled.
+        let mut vlans = topology.clone();
+        if let Some(b) = vlans.bridges.get_mut(&9) {
+            b.vlan_filtering = true;
+        }
+        assert_eq!(entry(&vlans, &state, 2), of(0, None, 9));
+        // A bridge family chain sees every bridged frame: none modelled,
+        // with or without br_netfilter.
+        let mut chains = topology.clone();
+        chains.filter.base_chains.push(BaseChain {
+            family: "bridge".into(),
+            table: "f".into(),
+            chain: "fwd".into(),
+            hook: "forward".into(),
+            priority: 0,
+            chain_type: "filter".into(),
+            policy: "accept".into(),
+            rules: 1,
+        });
+        assert_eq!(entry(&chains, &state, 2), of(0, None, 9));
+        assert_eq!(entry(&chains, &KernelState::default(), 2), of(0, None, 9));
+        assert_eq!(
+            entry(&chains, &state, 3),
+            of(0, Some([2, 0, 0, 0, 0, 3]), 9)
         );
     }
 

@@ -274,6 +274,7 @@ fn load_full(
             let v = FilterIface {
                 mac: e.mac,
                 flags: IFACE_XDP,
+                bridge: 0,
             };
             ifaces.set(e.ifindex, v, 0).expect("set iface");
         }
@@ -535,6 +536,124 @@ fn skb_ctx(ingress: u32) -> Vec<u8> {
 #[test]
 fn filter_table() {
     in_lab("filter_table", "fltr", &[], table);
+}
+
+/// Rules for frames a bridge port receives for other hosts: `r1` plays
+/// the bridge device.
+const BRIDGED: &str = r#"
+table ip t {
+    chain filt {
+        type filter hook forward priority 0; policy accept;
+        iifname "r1" oifname "r1" udp dport 5001 accept
+        udp dport 5001 drop
+        iifname "r1" udp dport 5002 drop
+        udp dport 5003 log accept
+    }
+}
+"#;
+
+/// On a bridge port, a frame is what the bridge after the stage may
+/// forward: with `br_netfilter`, it is evaluated as the `ip` hooks see a
+/// bridged frame (from and to the bridge device), continues or punts (a
+/// drop is the kernel's to make: only it knows whether the bridge would
+/// forward the frame); without, it continues; on a port whose bridged
+/// frames are not modelled, it punts. That holds for frames to the port's
+/// own MAC as well: the bridge stage never forwards those.
+#[test]
+fn bridged_frames_are_decided_as_br_netfilter_shows_them() {
+    in_lab(
+        "bridged_frames_are_decided_as_br_netfilter_shows_them",
+        "flbr",
+        &[],
+        |lab| {
+            let l = lab.compile(BRIDGED);
+            let port = &lab.tb.rtr_src_if;
+            let bridge = lab.tb.rtr_dst_if.ifindex;
+            let (s, d) = ("10.1.0.2", "10.1.0.3");
+            let other = [0x02, 0xaa, 0, 0, 0, 1];
+            let bridged = |dport: u16| {
+                frame(
+                    other,
+                    lab.tb.src_if.mac,
+                    ETH_P_IP,
+                    &hdr4(UDP, s, d).packet(&udp(1000, dport, 8)),
+                )
+            };
+            let bridged6 = frame(
+                other,
+                lab.tb.src_if.mac,
+                ETH_P_IPV6,
+                &hdr6(UDP, "fd01::2", "fd01::3").packet(&udp(1000, 5002, 8)),
+            );
+            let through: Vec<Row> = vec![
+                (
+                    "seen from and to the bridge: accepted",
+                    bridged(5001),
+                    Expect::Continue,
+                ),
+                (
+                    "dropped by the hooks: the kernel drops",
+                    bridged(5002),
+                    Expect::Punt(PUNT_BRIDGED_DROP),
+                ),
+                (
+                    "a stateful rule: the kernel's",
+                    bridged(5003),
+                    Expect::Punt(PUNT_RULE_STATEFUL),
+                ),
+                ("the policy accepts", bridged(9000), Expect::Continue),
+                (
+                    "IPv6 not passed through the hooks here: not modelled",
+                    bridged6.clone(),
+                    Expect::Punt(PUNT_NOT_FORWARDED),
+                ),
+                (
+                    "for the port's own MAC: bridged too (the bridge stage leaves it to the kernel)",
+                    lab.v4(UDP, s, "10.2.0.2", &udp(1000, 5001, 8)),
+                    Expect::Continue,
+                ),
+            ];
+            let open: Vec<Row> = vec![
+                (
+                    "no hook sees it: continues",
+                    bridged(5002),
+                    Expect::Continue,
+                ),
+                ("IPv6 as well", bridged6.clone(), Expect::Continue),
+            ];
+            let unmodelled: Vec<Row> = vec![
+                (
+                    "not modelled: punts",
+                    bridged(9000),
+                    Expect::Punt(PUNT_NOT_FORWARDED),
+                ),
+                (
+                    "nor for the port's own MAC",
+                    lab.v4(UDP, s, "10.2.0.2", &udp(1000, 9000, 8)),
+                    Expect::Punt(PUNT_NOT_FORWARDED),
+                ),
+            ];
+            for (flags, rows) in [
+                (IFACE_BRIDGED_RULES_V4, &through),
+                (IFACE_BRIDGED_OPEN_V4 | IFACE_BRIDGED_OPEN_V6, &open),
+                (0, &unmodelled),
+            ] {
+                for on in [On::Tc, On::Xdp] {
+                    let mut ebpf = load(lab, &l, 3);
+                    let mut ifaces: Array<_, FilterIface> =
+                        Array::try_from(ebpf.map_mut(IFACES_MAP).expect(IFACES_MAP))
+                            .expect("array");
+                    let v = FilterIface {
+                        mac: port.mac,
+                        flags: IFACE_XDP | flags,
+                        bridge,
+                    };
+                    ifaces.set(port.ifindex, v, 0).expect("set iface");
+                    check_on(&ebpf, on, port.ifindex, rows);
+                }
+            }
+        },
+    );
 }
 
 /// The stage hands the router its successful FIB answer for a packet it

@@ -206,6 +206,12 @@ async fn watch_reflects_each_command() {
             .unwrap_or(false)
     })
     .await;
+    w.step(&ns, "ip link set br0 type bridge nf_call_iptables 1", |s| {
+        s.link_by_name("br0")
+            .and_then(|l| l.bridge.clone())
+            .is_some_and(|b| b.nf_call_iptables && !b.nf_call_ip6tables)
+    })
+    .await;
     w.step(&ns, "ip addr add 10.50.0.1/24 dev br0", |s| {
         ifx(s, "br0")
             .and_then(|b| topology::derive(s).bridges.get(&b).map(|b| b.routed))

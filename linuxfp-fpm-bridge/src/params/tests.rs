@@ -277,6 +277,27 @@ fn br_netfilter_is_marked_per_family() {
         .global
         .insert("net.bridge.bridge-nf-call-ip6tables".into(), 1);
     assert_eq!(flags(&s), PORT_BR_NF_IPV4 | PORT_BR_NF_IPV6);
+
+    // Both sysctls off: the bridge's own nf_call_ip(6)tables options still
+    // send its traffic through the hooks (`br_nf_pre_routing`).
+    for k in ["iptables", "ip6tables"] {
+        s.sysctls
+            .global
+            .insert(format!("net.bridge.bridge-nf-call-{k}"), 0);
+    }
+    assert_eq!(flags(&s), 0);
+    let set = |s: &mut KernelState, v4: bool, v6: bool| {
+        let b = s.links.get_mut(&BR).and_then(|l| l.bridge.as_mut());
+        let b = b.expect("the bridge's attributes");
+        (b.nf_call_iptables, b.nf_call_ip6tables) = (v4, v6);
+    };
+    set(&mut s, false, true);
+    assert_eq!(flags(&s), PORT_BR_NF_IPV6);
+    set(&mut s, true, true);
+    assert_eq!(flags(&s), PORT_BR_NF_IPV4 | PORT_BR_NF_IPV6);
+    // Without br_netfilter loaded (no sysctls) the options do nothing.
+    s.sysctls.global.clear();
+    assert_eq!(flags(&s), 0);
 }
 
 #[test]

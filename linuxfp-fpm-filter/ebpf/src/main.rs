@@ -276,29 +276,42 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     let pkt = parse(frame.start, frame.end, frame.len, &mut ev.key)?;
     let conf = FILTER_CONF.load();
     let path = if pkt.v6 { conf.v6 } else { conf.v4 };
+    let bridge = match way(ingress, frame.host, pkt.v6, path.state)? {
+        Way::Routed => 0,
+        Way::Open => return Ok(VERDICT_CONTINUE),
+        Way::Bridged(bridge) => bridge,
+    };
     match path.state {
         PATH_NONE => return Ok(VERDICT_CONTINUE),
         PATH_RULES if conf.generation != 0 => {}
         _ => return Err(PUNT_PATH),
     }
-    // Only what is certainly forwarded is decided here: the FORWARD and
-    // POSTROUTING hooks see nothing else, and the kernel answers some
-    // packets (TTL, MTU, unreachable routes, redirects) before them.
-    if !frame.host || pkt.ttl <= 1 || martian(&ev.key) {
+    if martian(&ev.key) {
         return Err(PUNT_NOT_FORWARDED);
     }
-    let tot_len = if frame.gso_size == 0 {
-        pkt.l3_len
-    } else if pkt.l4proto == IPPROTO_TCP {
-        u16::try_from(pkt.l4_offset - pkt.l3_offset + pkt.l4_hdr_len + frame.gso_size)
-            .map_err(|_| PUNT_NOT_FORWARDED)?
+    let (iif, oif) = if bridge != 0 {
+        (bridge, bridge)
     } else {
-        return Err(PUNT_NOT_FORWARDED);
+        // Only what is certainly forwarded is decided here: the FORWARD
+        // and POSTROUTING hooks see nothing else, and the kernel answers
+        // some packets (TTL, MTU, unreachable routes, redirects) before
+        // them.
+        if pkt.ttl <= 1 {
+            return Err(PUNT_NOT_FORWARDED);
+        }
+        let tot_len = if frame.gso_size == 0 {
+            pkt.l3_len
+        } else if pkt.l4proto == IPPROTO_TCP {
+            u16::try_from(pkt.l4_offset - pkt.l3_offset + pkt.l4_hdr_len + frame.gso_size)
+                .map_err(|_| PUNT_NOT_FORWARDED)?
+        } else {
+            return Err(PUNT_NOT_FORWARDED);
+        };
+        (ingress, egress(ctx, &pkt, &ev.key, ingress, tot_len)?)
     };
-    let oif = egress(ctx, &pkt, &ev.key, ingress, tot_len)?;
 
     ev.key.generation = conf.generation;
-    ev.key.iif = ingress;
+    ev.key.iif = iif;
     ev.key.oif = oif;
     if conf.flags & CONF_CT != 0 {
         ct_class(ev, &pkt, frame.csum_ok);
@@ -311,10 +324,60 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     if c.verdict == VERDICT_CONTINUE && ev.key.ct != CT_UNKNOWN {
         seen(&ev.ct_key);
     }
+    if bridge != 0 && c.verdict == VERDICT_DROP {
+        return Err(PUNT_BRIDGED_DROP);
+    }
     if c.verdict != VERDICT_PUNT {
         count_rules(&c, conf.generation, u64::from(pkt.l3_len));
     }
     verdict(c.verdict, c.reason)
+}
+
+/// The way a frame takes through the `ip` hooks, if the next stages
+/// forward it.
+enum Way {
+    /// Routed from the ingress interface.
+    Routed,
+    /// Bridged, and no hook sees it (no `br_netfilter` for the bridge and
+    /// family): as if every chain accepted.
+    Open,
+    /// Bridged, through every base chain on the way as from and to this
+    /// bridge device (`br_netfilter`).
+    Bridged(u32),
+}
+
+/// On a bridge port, every frame the next stage (the bridge's, which
+/// never hands a frame on) forwards is bridged, whatever its destination
+/// MAC: frames for the bridge itself go up to the bridge device through
+/// the kernel. Elsewhere only frames for this host are routed; frames of
+/// a port whose bridged frames are not modelled (`bridge` family chains,
+/// VLAN filtering) punt.
+#[inline(always)]
+fn way(ingress: u32, host: bool, v6: bool, path_state: u32) -> Result<Way, u32> {
+    let (flags, bridge) = FILTER_IFACES
+        .get(ingress)
+        .map_or((0, 0), |i| (i.flags, i.bridge));
+    if bridge == 0 {
+        return if host {
+            Ok(Way::Routed)
+        } else {
+            Err(PUNT_NOT_FORWARDED)
+        };
+    }
+    let (open, rules) = if v6 {
+        (IFACE_BRIDGED_OPEN_V6, IFACE_BRIDGED_RULES_V6)
+    } else {
+        (IFACE_BRIDGED_OPEN_V4, IFACE_BRIDGED_RULES_V4)
+    };
+    // A path that punts whole may do so for chains that see every frame
+    // (netdev): then no frame continues.
+    if flags & open != 0 && path_state != PATH_PUNT {
+        return Ok(Way::Open);
+    }
+    if flags & rules == 0 {
+        return Err(PUNT_NOT_FORWARDED);
+    }
+    Ok(Way::Bridged(bridge))
 }
 
 /// Adds a packet of `bytes` to the counters of the rules it matched.

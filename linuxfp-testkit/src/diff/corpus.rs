@@ -728,12 +728,7 @@ pub fn bridge(l: &SwitchLayout, fuzz: usize, seed: u64) -> Corpus {
     let [m1, m2, m3] = l.host_macs;
     let unknown = super::bed::ANNOUNCE_TO;
     for (wire, mac) in [("h1", m1), ("h2", m2), ("h3", m3)] {
-        c.add_in(
-            Phase::Warmup,
-            wire,
-            format!("{wire} announces itself"),
-            |t| ether(unknown, mac, ETH_P_EXPERIMENTAL, &payload(t, 40)),
-        );
+        announce(&mut c, wire, mac, "announces itself");
     }
     let ip4 = |t: &[u8], len: usize| udp4(&Ipv4::new(UDP, host4(1), host4(2)), &payload(t, len));
     let ip6 = |t: &[u8]| {
@@ -928,19 +923,7 @@ pub fn bridge_move(l: &SwitchLayout) -> Corpus {
     let [m1, m2, m3] = l.host_macs;
     let mut c = Corpus::default();
     for (wire, mac) in [("h3", m2), ("h2", m3)] {
-        c.add_in(
-            Phase::Warmup,
-            wire,
-            format!("{wire} sends from another host's mac"),
-            |t| {
-                ether(
-                    super::bed::ANNOUNCE_TO,
-                    mac,
-                    ETH_P_EXPERIMENTAL,
-                    &payload(t, 40),
-                )
-            },
-        );
+        announce(&mut c, wire, mac, "sends from another host's mac");
     }
     for i in 0..10 {
         for (to, mac) in [("h2", m2), ("h3", m3)] {
@@ -965,6 +948,83 @@ fn host4(i: u8) -> Ipv4Addr {
 /// The IPv6 address of switch host `i`.
 fn host6(i: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd50, 0, 0, 0, 0, 0, 0, i)
+}
+
+/// A warm-up frame from `mac` on `wire` to a MAC nobody has: the bridge
+/// learns `mac` at `wire`'s port.
+fn announce(c: &mut Corpus, wire: &str, mac: [u8; 6], what: &str) {
+    c.add_in(Phase::Warmup, wire, format!("{wire} {what}"), |t| {
+        ether(
+            super::bed::ANNOUNCE_TO,
+            mac,
+            ETH_P_EXPERIMENTAL,
+            &payload(t, 40),
+        )
+    });
+}
+
+/// UDP destination ports of [`bridge_filter`]'s probes.
+pub const BRIDGE_FILTER_UDP: [u16; 9] = [53, 80, 443, 5001, 6000, 6005, 7000, 8000, 9999];
+/// TCP destination ports of [`bridge_filter`]'s probes (each as SYN and as
+/// ACK).
+pub const BRIDGE_FILTER_TCP: [u16; 4] = [22, 80, 443, 8080];
+
+/// IP traffic between the switch hosts for a firewall on the bridged path
+/// (`br_netfilter`): every ordered pair of hosts, IPv4 and IPv6, UDP to
+/// [`BRIDGE_FILTER_UDP`], TCP SYN and ACK to [`BRIDGE_FILTER_TCP`], and an
+/// echo request; each host announces itself first.
+pub fn bridge_filter(l: &SwitchLayout) -> Corpus {
+    let mut c = Corpus::default();
+    let wires = ["h1", "h2", "h3"];
+    for (wire, mac) in wires.iter().zip(l.host_macs) {
+        announce(&mut c, wire, mac, "announces itself");
+    }
+    for (a, b) in [(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1)] {
+        let (wire, from, to) = (wires[a], l.host_macs[a], l.host_macs[b]);
+        let pair = format!("h{} to h{}", a + 1, b + 1);
+        for v6 in [false, true] {
+            let (src, dst): (IpAddr, IpAddr) = if v6 {
+                (host6(a as u16 + 1).into(), host6(b as u16 + 1).into())
+            } else {
+                (host4(a as u8 + 1).into(), host4(b as u8 + 1).into())
+            };
+            let family = if src.is_ipv6() { "ipv6" } else { "ipv4" };
+            let ip = move |proto: u8, l4: &[u8]| match (src, dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => {
+                    ether(to, from, ETH_P_IP, &Ipv4::new(proto, s, d).packet(l4))
+                }
+                (IpAddr::V6(s), IpAddr::V6(d)) => {
+                    ether(to, from, ETH_P_IPV6, &Ipv6::new(proto, s, d).packet(l4))
+                }
+                _ => unreachable!("one family"),
+            };
+            for port in BRIDGE_FILTER_UDP {
+                c.add(wire, format!("{pair} {family} udp {port}"), |t| {
+                    ip(UDP, &udp(src, dst, 40000, port, &payload(t, 16)))
+                });
+            }
+            for port in BRIDGE_FILTER_TCP {
+                for (flags, what) in [(SYN, "syn"), (ACK | PSH, "ack")] {
+                    c.add(wire, format!("{pair} {family} tcp {port} {what}"), |t| {
+                        ip(
+                            TCP,
+                            &tcp(src, dst, (40000, port), flags, 1, &payload(t, 16)),
+                        )
+                    });
+                }
+            }
+            c.add(wire, format!("{pair} {family} echo request"), |t| {
+                let data = payload(t, 16);
+                match (src, dst) {
+                    (IpAddr::V6(s), IpAddr::V6(d)) => {
+                        ip(ICMPV6, &icmp6(s, d, 128, 0, [0, 1, 0, 1], &data))
+                    }
+                    _ => ip(ICMP, &icmp4(8, 0, [0, 1, 0, 1], &data)),
+                }
+            });
+        }
+    }
+    c
 }
 
 /// Random frames between the hosts: destinations known, unknown, learnt

@@ -63,6 +63,14 @@ pub struct BridgeAttrs {
     pub vlan_protocol: u16,
     /// `default_pvid` given to new ports.
     pub default_pvid: u16,
+    /// `nf_call_iptables`: with `br_netfilter` loaded, this bridge passes
+    /// bridged IPv4 traffic through the `ip` hooks even when
+    /// `net.bridge.bridge-nf-call-iptables` is off.
+    #[serde(default)]
+    pub nf_call_iptables: bool,
+    /// `nf_call_ip6tables`: likewise for IPv6.
+    #[serde(default)]
+    pub nf_call_ip6tables: bool,
 }
 
 /// Attributes of a bridge port (`IFLA_INFO_SLAVE_DATA` or the `AF_BRIDGE`

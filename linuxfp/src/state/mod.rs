@@ -350,19 +350,51 @@ impl KernelState {
             .filter(move |f| f.master == Some(bridge) || f.ifindex == bridge)
     }
 
-    /// Whether `br_netfilter` is loaded (its sysctls exist) and passes
-    /// bridged IPv4 traffic through iptables / nf_tables `ip` hooks.
+    /// Whether `br_netfilter` passes IPv4 traffic bridged by some bridge
+    /// through the iptables / nf_tables `ip` hooks
+    /// ([`KernelState::br_netfilter_ipv4_on`] for one of them).
     pub fn br_netfilter_ipv4(&self) -> bool {
-        self.sysctls
-            .global("net.bridge.bridge-nf-call-iptables")
-            .is_some_and(|v| v != 0)
+        self.br_netfilter_any(Self::br_netfilter_ipv4_on)
     }
 
     /// Likewise for IPv6.
     pub fn br_netfilter_ipv6(&self) -> bool {
-        self.sysctls
-            .global("net.bridge.bridge-nf-call-ip6tables")
-            .is_some_and(|v| v != 0)
+        self.br_netfilter_any(Self::br_netfilter_ipv6_on)
+    }
+
+    /// Whether `br_netfilter` passes IPv4 traffic bridged by `bridge`
+    /// through the `ip` hooks: the module is loaded (its sysctls exist)
+    /// and `net.bridge.bridge-nf-call-iptables` is on, or the bridge's own
+    /// `nf_call_iptables` option is (`br_nf_pre_routing` checks either).
+    pub fn br_netfilter_ipv4_on(&self, bridge: u32) -> bool {
+        self.br_netfilter_on("net.bridge.bridge-nf-call-iptables", bridge, |b| {
+            b.nf_call_iptables
+        })
+    }
+
+    /// Likewise for IPv6 (`bridge-nf-call-ip6tables`, `nf_call_ip6tables`).
+    pub fn br_netfilter_ipv6_on(&self, bridge: u32) -> bool {
+        self.br_netfilter_on("net.bridge.bridge-nf-call-ip6tables", bridge, |b| {
+            b.nf_call_ip6tables
+        })
+    }
+
+    fn br_netfilter_on(&self, sysctl: &str, bridge: u32, option: fn(&BridgeAttrs) -> bool) -> bool {
+        match self.sysctls.global(sysctl) {
+            None => false,
+            Some(v) if v != 0 => true,
+            Some(_) => self
+                .links
+                .get(&bridge)
+                .and_then(|l| l.bridge.as_ref())
+                .is_some_and(option),
+        }
+    }
+
+    fn br_netfilter_any(&self, on: fn(&Self, u32) -> bool) -> bool {
+        self.links
+            .values()
+            .any(|l| l.kind.as_deref() == Some("bridge") && on(self, l.ifindex))
     }
 }
 

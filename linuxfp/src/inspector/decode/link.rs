@@ -140,6 +140,8 @@ fn bridge_attrs(v: &[InfoBridge]) -> BridgeAttrs {
             InfoBridge::StpState(s) => out.stp_state = u32::from(*s),
             InfoBridge::VlanProtocol(p) => out.vlan_protocol = u16::from(*p),
             InfoBridge::VlanDefaultPvid(p) => out.default_pvid = *p,
+            InfoBridge::NfCallIpTables(on) => out.nf_call_iptables = *on,
+            InfoBridge::NfCallIp6Tables(on) => out.nf_call_ip6tables = *on,
             _ => {}
         }
     }

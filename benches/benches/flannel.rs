@@ -68,12 +68,73 @@ impl Path {
     }
 }
 
+/// What the nodes run besides Flannel's `FLANNEL-FWD` rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+struct Setup {
+    /// flanneld's `--ip-masq` nat rules (as the kube-flannel manifest runs
+    /// it): conntrack then tracks every flow.
+    ip_masq: bool,
+    /// `nf_conntrack_tcp_be_liberal=1`, as kube-proxy sets with
+    /// `conntrack.tcpBeLiberal`: TCP flows can then be followed by the
+    /// fast path's conntrack mirror (with window tracking on, packets the
+    /// kernel does not see would make a later FIN INVALID).
+    tcp_be_liberal: bool,
+}
+
+/// Measured in this order.
+const SETUPS: [Setup; 3] = [
+    Setup {
+        ip_masq: true,
+        tcp_be_liberal: false,
+    },
+    Setup {
+        ip_masq: true,
+        tcp_be_liberal: true,
+    },
+    Setup {
+        ip_masq: false,
+        tcp_be_liberal: false,
+    },
+];
+
+impl Setup {
+    /// `vxlan`, `vxlan, tcp_be_liberal`, `vxlan, no ip-masq`.
+    fn label(self, backend: &str) -> String {
+        let mut s = backend.to_string();
+        if self.tcp_be_liberal {
+            s.push_str(", tcp_be_liberal");
+        }
+        if !self.ip_masq {
+            s.push_str(", no ip-masq");
+        }
+        s
+    }
+
+    /// The chart's file name and title.
+    fn chart(self) -> (String, String) {
+        let mut file = "flannel".to_string();
+        let mut title = "Flannel".to_string();
+        if self.tcp_be_liberal {
+            file.push_str("-liberal");
+            title.push_str(", tcp_be_liberal=1");
+        }
+        if self.ip_masq {
+            title.push_str(" (ip-masq)");
+        } else {
+            file.push_str("-no-masq");
+            title.push_str(" without ip-masq");
+        }
+        title.push_str(": pod-to-pod TCP (Gbit/s, median)");
+        (file, title)
+    }
+}
+
 /// One measured case: a backend, a path, a number of pod pairs.
 #[derive(Clone, Debug, Serialize)]
 struct Case {
     backend: &'static str,
-    /// Whether flanneld's `--ip-masq` nat rules are installed.
-    ip_masq: bool,
+    #[serde(flatten)]
+    setup: Setup,
     path: Path,
     pairs: usize,
     /// Summed Gbit/s of the pairs, per repeat.
@@ -169,22 +230,21 @@ struct Runs {
     counters: Counters,
 }
 
-/// `vxlan` or `vxlan, no ip-masq`.
-fn setup(backend: &str, ip_masq: bool) -> String {
-    if ip_masq {
-        backend.to_string()
-    } else {
-        format!("{backend}, no ip-masq")
-    }
-}
-
-fn run_backend(backend: Backend, ip_masq: bool, cfg: &Config, report: &mut Report) {
+fn run_backend(backend: Backend, setup: Setup, cfg: &Config, report: &mut Report) {
     let most = cfg.pairs.iter().copied().max().unwrap_or(1);
-    let name = setup(backend.name(), ip_masq);
+    let name = setup.label(backend.name());
     // Intra-node pairs take two pods of node 1 each.
-    let tag = format!("bf{}{}", backend.name(), u8::from(ip_masq));
-    let c =
-        FlannelCluster::with_ip_masq(&tag, backend, 2 * most, ip_masq).expect("flannel cluster");
+    let tag = format!(
+        "bf{}{}{}",
+        backend.name(),
+        u8::from(setup.ip_masq),
+        u8::from(setup.tcp_be_liberal)
+    );
+    let c = FlannelCluster::with_ip_masq(&tag, backend, 2 * most, setup.ip_masq)
+        .expect("flannel cluster");
+    if setup.tcp_be_liberal {
+        c.set_tcp_be_liberal(true).expect("tcp_be_liberal");
+    }
     let iperf = Iperf3 {
         seconds: cfg.seconds,
         ..Default::default()
@@ -237,7 +297,7 @@ fn run_backend(backend: Backend, ip_masq: bool, cfg: &Config, report: &mut Repor
         };
         report.cases.push(Case {
             backend: backend.name(),
-            ip_masq,
+            setup,
             path,
             pairs,
             linux_runs: r.linux,
@@ -285,28 +345,14 @@ fn main() {
         repeats: cfg.repeats,
         ..Default::default()
     };
-    for ip_masq in [true, false] {
+    for setup in SETUPS {
         for backend in Backend::ALL {
-            run_backend(backend, ip_masq, &cfg, &mut report);
+            run_backend(backend, setup, &cfg, &mut report);
         }
     }
-    for (ip_masq, file, title) in [
-        (
-            true,
-            "flannel",
-            "Flannel (ip-masq): pod-to-pod TCP (Gbit/s, median)",
-        ),
-        (
-            false,
-            "flannel-no-masq",
-            "Flannel without ip-masq: pod-to-pod TCP (Gbit/s, median)",
-        ),
-    ] {
-        let cases: Vec<&Case> = report
-            .cases
-            .iter()
-            .filter(|c| c.ip_masq == ip_masq)
-            .collect();
+    for setup in SETUPS {
+        let (file, title) = setup.chart();
+        let cases: Vec<&Case> = report.cases.iter().filter(|c| c.setup == setup).collect();
         let cats: Vec<String> = cases
             .iter()
             .map(|c| format!("{} {} x{}", c.backend, short(c.path), c.pairs))
@@ -320,8 +366,8 @@ fn main() {
             values,
         });
         linuxfp_benches::write_chart(
-            file,
-            &linuxfp_benches::plot::bar_chart(title, "Gbit/s", &cats, &series),
+            &file,
+            &linuxfp_benches::plot::bar_chart(&title, "Gbit/s", &cats, &series),
         );
     }
     linuxfp_benches::write_results("flannel", &markdown(&report), &report);
@@ -359,7 +405,7 @@ fn markdown(r: &Report) -> String {
             .join(", ");
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {:.1}% | {} |\n",
-            setup(c.backend, c.ip_masq),
+            c.setup.label(c.backend),
             c.path.label(),
             c.pairs,
             runs_cell(c.linux.as_ref(), c.linux_failures),
@@ -426,26 +472,36 @@ fn merge_nodes(hooks: &[HookChoice]) -> Vec<(String, &HookChoice)> {
 fn explain(reason: &str) -> Option<&'static str> {
     Some(match reason {
         "filter/path" => {
-            "the filter stage hands every IPv4 packet to the kernel: the ruleset has \
-             a nat base chain (Flannel's POSTROUTING), and NAT stays on the slow path \
-             until the filter FPM models conntrack and NAT; the router is left out of \
-             the chains for the same reason"
+            "the filter stage hands every packet of the family to the kernel: its \
+             ruleset has something the fast path does not model on the whole path"
         }
         "filter/not_forwarded" => {
-            "the filter stage cannot show the packet is forwarded (VXLAN to the node \
-             itself, or a frame bridged within cni0, whose route leaves by the interface \
-             it came in on): the kernel takes it, and the bridge stage behind the filter \
-             on the pods' ports never sees intra-node frames"
+            "the filter stage cannot show the packet is forwarded: VXLAN packets for \
+             the node itself (decapsulation is the kernel's)"
         }
         "filter/unknown_if" => {
             "the filter stage met an interface its compiled ruleset does not know \
              (names are resolved when the ruleset is compiled)"
         }
+        "filter/bridged_drop" => {
+            "a bridged frame the firewall drops: the kernel drops it (only the kernel \
+             knows whether the bridge would have forwarded it)"
+        }
+        "bridge/local" => {
+            "frames for cni0 itself (pod traffic to another node): they go up through \
+             the kernel bridge, and the router stage on cni0 takes them"
+        }
         "router/l2_multicast" => "broadcast or multicast frames, for the kernel",
         "filter/chain_miss" => "a packet the filter let through with no stage after it",
         "bridge/multicast" => "broadcast or multicast frames (ARP), flooded by the kernel",
         "filter/rule_nat" => "a rule with NAT: evaluated by the kernel",
-        "filter/rule_conntrack" => "a rule matching conntrack state: evaluated by the kernel",
+        "filter/rule_conntrack" => {
+            "a packet of a flow not in the conntrack mirror met the conntrack gate (the \
+             nat chain makes the kernel track every flow) or a rule that reads conntrack \
+             state: new flows until the kernel marks them assured, every TCP flow while \
+             window tracking is on (tcp_be_liberal=0), and VXLAN packets for the node \
+             itself"
+        }
         _ => return None,
     })
 }

@@ -6,9 +6,10 @@
 //! - FDB entry (`bridge fdb replace/del`): a map-only change (bridge FPM).
 //! - New router interface (`ip link add` + address + up): a redeploy (a
 //!   program attached to a new interface).
-//! - A firewall rule added (`nft add rule` in a forward chain): the filter
-//!   FPM compiles the new ruleset and swaps in a new generation, which
-//!   today reloads its programs (a redeploy).
+//! - A firewall rule added (`nft add rule` in a forward chain of 1 and of
+//!   10,000 rules): the filter FPM compiles the new ruleset and swaps in a
+//!   new generation (all its rules and prefilter rows written next to the
+//!   old ones), which reloads its programs (a redeploy).
 //!
 //! The clock starts before the command is run and stops when the
 //! controller reports the deployment, so it includes the command's own
@@ -197,14 +198,28 @@ async fn interface_case(repeats: usize) -> Case {
     summarise("router interface added", "redeploy", 100.0, samples)
 }
 
-/// The forward chain the rule case edits: one rule to start with.
-const BASE_RULESET: &str = "table inet lfpreact {\n  chain filt {\n    type filter hook forward priority 0; policy accept;\n    udp dport 9999 drop\n  }\n}\n";
+/// The forward chain the rule cases edit: `rules` rules to start with
+/// (`udp dport` 20000 + i, drop), none of which the added rules shadow.
+fn base_ruleset(rules: usize) -> String {
+    let mut s = String::from(
+        "table inet lfpreact {\n  chain filt {\n    type filter hook forward priority 0; policy accept;\n",
+    );
+    for i in 0..rules {
+        s.push_str(&format!("    udp dport {} drop\n", 20_000 + i));
+    }
+    s.push_str("  }\n}\n");
+    s
+}
 
-async fn rule_case(repeats: usize) -> Case {
+/// A rule added to a forward chain of `rules` rules, then deleted again by
+/// its handle (both changes redeploy; only the addition is timed).
+async fn rule_case(name: &'static str, repeats: usize, rules: usize) -> Case {
     let tb = VirtualRouter::new("rr").expect("testbed");
-    tb.rtr
-        .sh(&format!("nft -f - <<'EOF'\n{BASE_RULESET}EOF\n"))
-        .expect("base ruleset");
+    let path = std::env::temp_dir().join(format!("lfp-reaction-{}.nft", std::process::id()));
+    std::fs::write(&path, base_ruleset(rules)).expect("write the ruleset");
+    let loaded = tb.rtr.exec(&["nft", "-f", &path.display().to_string()]);
+    let _ = std::fs::remove_file(&path);
+    loaded.expect("base ruleset");
     let mut r = start(
         &tb.rtr,
         vec![Arc::new(RouterFpm::new()), Arc::new(FilterFpm::new())],
@@ -215,24 +230,34 @@ async fn rule_case(repeats: usize) -> Case {
         drain(&mut r.events).await;
         let port = (10_000 + i).to_string();
         let t0 = Instant::now();
-        tb.rtr
+        let echoed = tb
+            .rtr
             .exec(&[
-                "nft", "add", "rule", "inet", "lfpreact", "filt", "udp", "dport", &port, "drop",
+                "nft", "--echo", "--handle", "add", "rule", "inet", "lfpreact", "filt", "udp",
+                "dport", &port, "drop",
             ])
             .expect("nft add rule");
         let done = Instant::now();
         if let Some(t1) = next_deploy(&mut r.events).await {
             samples.push((ms(t1 - t0), ms(t1.saturating_duration_since(done))));
         }
-        // Back to the base ruleset, in one transaction.
+        // `... drop # handle N`: remove it again.
+        let handle = echoed
+            .rsplit("handle ")
+            .next()
+            .map(|h| h.trim().to_string())
+            .filter(|h| h.parse::<u64>().is_ok())
+            .expect("nft echoes the new rule's handle");
         tb.rtr
-            .sh("nft 'flush chain inet lfpreact filt ; add rule inet lfpreact filt udp dport 9999 drop'")
-            .expect("nft flush");
+            .exec(&[
+                "nft", "delete", "rule", "inet", "lfpreact", "filt", "handle", &handle,
+            ])
+            .expect("nft delete rule");
         let _ = next_deploy(&mut r.events).await;
     }
     r.handle.shutdown();
     let _ = r.task.await;
-    summarise("firewall rule added", "redeploy", 100.0, samples)
+    summarise(name, "redeploy", 100.0, samples)
 }
 
 fn markdown(cases: &[Case]) -> String {
@@ -280,7 +305,8 @@ fn main() {
         vec![
             fdb_case(repeats).await,
             interface_case(repeats / 4 + 1).await,
-            rule_case(repeats / 4 + 1).await,
+            rule_case("firewall rule added", repeats / 4 + 1, 1).await,
+            rule_case("firewall rule added to 10k rules", repeats / 10 + 1, 10_000).await,
         ]
     });
     let md = markdown(&cases);

@@ -4,15 +4,18 @@
 //! and with LinuxFP (router, bridge and filter FPMs, one controller per
 //! node) running: ping and TCP get through in both cases, and LinuxFP's
 //! stages saw the traffic (their counters moved). With flanneld's
-//! `--ip-masq` rules the ruleset has a nat chain and the filter hands
-//! IPv4 to the kernel; without them the router's fast path forwards.
+//! `--ip-masq` rules the ruleset has a nat chain, so conntrack tracks every
+//! flow and only flows in the filter's conntrack mirror go fast: TCP only
+//! with `nf_conntrack_tcp_be_liberal=1` (kube-proxy's `tcpBeLiberal`),
+//! then within a node the bridge forwards and between nodes the router;
+//! without ip-masq the router's fast path forwards.
 //!
 //! Root only; skips loudly otherwise.
 
 use std::sync::Arc;
 
 use linuxfp::fpm::Fpm;
-use linuxfp_benches::controllers::Controllers;
+use linuxfp_benches::controllers::{Controllers, Counters};
 use linuxfp_fpm_bridge::BridgeFpm;
 use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_fpm_router::RouterFpm;
@@ -61,8 +64,20 @@ fn fpms() -> Vec<Arc<dyn Fpm>> {
     ]
 }
 
-fn check(backend: Backend, ip_masq: bool, tag: &str) {
+/// The fast-path packets of `fpm` in `seen`.
+fn fast(seen: &Counters, fpm: &str) -> u64 {
+    seen.fpms
+        .get(fpm)
+        .and_then(|r| r.get("fast"))
+        .copied()
+        .unwrap_or(0)
+}
+
+fn check(backend: Backend, ip_masq: bool, tcp_be_liberal: bool, tag: &str) {
     let c = FlannelCluster::with_ip_masq(tag, backend, 2, ip_masq).expect("cluster");
+    if tcp_be_liberal {
+        c.set_tcp_be_liberal(true).expect("tcp_be_liberal");
+    }
     reachable(&c, "Linux alone");
 
     let ctl = Controllers::start(
@@ -105,16 +120,22 @@ fn check(backend: Backend, ip_masq: bool, tag: &str) {
     );
     let counted: u64 = seen.fpms.values().flat_map(|s| s.values()).sum();
     assert!(counted > 1000, "LinuxFP's stages saw the traffic: {seen:?}");
-    if !ip_masq {
-        // No nat chain: the filter evaluates Flannel's FORWARD rules and
-        // the router forwards in the fast path.
-        let forwarded = seen
-            .fpms
-            .get("router")
-            .and_then(|r| r.get("fast"))
-            .copied()
-            .unwrap_or(0);
-        assert!(forwarded > 1000, "the router forwarded: {seen:?}");
+    if !ip_masq || tcp_be_liberal {
+        // The filter evaluates Flannel's FORWARD rules (and, with
+        // ip-masq, knows the mirrored flows ESTABLISHED): the router
+        // forwards between nodes in the fast path.
+        assert!(
+            fast(&seen, "router") > 1000,
+            "the router forwarded: {seen:?}"
+        );
+    }
+    if tcp_be_liberal {
+        // Within the node: bridged through the firewall as br_netfilter
+        // shows it, and forwarded by the bridge stage.
+        assert!(
+            fast(&seen, "bridge") > 1000,
+            "the bridge forwarded: {seen:?}"
+        );
     }
     ctl.stop().expect("stop");
     // Linux alone again, once everything is detached.
@@ -126,7 +147,7 @@ fn vxlan_pods_reach_each_other_with_and_without_linuxfp() {
     if !require_root("vxlan_pods_reach_each_other_with_and_without_linuxfp") {
         return;
     }
-    check(Backend::Vxlan, true, "flvx");
+    check(Backend::Vxlan, true, false, "flvx");
 }
 
 #[test]
@@ -134,7 +155,7 @@ fn host_gw_pods_reach_each_other_with_and_without_linuxfp() {
     if !require_root("host_gw_pods_reach_each_other_with_and_without_linuxfp") {
         return;
     }
-    check(Backend::HostGw, true, "flhg");
+    check(Backend::HostGw, true, false, "flhg");
 }
 
 /// Without flanneld's `--ip-masq` rules the ruleset has no nat chain, so
@@ -144,6 +165,18 @@ fn pods_reach_each_other_without_ip_masq_with_the_router_in_the_fast_path() {
     if !require_root("pods_reach_each_other_without_ip_masq_with_the_router_in_the_fast_path") {
         return;
     }
-    check(Backend::Vxlan, false, "flvxn");
-    check(Backend::HostGw, false, "flhgn");
+    check(Backend::Vxlan, false, false, "flvxn");
+    check(Backend::HostGw, false, false, "flhgn");
+}
+
+/// With ip-masq and kube-proxy's `tcpBeLiberal`, TCP flows reach the
+/// conntrack mirror: pods within a node are bridged in the fast path
+/// (through the firewall, under br_netfilter), pods on different nodes
+/// routed.
+#[test]
+fn with_tcp_be_liberal_pod_traffic_takes_the_fast_path() {
+    if !require_root("with_tcp_be_liberal_pod_traffic_takes_the_fast_path") {
+        return;
+    }
+    check(Backend::Vxlan, true, true, "flvxl");
 }

@@ -74,6 +74,31 @@ pub fn ptr_at<T>(start: usize, end: usize, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
+/// How many bytes of an untagged frame of `len` bytes a stage reads at TC,
+/// given what of it is linear (`start..end`): Ethernet, the IP header as
+/// long as it says (IPv4's IHL; IPv6's fixed header; 60 bytes if that byte
+/// is not linear yet) and 20 bytes of L4 header, at most the frame.
+///
+/// A stage pulls only that much (`bpf_skb_pull_data`). Pulling more than
+/// the linear part of a locally sent TCP segment (its headers: 66 bytes
+/// with timestamps) moves payload out of the page frags, and the skb is a
+/// clone the sender's TCP keeps: the kernel then reallocates and copies
+/// its head, for every GSO packet of the flow.
+#[inline(always)]
+pub fn headers_wanted(start: usize, end: usize, len: usize) -> usize {
+    const L4: usize = 20;
+    let l3 = match ptr_at::<u8>(start, end, 14) {
+        // SAFETY: bounds checked by ptr_at.
+        Some(b) => match unsafe { *b } >> 4 {
+            4 => usize::from(unsafe { *b } & 0x0f) * 4,
+            6 => 40,
+            _ => 60,
+        },
+        None => 60,
+    };
+    core::cmp::min(14 + l3 + L4, len)
+}
+
 /// Zeroes a `bpf_fib_lookup` parameter block in place and returns it.
 ///
 /// `core::mem::zeroed()` compiles, on the bpf target, to a call to the

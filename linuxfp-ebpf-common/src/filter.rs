@@ -240,6 +240,13 @@ pub struct PathConf {
 /// `FilterConf::flags`: some rule reads conntrack state: look packets up
 /// in [`CT_MAP`].
 pub const CONF_CT: u32 = 1;
+/// `FilterConf::flags`: the IPv4 path starts with the conntrack gate
+/// ("not ESTABLISHED: punt"), so a packet whose flow is not established
+/// in the mirror punts (`rule_conntrack`) before anything else is looked
+/// up.
+pub const CONF_GATED_V4: u32 = 2;
+/// Likewise for the IPv6 path.
+pub const CONF_GATED_V6: u32 = 4;
 
 /// Load-time configuration of the filter programs.
 #[repr(C)]

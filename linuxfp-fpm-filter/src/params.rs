@@ -70,6 +70,8 @@ pub struct Layout {
     pub sets: Vec<(u32, [u8; 16], u32)>,
     /// Some rule reads conntrack state ([`CONF_CT`]).
     pub ct: bool,
+    /// `CONF_GATED_*` bits: the paths that start with the conntrack gate.
+    pub gated: u32,
     /// Where each rule of `rules` comes from: `family table chain` and the
     /// nf_tables handle (0 for the rules the compiler made).
     pub origins: Vec<(String, u64)>,
@@ -133,6 +135,12 @@ pub fn layout(c: &Compiled) -> Result<Layout, LayoutError> {
             },
             PathPlan::Rules(p) => {
                 out.ct |= p.reads_ct();
+                if p.gated() {
+                    out.gated |= match l3 {
+                        L3::V4 => CONF_GATED_V4,
+                        L3::V6 => CONF_GATED_V6,
+                    };
+                }
                 let start = out.rules.len() as u32;
                 lay_program(p, &mut out, &mut next_set);
                 PathConf {
@@ -549,7 +557,7 @@ impl Generations {
             write(l, *g, &mut cfg.maps);
             conf = FilterConf {
                 generation: *g,
-                flags: if l.ct { CONF_CT } else { 0 },
+                flags: (if l.ct { CONF_CT } else { 0 }) | l.gated,
                 v4: l.v4,
                 v6: l.v6,
             };

@@ -222,7 +222,7 @@ fn load_full(
 ) -> Ebpf {
     let conf = FilterConf {
         generation,
-        flags: if l.ct { CONF_CT } else { 0 },
+        flags: (if l.ct { CONF_CT } else { 0 }) | l.gated,
         v4: l.v4,
         v6: l.v6,
     };
@@ -731,6 +731,51 @@ fn pkt_ctx(ebpf: &Ebpf) -> Vec<PacketCtx> {
 #[test]
 fn conntrack_table() {
     in_lab("conntrack_table", "fltct", &[], ct_table);
+}
+
+/// A path that starts with the conntrack gate (the ruleset makes the
+/// kernel track connections) punts a packet of a flow the mirror does not
+/// have before any FIB, cache or rule lookup: nothing is evaluated or
+/// cached. A ruleset without conntrack has no gate.
+#[test]
+fn the_conntrack_gate_punts_an_unknown_flow_first_thing() {
+    in_lab(
+        "the_conntrack_gate_punts_an_unknown_flow_first_thing",
+        "flgate",
+        &[],
+        |lab| {
+            let l = lab.compile(CT_RULESET);
+            assert_eq!(
+                l.gated,
+                CONF_GATED_V4 | CONF_GATED_V6,
+                "both families tracked"
+            );
+            let row: Row = (
+                "not mirrored",
+                lab.v4(UDP, "10.1.0.2", "10.2.0.2", &udp(40000, 5000, 8)),
+                Expect::Punt(PUNT_RULE_CONNTRACK),
+            );
+            for on in [On::Tc, On::Xdp] {
+                let ebpf = load(lab, &l, 1);
+                check_on(
+                    &ebpf,
+                    on,
+                    lab.tb.rtr_src_if.ifindex,
+                    std::slice::from_ref(&row),
+                );
+                let st = steps(&ebpf);
+                assert_eq!(
+                    st[STEPS_EVALUATIONS as usize], 0,
+                    "{on:?}: nothing evaluated"
+                );
+                let cache: AyaHashMap<_, FlowKey, CachedVerdict> =
+                    AyaHashMap::try_from(ebpf.map(CACHE_MAP).expect(CACHE_MAP)).expect("hash");
+                assert_eq!(cache.keys().count(), 0, "{on:?}: nothing cached");
+            }
+            let plain = lab.compile(POLICY_DROP);
+            assert_eq!(plain.gated, 0, "no conntrack, no gate");
+        },
+    );
 }
 
 const CT_RULESET: &str = r#"

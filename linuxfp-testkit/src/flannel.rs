@@ -169,6 +169,17 @@ impl FlannelCluster {
         })
     }
 
+    /// Sets `net.netfilter.nf_conntrack_tcp_be_liberal` on both nodes, as
+    /// kube-proxy does with `conntrack.tcpBeLiberal` (`--conntrack-tcp-be-liberal`):
+    /// conntrack stops calling out-of-window TCP segments INVALID.
+    pub fn set_tcp_be_liberal(&self, on: bool) -> Result<()> {
+        let v = format!("net.netfilter.nf_conntrack_tcp_be_liberal={}", u8::from(on));
+        for n in &self.nodes {
+            n.ns.exec(&["sysctl", "-qw", &v])?;
+        }
+        Ok(())
+    }
+
     /// The pod `pod` (index) of node `node` (0 or 1).
     pub fn pod(&self, node: usize, pod: usize) -> &Pod {
         &self.nodes[node].pods[pod]

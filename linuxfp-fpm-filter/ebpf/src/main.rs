@@ -40,7 +40,10 @@ use aya_ebpf::{
 use linuxfp_ebpf_common::{
     abi::counter,
     declare_abi_maps,
-    ebpf::{FibFor, count, hand_fib_result, next_stage, ptr_at, reset_pkt_ctx, zeroed_fib_params},
+    ebpf::{
+        FibFor, count, hand_fib_result, headers_wanted, next_stage, ptr_at, reset_pkt_ctx,
+        zeroed_fib_params,
+    },
     filter::*,
     net::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP},
 };
@@ -163,8 +166,9 @@ pub fn filter_tc(ctx: TcContext) -> i32 {
     let verdict = if vlan_present != 0 {
         Err(PUNT_NOT_IP)
     } else {
-        if ctx.data() + 14 + 60 + 20 > ctx.data_end() {
-            let _ = ctx.pull_data(14 + 60 + 20);
+        let want = headers_wanted(ctx.data(), ctx.data_end(), ctx.len() as usize);
+        if ctx.data() + want > ctx.data_end() {
+            let _ = ctx.pull_data(want as u32);
         }
         // SAFETY: a query of the skb's checksum state; nothing is changed.
         let level = unsafe { bpf_csum_level(ctx.skb.skb, 0) };
@@ -289,6 +293,15 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     if martian(&ev.key) {
         return Err(PUNT_NOT_FORWARDED);
     }
+    if conf.flags & CONF_CT != 0 {
+        ct_class(ev, &pkt, frame.csum_ok);
+    }
+    // A path that starts with the conntrack gate punts every packet not of
+    // a mirrored flow first thing: no FIB or cache lookup needed.
+    let gate = if pkt.v6 { CONF_GATED_V6 } else { CONF_GATED_V4 };
+    if conf.flags & gate != 0 && ev.key.ct == CT_UNKNOWN {
+        return Err(PUNT_RULE_CONNTRACK);
+    }
     let (iif, oif) = if bridge != 0 {
         (bridge, bridge)
     } else {
@@ -313,9 +326,6 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     ev.key.generation = conf.generation;
     ev.key.iif = iif;
     ev.key.oif = oif;
-    if conf.flags & CONF_CT != 0 {
-        ct_class(ev, &pkt, frame.csum_ok);
-    }
     // SAFETY: plain lookup; the value is copied out at once.
     let c = match unsafe { FILTER_CACHE.get(&ev.key) } {
         Some(c) => *c,

@@ -330,6 +330,15 @@ fn established_gate(why: PuntWhy) -> IrRule {
     }
 }
 
+impl Program {
+    /// The path starts with the conntrack gate: a packet not of a flow
+    /// established in the mirror punts before any other rule.
+    pub fn gated(&self) -> bool {
+        self.chains.first().and_then(|c| c.rules.first())
+            == Some(&established_gate(PuntWhy::Conntrack))
+    }
+}
+
 /// Compiles the routed path of one family.
 pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan {
     let punt = |reason: String| PathPlan::Punt { reason };

@@ -20,7 +20,9 @@ use aya_ebpf::{
 use linuxfp_ebpf_common::{
     abi::counter,
     declare_abi_maps,
-    ebpf::{FibFor, count, reset_pkt_ctx, take_fib_result, zeroed_fib_params},
+    ebpf::{
+        FibFor, count, headers_wanted, reset_pkt_ctx, take_fib_result, zeroed_fib_params,
+    },
     net::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP},
     router::*,
 };
@@ -327,9 +329,6 @@ pub fn router_tc(ctx: TcContext) -> i32 {
     }
 }
 
-/// Ethernet, the largest IPv4 header and a TCP header: all `parse` reads.
-const HEADERS_MAX: usize = 14 + 60 + 20;
-
 #[inline(always)]
 fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
     // SAFETY: reading fields of the skb context.
@@ -343,10 +342,10 @@ fn tc_forward(ctx: &TcContext, ingress: u32) -> Result<i32, u32> {
     if vlan_present != 0 {
         return Err(PUNT_VLAN);
     }
-    // Make sure the headers are in the linear part before parsing: the
-    // largest headers parsed, or the whole packet if shorter. A small
-    // packet is usually linear already, and then no helper call is made.
-    let want = core::cmp::min(HEADERS_MAX, ctx.len() as usize);
+    // Make sure the headers are in the linear part before parsing, and
+    // pull no more (see `headers_wanted`): a packet whose headers are
+    // linear already, as a local sender's are, costs no helper call.
+    let want = headers_wanted(ctx.data(), ctx.data_end(), ctx.len() as usize);
     if ctx.data() + want > ctx.data_end() {
         let _ = ctx.pull_data(want as u32);
     }

@@ -104,7 +104,9 @@ async fn start(ns: &Netns, fpms: Vec<Arc<dyn Fpm>>) -> Running {
     let task = tokio::spawn(async move {
         let _ = run.await;
     });
-    next_deploy(&mut events).await.expect("first deployment");
+    deploy_within(&mut events, Duration::from_secs(20))
+        .await
+        .expect("first deployment");
     Running {
         handle,
         events,
@@ -116,7 +118,15 @@ async fn start(ns: &Netns, fpms: Vec<Arc<dyn Fpm>>) -> Running {
 async fn next_deploy(
     events: &mut (impl futures::Stream<Item = ControllerEvent> + Unpin),
 ) -> Option<Instant> {
-    tokio::time::timeout(Duration::from_secs(2), async {
+    deploy_within(events, Duration::from_secs(2)).await
+}
+
+/// Waits for the next deployment, at most `wait`.
+async fn deploy_within(
+    events: &mut (impl futures::Stream<Item = ControllerEvent> + Unpin),
+    wait: Duration,
+) -> Option<Instant> {
+    tokio::time::timeout(wait, async {
         loop {
             match events.next().await {
                 Some(ControllerEvent::Deployed { .. }) => return Some(Instant::now()),
@@ -202,7 +212,7 @@ async fn interface_case(repeats: usize) -> Case {
 /// (`udp dport` 20000 + i, drop), none of which the added rules shadow.
 fn base_ruleset(rules: usize) -> String {
     let mut s = String::from(
-        "table inet lfpreact {\n  chain filt {\n    type filter hook forward priority 0; policy accept;\n",
+        "table ip lfpreact {\n  chain filt {\n    type filter hook forward priority 0; policy accept;\n",
     );
     for i in 0..rules {
         s.push_str(&format!("    udp dport {} drop\n", 20_000 + i));
@@ -233,27 +243,29 @@ async fn rule_case(name: &'static str, repeats: usize, rules: usize) -> Case {
         let echoed = tb
             .rtr
             .exec(&[
-                "nft", "--echo", "--handle", "add", "rule", "inet", "lfpreact", "filt", "udp",
+                "nft", "--echo", "--handle", "add", "rule", "ip", "lfpreact", "filt", "udp",
                 "dport", &port, "drop",
             ])
             .expect("nft add rule");
         let done = Instant::now();
-        if let Some(t1) = next_deploy(&mut r.events).await {
+        // A large ruleset takes long: wait for it rather than miss it.
+        if let Some(t1) = deploy_within(&mut r.events, Duration::from_secs(20)).await {
             samples.push((ms(t1 - t0), ms(t1.saturating_duration_since(done))));
         }
-        // `... drop # handle N`: remove it again.
+        // `... drop # handle N` (then `# new generation ...`): remove it.
         let handle = echoed
-            .rsplit("handle ")
-            .next()
-            .map(|h| h.trim().to_string())
+            .split("# handle ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
             .filter(|h| h.parse::<u64>().is_ok())
+            .map(str::to_string)
             .expect("nft echoes the new rule's handle");
         tb.rtr
             .exec(&[
-                "nft", "delete", "rule", "inet", "lfpreact", "filt", "handle", &handle,
+                "nft", "delete", "rule", "ip", "lfpreact", "filt", "handle", &handle,
             ])
             .expect("nft delete rule");
-        let _ = next_deploy(&mut r.events).await;
+        let _ = deploy_within(&mut r.events, Duration::from_secs(20)).await;
     }
     r.handle.shutdown();
     let _ = r.task.await;

@@ -410,6 +410,7 @@ impl ControllerHandle {
             }
         };
         let pdiff = old_plan.diff(&plan);
+        let planned = started.elapsed();
         let (deployed, report) = match self.worker.as_ref() {
             Some(w) if !pdiff.is_empty() => match w.apply(plan).await {
                 Ok(report) => match w.deployed().await {
@@ -427,6 +428,12 @@ impl ControllerHandle {
             Some(_) => (in_force(&old_plan, plan), DeployReport::default()),
             None => (plan, DeployReport::default()),
         };
+        tracing::debug!(
+            plan_ms = planned.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            changed = !pdiff.is_empty(),
+            "controller: planned (with every FPM's parameters) and deployed"
+        );
         let mut s = self.lock();
         s.topology = update.topology;
         s.decisions = decisions;

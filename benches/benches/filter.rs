@@ -19,7 +19,8 @@
 //! warmed up once; the repeats then take turns over all of them.
 //!
 //! `cargo bench -p linuxfp-benches --bench filter` (root); writes
-//! `bench-results/filter.{md,json}`. `LINUXFP_BENCH_QUICK=1` for a short run.
+//! `bench-results/filter.{md,json}`. `LINUXFP_BENCH_QUICK=1` for a short run,
+//! `LINUXFP_BENCH_RULES=10,1000` for some rule counts only.
 
 use std::{
     collections::BTreeMap,
@@ -266,11 +267,17 @@ fn main() {
         ..Default::default()
     };
     // One flow at every count, and new flows at 10, 1k and 10k rules:
-    // all the cases of both tables take turns.
+    // all the cases of both tables take turns. `LINUXFP_BENCH_RULES=10,1000`
+    // keeps only those rule counts.
+    let only: Option<Vec<usize>> = std::env::var("LINUXFP_BENCH_RULES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
+    let wanted = |n: &usize| only.as_ref().is_none_or(|o| o.contains(n));
     let cases: Vec<(usize, u32)> = counts
         .iter()
         .map(|&n| (n, 0))
         .chain([10, 1000, 10_000].map(|n| (n, NEW_FLOWS)))
+        .filter(|(n, _)| wanted(n))
         .collect();
     for (case, cell) in run_all(&cases, repeats, frames, size) {
         let table = if case.flows == 0 {

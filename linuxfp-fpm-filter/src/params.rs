@@ -56,6 +56,11 @@ pub enum LayoutError {
     },
 }
 
+/// Rulesets with fewer rules (chain ends included) are walked without the
+/// candidate prefilter: its class lookups, one per classified field, cost
+/// more on a cache miss than walking that many rules.
+pub const PREFILTER_MIN_RULES: usize = 64;
+
 /// One generation's map contents, without the generation in the keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
@@ -166,7 +171,11 @@ pub fn layout(c: &Compiled) -> Result<Layout, LayoutError> {
             max: SETS_ENTRIES,
         });
     }
-    out.prefilter = prefilter::build(&out.rules);
+    out.prefilter = if out.rules.len() >= PREFILTER_MIN_RULES {
+        prefilter::build(&out.rules)
+    } else {
+        Prefilter::default()
+    };
     Ok(out)
 }
 
@@ -650,6 +659,35 @@ mod tests {
                 elements: vec![(80u16.to_be_bytes().to_vec(), 16)],
             }],
         }
+    }
+
+    /// A ruleset of `rules` port rules in the forward chain.
+    fn port_rules(rules: u16) -> Compiled {
+        let mut p = program();
+        p.chains[0].rules = (0..rules)
+            .map(|i| IrRule {
+                handle: u64::from(i) + 1,
+                matches: vec![Match {
+                    pred: Pred::Dport(1000 + i, 1000 + i),
+                    negate: false,
+                }],
+                action: Action::Drop,
+            })
+            .collect();
+        Compiled {
+            v4: PathPlan::Rules(p),
+            v6: PathPlan::Open,
+            known_ifaces: BTreeSet::from([2, 3]),
+        }
+    }
+
+    #[test]
+    fn only_rulesets_worth_it_get_a_prefilter() {
+        let small = layout(&port_rules(10)).expect("fits");
+        assert!(small.rules.len() < PREFILTER_MIN_RULES);
+        assert_eq!(small.prefilter, Prefilter::default(), "walked, no classes");
+        let large = layout(&port_rules(PREFILTER_MIN_RULES as u16)).expect("fits");
+        assert!(large.prefilter.chunks > 0 && !large.prefilter.fields.is_empty());
     }
 
     #[test]

@@ -259,7 +259,9 @@ impl<'a> Btf<'a> {
             } else {
                 (offset, 0)
             };
-            let bit_offset = base + bit_offset;
+            let bit_offset = base
+                .checked_add(bit_offset)
+                .ok_or_else(|| BtfError::Malformed("member offset overflows".into()))?;
             match self.name(name_off) {
                 Some(n) if n == member => {
                     return self.place(mtype, bit_offset, bitfield).map(Some);
@@ -290,7 +292,7 @@ impl<'a> Btf<'a> {
             let enc = u32_at(self.types_sec, t.extra)
                 .ok_or_else(|| BtfError::Malformed("truncated int".into()))?;
             return Ok(Member {
-                bit_offset: bit_offset + ((enc >> 16) & 0xff),
+                bit_offset: bit_offset.saturating_add((enc >> 16) & 0xff),
                 bit_size: enc & 0xff,
             });
         }

@@ -185,6 +185,15 @@ fn bad_data_is_an_error_never_a_panic() {
         d[i] = d[i].wrapping_add(0x41);
         let _ = find_member(&d, "sk_buff", "ip_summed");
     }
+    // Offsets that overflow when nested: an error, not an overflow panic.
+    let mut b = Blob::new();
+    let u8_t = b.int("unsigned char", 1, 8);
+    let inner = b.compound(KIND_STRUCT, "", 1, false, &[("deep", u8_t, u32::MAX - 4)]);
+    b.compound(KIND_STRUCT, "outer", 1, false, &[("", inner, u32::MAX - 4)]);
+    assert!(matches!(
+        find_member(&b.bytes(), "outer", "deep"),
+        Err(BtfError::Malformed(_))
+    ));
     assert!(matches!(
         member_in_file(Path::new("/nonexistent/btf"), "sk_buff", "ip_summed"),
         Err(BtfError::Read { .. })

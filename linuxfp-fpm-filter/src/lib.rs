@@ -85,7 +85,11 @@
 //! `nat` base chains are skipped, as the kernel skips them after a
 //! connection's first packet. Every other packet reaching a rule that reads
 //! conntrack punts (`rule_conntrack`, or `rule_nat` at a nat chain); `ct
-//! mark`, `ct status` and the other keys always punt.
+//! mark`, `ct status` and the other keys always punt. Where the ruleset
+//! makes the kernel track every flow (any NAT or conntrack rule: the
+//! compiler's conntrack gate, see [`compile`]), a packet of a flow not in
+//! the mirror punts right after the mirror lookup, before any FIB or
+//! cache lookup (`CONF_GATED_*`).
 //!
 //! A FIN or RST goes to the kernel and takes its flow out of the mirror at
 //! once, so the kernel's tracker sees the whole teardown. The kernel's

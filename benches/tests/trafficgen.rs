@@ -4,7 +4,7 @@
 //! Linux's forwarding on the virtual router arrive with successive ports
 //! (source and destination as one 32-bit number), wrapping after the
 //! number of flows asked for, with no UDP checksum. Root only; skips
-//! loudly otherwise.
+//! loudly otherwise. Also the sink's latency samples (stamped frames only).
 
 use std::{
     collections::BTreeSet,
@@ -12,7 +12,7 @@ use std::{
 };
 
 use linuxfp_testkit::{VirtualRouter, diff::Capture, require_root};
-use linuxfp_trafficgen::{Generator, frame};
+use linuxfp_trafficgen::{Generator, Sink, frame};
 
 #[test]
 fn new_flows_frames_carry_successive_ports() {
@@ -70,4 +70,58 @@ fn new_flows_frames_carry_successive_ports() {
     // port's (65534, 65535, then 0 with source port 1001).
     assert_eq!(seen.len(), flows as usize, "{} frames captured", got.len());
     assert!(seen.contains(&(1001 << 16)));
+}
+
+/// The sink measures latency on stamped frames only: frames without a
+/// send stamp (a throughput run's) are counted, but take no sample and no
+/// clock read, so the harness costs every measured mode less.
+#[test]
+fn the_sink_samples_latency_of_stamped_frames_only() {
+    if !require_root("the_sink_samples_latency_of_stamped_frames_only") {
+        return;
+    }
+    let tb = VirtualRouter::new("tgstamp").expect("testbed");
+    tb.set_static_neighbours().expect("neighbours");
+    tb.rtr
+        .exec(&["ethtool", "-K", tb.rtr_src_if.name, "gro", "on"])
+        .expect("gro on");
+    let stamp_at = frame::UDP4_HEADERS.div_ceil(8) * 8;
+    let d0 = tb.dst_if.ifindex;
+    let sink = tb
+        .dst
+        .run_in(move || Sink::attach_with_latency(d0, stamp_at))
+        .expect("netns")
+        .expect("sink");
+    let f = frame::udp4(
+        tb.rtr_src_if.mac,
+        tb.src_if.mac,
+        tb.src_if.ipv4,
+        tb.dst_if.ipv4,
+        1000,
+        2000,
+        64,
+    );
+    let ifindex = tb.src_if.ifindex;
+    let send = |stamp: usize| {
+        let f = f.clone();
+        tb.src
+            .run_in(move || {
+                let mut g =
+                    Generator::with_timestamp(&f, frame::UDP4_HEADERS, stamp).expect("generator");
+                g.send(ifindex, 200).expect("send");
+            })
+            .expect("netns");
+        std::thread::sleep(Duration::from_millis(200));
+        (
+            sink.counts().expect("counts").0,
+            sink.latency().expect("latency").samples,
+        )
+    };
+    let (p0, s0) = (0, 0);
+    let (p1, s1) = send(0);
+    assert!(p1 - p0 >= 190, "unstamped frames counted: {}", p1 - p0);
+    assert_eq!(s1, s0, "no latency sample for an unstamped frame");
+    let (p2, s2) = send(stamp_at);
+    assert!(p2 - p1 >= 190, "stamped frames counted: {}", p2 - p1);
+    assert_eq!(s2 - s1, p2 - p1, "one sample per stamped frame");
 }

@@ -31,7 +31,9 @@ fn eth(dst: [u8; 6], src: [u8; 6], proto: u16) -> Vec<u8> {
     f
 }
 
-/// A UDP/IPv4 frame of `frame_len` bytes in all (at least 60), TTL 64.
+/// A UDP/IPv4 frame of `frame_len` bytes in all (at least 60), TTL 64. The
+/// payload is zeroes: a sink measuring latency takes a zero stamp slot as
+/// "not stamped" and reads no clock for it.
 pub fn udp4(
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
@@ -57,7 +59,7 @@ pub fn udp4(
     udp.extend_from_slice(&dport.to_be_bytes());
     udp.extend_from_slice(&udp_len.to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
-    udp.resize(udp_len as usize, 0xab);
+    udp.resize(udp_len as usize, 0);
     let mut pseudo = Vec::new();
     pseudo.extend_from_slice(&src.octets());
     pseudo.extend_from_slice(&dst.octets());
@@ -69,7 +71,8 @@ pub fn udp4(
     f
 }
 
-/// A UDP/IPv6 frame of `frame_len` bytes in all (at least 62), hop limit 64.
+/// A UDP/IPv6 frame of `frame_len` bytes in all (at least 62), hop limit 64,
+/// payload zeroes (see [`udp4`]).
 pub fn udp6(
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
@@ -92,7 +95,7 @@ pub fn udp6(
     udp.extend_from_slice(&dport.to_be_bytes());
     udp.extend_from_slice(&payload_len.to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
-    udp.resize(payload_len as usize, 0xab);
+    udp.resize(payload_len as usize, 0);
     let mut pseudo = Vec::new();
     pseudo.extend_from_slice(&src.octets());
     pseudo.extend_from_slice(&dst.octets());

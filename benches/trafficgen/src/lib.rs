@@ -254,7 +254,8 @@ impl Sink {
     }
 
     /// Like [`Sink::attach`], and also measures one-way latency from the
-    /// generator's stamp at `ts_offset`.
+    /// generator's stamp at `ts_offset`. Frames whose 8 bytes there are zero
+    /// (not stamped) are counted without a clock read.
     pub fn attach_with_latency(ifindex: u32, ts_offset: usize) -> Result<Self, TrafficError> {
         let mut ebpf = EbpfLoader::new()
             .override_global("SINK_TS_OFFSET", &(ts_offset as u32), true)

@@ -148,8 +148,9 @@ struct Frame {
     host: bool,
     /// `skb->gso_size` (0 at XDP).
     gso_size: u32,
-    /// The L4 checksum is known good (`CHECKSUM_UNNECESSARY` at TC; never
-    /// known at XDP).
+    /// The L4 checksum is known good (at TC `CHECKSUM_UNNECESSARY` or
+    /// `CHECKSUM_PARTIAL`, asked only when the ruleset reads conntrack;
+    /// never known at XDP).
     csum_ok: bool,
 }
 
@@ -170,15 +171,13 @@ pub fn filter_tc(ctx: TcContext) -> i32 {
         if ctx.data() + want > ctx.data_end() {
             let _ = ctx.pull_data(want as u32);
         }
-        // SAFETY: a query of the skb's checksum state; nothing is changed.
-        let level = unsafe { bpf_csum_level(ctx.skb.skb, 0) };
         let frame = Frame {
             start: ctx.data(),
             end: ctx.data_end(),
             len: ctx.len() as usize,
             host: pkt_type == PACKET_HOST,
             gso_size,
-            csum_ok: level >= 0 || checksum_partial(&ctx),
+            csum_ok: checksum_known_good(&ctx),
         };
         decide(&ctx, ingress, &frame)
     };
@@ -201,6 +200,20 @@ pub fn filter_tc(ctx: TcContext) -> i32 {
             TC_ACT_OK
         }
     }
+}
+
+/// The kernel's conntrack would take the packet's L4 checksum as good
+/// without computing it: `CHECKSUM_UNNECESSARY` or `CHECKSUM_PARTIAL`.
+/// Only a ruleset that reads conntrack state needs to know (`CONF_CT`, a
+/// load-time constant: otherwise the verifier drops both helper calls).
+#[inline(always)]
+fn checksum_known_good(ctx: &TcContext) -> bool {
+    if FILTER_CONF.load().flags & CONF_CT == 0 {
+        return false;
+    }
+    // SAFETY: a query of the skb's checksum state; nothing is changed.
+    let level = unsafe { bpf_csum_level(ctx.skb.skb, 0) };
+    level >= 0 || checksum_partial(ctx)
 }
 
 /// The skb's checksum is `CHECKSUM_PARTIAL`: the sender left it to the

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use linuxfp::fpm::HexBytes;
 use linuxfp::{
     controller::{ControllerEvent, ControllerHandle},
-    deploy::Stats,
+    deploy::{PinLayout, Stats, StatusFile},
     fpm::Fpm,
     netns::NetnsRef,
 };
@@ -173,6 +173,26 @@ async fn bridge_forwards_in_the_fast_path_like_linux() {
         "a static FDB entry reaches the fast path's mirror"
     );
     eprintln!("fdb entry mirrored after {:?}", t0.elapsed());
+
+    // The status file names the deployed chains and the FPMs' globals, but
+    // not their map contents (the pinned maps hold those).
+    let layout = PinLayout::new(&NetnsRef::Named(s.sw.name().to_string()).pin_name());
+    let status = StatusFile::read(&layout.status).expect("status file");
+    let plan = handle.plan();
+    assert_eq!(status.plan.interfaces, plan.interfaces);
+    let bridge = status
+        .plan
+        .fpms
+        .get("bridge")
+        .expect("bridge in the status");
+    assert_eq!(
+        Some(&bridge.globals),
+        plan.fpms.get("bridge").map(|c| &c.globals)
+    );
+    assert!(
+        bridge.maps.is_empty(),
+        "map contents in the status: {bridge:?}"
+    );
 
     // Steady state: neighbours known, FDB learnt and mirrored.
     s.set_static_neighbours().expect("neighbours");

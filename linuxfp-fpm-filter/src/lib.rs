@@ -258,6 +258,7 @@ impl Fpm for FilterFpm {
     }
 
     fn parameterize(&self, input: &ParamInput<'_>) -> Result<FpmConfig, FpmError> {
+        let started = std::time::Instant::now();
         let compiled = match input.state {
             Some(state) => compile::compile_state(state),
             None => compile::punt_all("no kernel state to read the ruleset from"),
@@ -282,10 +283,16 @@ impl Fpm for FilterFpm {
                 })?
             }
         };
+        let laid_out = started.elapsed();
         let mut cfg = self.generations.config(layout);
         cfg.maps.insert(
             filter::IFACES_MAP.to_string(),
             params::ifaces(self.declaration.name, input),
+        );
+        tracing::debug!(
+            layout_ms = laid_out.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "filter: parameterized (compiled, laid out, map contents made)"
         );
         Ok(cfg)
     }

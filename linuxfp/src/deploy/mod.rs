@@ -297,20 +297,28 @@ impl Deployer {
     /// chain detached too, since its parameters are out of date), never
     /// with a part of their chain.
     pub fn apply(&mut self, plan: &FastPathPlan) -> Result<DeployReport, DeployError> {
+        self.apply_owned(plan.clone())
+    }
+
+    /// [`Deployer::apply`] for a plan the caller gives away: no copy of
+    /// its map contents (a firewall's are tens of thousands of entries).
+    pub fn apply_owned(&mut self, plan: FastPathPlan) -> Result<DeployReport, DeployError> {
         let mut report = DeployReport::default();
-        let mut next = plan.clone();
+        let interfaces = plan.interfaces.clone();
+        let mut next = plan;
+        let started = std::time::Instant::now();
 
         // 1. Programs: load what is missing or whose globals changed.
         let mut fresh: BTreeMap<InstanceKey, Instance> = BTreeMap::new();
         let mut unloadable: BTreeMap<InstanceKey, String> = BTreeMap::new();
-        for p in plan.interfaces.values() {
+        for p in interfaces.values() {
             for (position, fpm) in p.stages.iter().enumerate() {
                 let key = InstanceKey {
                     fpm: fpm.clone(),
                     hook: p.hook,
                     position: position as u32,
                 };
-                let globals = plan
+                let globals = next
                     .fpms
                     .get(fpm)
                     .map(|c| c.globals.clone())
@@ -334,7 +342,7 @@ impl Deployer {
                 }
             }
         }
-        for (&ifindex, p) in &plan.interfaces {
+        for (&ifindex, p) in &interfaces {
             let unloaded = p.stages.iter().enumerate().find_map(|(position, fpm)| {
                 unloadable.get(&InstanceKey {
                     fpm: fpm.clone(),
@@ -347,15 +355,18 @@ impl Deployer {
             }
         }
         let needed: BTreeSet<&String> = next.interfaces.values().flat_map(|p| &p.stages).collect();
+        let loaded = started.elapsed();
 
         // 2. Maps, before anything that reads them is attached (only of
         //    the FPMs still used: one that failed to load may have none).
-        for (fpm, cfg) in plan.fpms.iter().filter(|(f, _)| needed.contains(f)) {
+        for (fpm, cfg) in next.fpms.iter().filter(|(f, _)| needed.contains(f)) {
             let n = self.sync_maps(fpm, &cfg.maps)?;
             if n > 0 {
                 report.map_writes.insert(fpm.clone(), n);
             }
         }
+
+        let mapped = started.elapsed();
 
         // Swap loaded instances in; keep the old ones alive until every
         // attachment and slot has moved to the new programs.
@@ -450,6 +461,15 @@ impl Deployer {
         next.fpms.retain(|f, _| live.contains(f));
         self.deployed = next;
         self.write_status()?;
+        // Where a deployment's time goes: loading (and verifying) programs,
+        // writing maps, swapping chains and retiring the old programs.
+        tracing::debug!(
+            load_ms = loaded.as_secs_f64() * 1e3,
+            maps_ms = (mapped - loaded).as_secs_f64() * 1e3,
+            swap_ms = (started.elapsed() - mapped).as_secs_f64() * 1e3,
+            entries = report.map_writes.values().sum::<usize>(),
+            "deployer: applied"
+        );
         Ok(report)
     }
 
@@ -782,9 +802,29 @@ impl Deployer {
                 (d.name.to_string(), names)
             })
             .collect();
+        // The plan without the FPMs' map contents: a firewall's are tens of
+        // thousands of entries, which readers of the status (counters,
+        // `linuxfpd stats`) never look at and which made writing the file
+        // the slowest step of a deployment (the maps themselves are pinned).
+        let plan = FastPathPlan {
+            interfaces: self.deployed.interfaces.clone(),
+            fpms: self
+                .deployed
+                .fpms
+                .iter()
+                .map(|(name, cfg)| {
+                    let cfg = crate::fpm::FpmConfig {
+                        globals: cfg.globals.clone(),
+                        maps: BTreeMap::new(),
+                    };
+                    (name.clone(), cfg)
+                })
+                .collect(),
+            slow_path: self.deployed.slow_path.clone(),
+        };
         StatusFile {
             pid: std::process::id(),
-            plan: self.deployed.clone(),
+            plan,
             counters,
         }
     }

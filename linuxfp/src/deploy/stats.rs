@@ -16,7 +16,8 @@ use crate::synth::FastPathPlan;
 pub struct StatusFile {
     /// The controller's process id.
     pub pid: u32,
-    /// The deployed plan.
+    /// The deployed plan, without the FPMs' map contents (their globals
+    /// are there; the maps are pinned, for whoever needs their entries).
     pub plan: FastPathPlan,
     /// Counter names per FPM, by counter index.
     pub counters: BTreeMap<String, Vec<String>>,

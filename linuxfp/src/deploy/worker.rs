@@ -223,7 +223,7 @@ fn serve(mut deployer: Deployer, rx: &mpsc::Receiver<Command>) {
         };
         match cmd {
             Command::Apply(plan, reply) => {
-                let _ = reply.send(deployer.apply(&plan));
+                let _ = reply.send(deployer.apply_owned(plan));
                 wait = deployer.upkeep(&mut upkept);
             }
             Command::Stats(reply) => {

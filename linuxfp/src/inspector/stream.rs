@@ -318,7 +318,13 @@ impl Watcher {
     }
 
     fn refresh_firewall(&mut self) -> bool {
-        match self.firewall.ruleset() {
+        let started = Instant::now();
+        let read = self.firewall.ruleset();
+        tracing::debug!(
+            read_ms = started.elapsed().as_secs_f64() * 1e3,
+            "inspector: re-read the nf_tables ruleset"
+        );
+        match read {
             Ok(r) if r != self.state.nft => {
                 self.state.apply(NetEvent::Ruleset(r));
                 true

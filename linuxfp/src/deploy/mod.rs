@@ -653,24 +653,35 @@ impl Deployer {
                 .entry(map.clone())
                 .or_default();
             // Additions and changes first, removals last: a key that moves
-            // (e.g. a MAC to another port) is never briefly absent.
-            for (k, v) in want {
-                if have.get(k) != Some(v) {
-                    raw.update(&k.0, &v.0)?;
-                    have.insert(k.clone(), v.clone());
-                    changed += 1;
-                }
+            // (e.g. a MAC to another port) is never briefly absent. Both in
+            // batches: a new firewall generation is tens of thousands of
+            // entries. `have` follows what was written, also on an error.
+            let updates: Vec<(&HexBytes, &HexBytes)> = want
+                .iter()
+                .filter(|(k, v)| have.get(*k) != Some(*v))
+                .collect();
+            let bytes: Vec<(&[u8], &[u8])> = updates
+                .iter()
+                .map(|(k, v)| (k.0.as_slice(), v.0.as_slice()))
+                .collect();
+            let (done, result) = raw.update_all(&bytes);
+            for (k, v) in &updates[..done] {
+                have.insert((*k).clone(), (*v).clone());
             }
+            changed += done;
+            result?;
             let stale: Vec<HexBytes> = have
                 .keys()
                 .filter(|k| !want.contains_key(*k))
                 .cloned()
                 .collect();
-            for k in stale {
-                raw.delete(&k.0)?;
-                have.remove(&k);
-                changed += 1;
+            let keys: Vec<&[u8]> = stale.iter().map(|k| k.0.as_slice()).collect();
+            let (done, result) = raw.delete_all(&keys);
+            for k in &stale[..done] {
+                have.remove(k);
             }
+            changed += done;
+            result?;
         }
         Ok(changed)
     }

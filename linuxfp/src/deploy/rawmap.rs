@@ -114,7 +114,7 @@ impl RawMap {
 
     /// Inserts or replaces every entry of `entries`, in order, in as few
     /// syscalls as the map allows (`BPF_MAP_UPDATE_BATCH`, kernel 5.6;
-    /// maps without it, such as LPM tries and devmaps, one by one).
+    /// maps without it, such as devmaps, one by one).
     /// Returns how many were written: all of them, or those before the
     /// error.
     pub(crate) fn update_all(
@@ -132,8 +132,8 @@ impl RawMap {
             let keys: Vec<u8> = part.iter().flat_map(|(k, _)| k.iter().copied()).collect();
             let values: Vec<u8> = part.iter().flat_map(|(_, v)| v.iter().copied()).collect();
             let n = self.batch(BPF_MAP_UPDATE_BATCH, &keys, Some(&values), part.len());
-            done += n;
-            if n < part.len() {
+            done += n.unwrap_or(0);
+            if n != Some(part.len()) {
                 // No batch support, or an entry it refused: one by one
                 // from there, for the error of the entry itself.
                 for (k, v) in &entries[done..] {
@@ -165,14 +165,26 @@ impl RawMap {
         while done < keys.len() {
             let part = &keys[done..keys.len().min(done + BATCH)];
             let flat: Vec<u8> = part.iter().flat_map(|k| k.iter().copied()).collect();
-            let n = self.batch(BPF_MAP_DELETE_BATCH, &flat, None, part.len());
-            done += n;
-            if n < part.len() {
-                // A batch stops at a missing key (ENOENT), which is no
-                // error here: that key alone, then batches again.
-                match self.delete(keys[done]) {
-                    Ok(()) => done += 1,
-                    Err(e) => return (done, Err(e)),
+            match self.batch(BPF_MAP_DELETE_BATCH, &flat, None, part.len()) {
+                Some(n) => {
+                    done += n;
+                    // A batch stops at a missing key (ENOENT), which is no
+                    // error here: that key alone, then batches again.
+                    if n < part.len() {
+                        match self.delete(keys[done]) {
+                            Ok(()) => done += 1,
+                            Err(e) => return (done, Err(e)),
+                        }
+                    }
+                }
+                None => {
+                    // No batch support: one by one, without asking again.
+                    for k in &keys[done..] {
+                        if let Err(e) = self.delete(k) {
+                            return (done, Err(e));
+                        }
+                        done += 1;
+                    }
                 }
             }
         }
@@ -180,9 +192,15 @@ impl RawMap {
     }
 
     /// One batch call over `count` packed keys (and values); returns how
-    /// many entries the kernel processed (0 when the map or kernel has no
-    /// batch operations).
-    fn batch(&self, cmd: libc::c_long, keys: &[u8], values: Option<&[u8]>, count: usize) -> usize {
+    /// many entries the kernel processed, `None` when the map or kernel has
+    /// no such batch operation.
+    fn batch(
+        &self,
+        cmd: libc::c_long,
+        keys: &[u8],
+        values: Option<&[u8]>,
+        count: usize,
+    ) -> Option<usize> {
         let mut attr = MapBatchAttr {
             in_batch: 0,
             out_batch: 0,
@@ -205,14 +223,14 @@ impl RawMap {
             )
         };
         if rc == 0 {
-            return count;
+            return Some(count);
         }
         // On an entry's error the kernel reports how many it processed
         // before it (fewer than given); a map without batch operations
         // (ENOTSUPP) or a kernel without the command (EINVAL) leaves the
         // count as given: nothing done.
         let processed = attr.count as usize;
-        if processed >= count { 0 } else { processed }
+        (processed < count).then_some(processed)
     }
 
     fn syscall(
@@ -254,8 +272,8 @@ impl RawMap {
 mod tests {
     //! Batched writes against real maps (root: creating maps needs
     //! CAP_BPF; skipped otherwise): every map type the deployer meets,
-    //! with batch operations (hash, array) or without (LPM trie).
-    use std::os::fd::AsFd;
+    //! with batch operations (hash, array, LPM trie) or without (devmap).
+    use std::os::fd::{AsFd, AsRawFd};
 
     use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, lpm_trie::Key};
 
@@ -282,6 +300,38 @@ mod tests {
             .collect()
     }
 
+    /// Keys and values laid end to end, as a batch call takes them.
+    fn packed(refs: &[(&[u8], &[u8])]) -> (Vec<u8>, Vec<u8>) {
+        (
+            refs.iter().flat_map(|(k, _)| k.iter().copied()).collect(),
+            refs.iter().flat_map(|(_, v)| v.iter().copied()).collect(),
+        )
+    }
+
+    /// Whether `key` is in the map (`BPF_MAP_LOOKUP_ELEM`).
+    fn present(r: &RawMap, key: &[u8], value_size: usize) -> bool {
+        const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+        let mut value = vec![0u8; value_size];
+        let attr = super::MapElemAttr {
+            map_fd: r.data.fd().as_fd().as_raw_fd() as u32,
+            _pad: 0,
+            key: key.as_ptr() as u64,
+            value: value.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: key and value buffers of the map's sizes, alive for the
+        // call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_ELEM,
+                &attr as *const super::MapElemAttr,
+                size_of::<super::MapElemAttr>() as libc::c_uint,
+            )
+        };
+        rc == 0
+    }
+
     fn bytes<T: Copy>(v: &T) -> Vec<u8> {
         // SAFETY: plain integers, read as their bytes.
         unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
@@ -298,11 +348,17 @@ mod tests {
             .map(|i| (bytes(&i), bytes(&(u64::from(i) * 3))))
             .collect();
         let refs = slices(&entries);
+        // The batch operation itself, not the fallback, takes them here.
+        let (keys, values) = packed(&refs[..2]);
+        assert_eq!(
+            r.batch(super::BPF_MAP_UPDATE_BATCH, &keys, Some(&values), 2),
+            Some(2)
+        );
         let (n, res) = r.update_all(&refs);
         res.expect("update");
         assert_eq!(n, 10_000);
         assert_eq!(map.get(&4321, 0).expect("entry"), 4321 * 3);
-        // Keys 9_990.. exist, 20_000.. do not: a batch stops at those.
+        // Keys 20_000.. do not exist: a batch stops at each of them.
         let gone: Vec<Vec<u8>> = (5_000..10_000u32)
             .chain(20_000..20_003)
             .chain(0..10)
@@ -340,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn an_lpm_trie_without_batch_operations_is_written_one_by_one() {
+    fn an_lpm_trie_is_written_and_emptied() {
         if !root() {
             return;
         }
@@ -367,5 +423,71 @@ mod tests {
         let (n, res) = r.update_all(&[(&[1u8, 2][..], &[0u8][..])]);
         assert_eq!(n, 0);
         assert!(matches!(res, Err(super::DeployError::MapEntrySize { .. })));
+    }
+
+    /// A devmap (`BPF_MAP_TYPE_DEVMAP_HASH`, as the router's ports), which
+    /// has no batch operations, created with a raw `BPF_MAP_CREATE`: aya
+    /// creates no standalone devmaps. Its entries name loopback; the map
+    /// is attached to nothing.
+    #[test]
+    fn a_map_without_batch_operations_is_written_one_by_one() {
+        if !root() {
+            return;
+        }
+        #[repr(C)]
+        struct CreateAttr {
+            map_type: u32,
+            key_size: u32,
+            value_size: u32,
+            max_entries: u32,
+            map_flags: u32,
+        }
+        const BPF_MAP_CREATE: libc::c_long = 0;
+        const BPF_MAP_TYPE_DEVMAP_HASH: u32 = 25;
+        let attr = CreateAttr {
+            map_type: BPF_MAP_TYPE_DEVMAP_HASH,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 64,
+            map_flags: 0,
+        };
+        // SAFETY: a valid map-create attribute of the size given; the
+        // returned descriptor is owned below.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_CREATE,
+                &attr as *const CreateAttr,
+                size_of::<CreateAttr>() as libc::c_uint,
+            )
+        };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: a fresh descriptor nothing else owns.
+        let owned =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let r = RawMap::new("test/devmap", MapData::from_fd(owned).expect("map data"))
+            .expect("raw map");
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            (10..40u32).map(|i| (bytes(&i), bytes(&1u32))).collect();
+        let refs = slices(&entries);
+        let (keys, values) = packed(&refs[..2]);
+        assert_eq!(
+            r.batch(super::BPF_MAP_UPDATE_BATCH, &keys, Some(&values), 2),
+            None,
+            "devmaps have no batch operations"
+        );
+        let (n, res) = r.update_all(&refs);
+        res.expect("update");
+        assert_eq!(n, 30);
+        assert!(present(&r, &bytes(&25u32), 4));
+        // Deletes, a missing key among them, fall back the same way.
+        let gone: Vec<Vec<u8>> = (10..40u32).chain([50]).map(|i| bytes(&i)).collect();
+        let keys: Vec<&[u8]> = gone.iter().map(Vec::as_slice).collect();
+        let (n, res) = r.delete_all(&keys);
+        res.expect("delete");
+        assert_eq!(n, 31);
+        for i in 10..40u32 {
+            assert!(!present(&r, &bytes(&i), 4), "{i} still there");
+        }
     }
 }

@@ -7,9 +7,12 @@
 //! - New router interface (`ip link add` + address + up): a redeploy (a
 //!   program attached to a new interface).
 //! - A firewall rule added (`nft add rule` in a forward chain of 1 and of
-//!   10,000 rules): the filter FPM compiles the new ruleset and swaps in a
-//!   new generation (all its rules and prefilter rows written next to the
-//!   old ones), which reloads its programs (a redeploy).
+//!   10,000 rules): the inspector re-reads the ruleset, the filter FPM
+//!   compiles it into a new generation and the deployer writes what
+//!   differs from the generation two before (same parity) and then
+//!   switches to it in a map: no program is reloaded, but the whole
+//!   ruleset is read and compiled again, so it is held to the redeploy
+//!   target.
 //!
 //! The clock starts before the command is run and stops when the
 //! controller reports the deployment, so it includes the command's own
@@ -222,7 +225,8 @@ fn base_ruleset(rules: usize) -> String {
 }
 
 /// A rule added to a forward chain of `rules` rules, then deleted again by
-/// its handle (both changes redeploy; only the addition is timed).
+/// its handle (both changes make a new generation; only the addition is
+/// timed).
 async fn rule_case(name: &'static str, repeats: usize, rules: usize) -> Case {
     let tb = VirtualRouter::new("rr").expect("testbed");
     let path = std::env::temp_dir().join(format!("lfp-reaction-{}.nft", std::process::id()));
@@ -269,7 +273,7 @@ async fn rule_case(name: &'static str, repeats: usize, rules: usize) -> Case {
     }
     r.handle.shutdown();
     let _ = r.task.await;
-    summarise(name, "redeploy", 100.0, samples)
+    summarise(name, "new generation", 100.0, samples)
 }
 
 fn markdown(cases: &[Case]) -> String {

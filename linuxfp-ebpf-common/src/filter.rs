@@ -6,10 +6,15 @@
 //! ([`RULES_MAP`], at [`rule_slot`]); chains are contiguous ranges in it
 //! and end in a synthetic rule ([`ACT_END_BASE`] / [`ACT_RETURN`]). Set
 //! lookups go through one LPM trie ([`SETS_MAP`]) whose key starts with the
-//! generation and the set id, so every generation has its own sets. The
-//! generation lives in the [`FilterConf`] global: a new ruleset means new
-//! programs, swapped in by the deployer only after the maps are written, so
-//! a packet sees the old ruleset or the new one, never a mix.
+//! generation and the set id, so every generation has its own sets. Which
+//! generation the programs evaluate is map state too ([`ACTIVE_MAP`] names
+//! the parity whose [`GenConf`] in [`GENERATIONS_MAP`] holds it), written
+//! by the deployer after every other entry of the new generation and
+//! before any entry of an old one is removed: a packet reads the parity
+//! once and sees the old ruleset or the new one, never a mix, and a
+//! ruleset change needs no new programs (no load, no verification). Only
+//! what shapes the programs' code ([`FilterConf`]: whether conntrack is
+//! read at all) is a load-time global.
 
 use crate::abi::counter::FIRST_FPM_REASON;
 
@@ -76,11 +81,22 @@ pub const PUNT_NAMES: [&str; 15] = [
 
 /// Name of the [`FilterConf`] global.
 pub const CONF_GLOBAL: &str = "FILTER_CONF";
+/// Map: the configuration of each generation parity (`Array<GenConf>`,
+/// indexed by `generation & 1`): its generation and where its paths start.
+pub const GENERATIONS_MAP: &str = "FILTER_GENERATIONS";
+/// Map: the parity of the generation the programs evaluate (`Array<u32>`,
+/// one entry, 0 or 1). The deployer's commit: written after everything
+/// else of a generation. A 0/1 value differs in one byte only, so a
+/// packet reading it while it is written sees the old or the new parity,
+/// never anything else (an array map's value is copied with `memcpy`,
+/// which promises no wider atomicity).
+pub const ACTIVE_MAP: &str = "FILTER_ACTIVE";
 /// Map: the compiled rules (`Array<FilterRule>`, at [`rule_slot`]): two
 /// halves, one per generation parity, so the rules of the next generation
 /// are written while the current one runs (consecutive generations have
-/// different parities). Each rule carries its generation: a program that
-/// reads a rule of another generation punts ([`PUNT_NO_RULES`]).
+/// different parities). Each rule carries its generation's
+/// [`entry_stamp`]: a program that reads a rule of another parity punts
+/// ([`PUNT_NO_RULES`]).
 pub const RULES_MAP: &str = "FILTER_RULES";
 /// Map: set elements (`LpmTrie<SetKey, u8>`).
 pub const SETS_MAP: &str = "FILTER_SETS";
@@ -248,15 +264,27 @@ pub const CONF_GATED_V4: u32 = 2;
 /// Likewise for the IPv6 path.
 pub const CONF_GATED_V6: u32 = 4;
 
-/// Load-time configuration of the filter programs.
+/// Load-time configuration of the filter programs: what shapes their code
+/// (the verifier drops the conntrack lookups when no rule reads
+/// conntrack). Either value is safe with any generation: without
+/// `CONF_CT` a rule reading conntrack punts, and the gate bits only make
+/// the gate rule that starts such a path punt earlier.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FilterConf {
-    /// Generation of the compiled ruleset in the maps (never 0 once
-    /// compiled: 0 means "nothing compiled", every packet punts).
-    pub generation: u32,
     /// `CONF_*` bits.
     pub flags: u32,
+}
+
+/// Value of [`GENERATIONS_MAP`]: one compiled ruleset's configuration.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GenConf {
+    /// Generation of the compiled ruleset (never 0 once compiled: 0 means
+    /// "nothing compiled", every packet punts).
+    pub generation: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
     /// The IPv4 path.
     pub v4: PathConf,
     /// The IPv6 path.
@@ -283,6 +311,22 @@ pub struct SkbLayout {
     pub ip_summed_shift: u32,
     /// 1 when the place is known; 0: only `bpf_csum_level` is used.
     pub known: u32,
+}
+
+/// What the map entries of `generation` are stamped and keyed with: 1 for
+/// an odd generation, 2 for an even one (never 0, which means "no entry").
+///
+/// Not the generation itself, so that a generation's entries are the same
+/// bytes as those of the generation two before it wherever the ruleset
+/// did not change: the deployer then writes only what changed (one rule
+/// added to 10,000 is a few entries, not all of them). Two generations of
+/// one parity never run at once: the deployer writes a generation's
+/// entries, removes what is left of the one two before, and only then
+/// commits it ([`ACTIVE_MAP`], declared last); the cache and the rule
+/// counters are keyed by the generation itself.
+#[inline(always)]
+pub const fn entry_stamp(generation: u32) -> u32 {
+    2 - (generation & 1)
 }
 
 /// Index in [`RULES_MAP`] of rule `index` of `generation`, `None` past
@@ -422,7 +466,8 @@ pub struct FilterRule {
     pub ct_state: u8,
     /// Direction for [`m::CT_DIR`].
     pub ct_dir: u8,
-    /// The generation this rule belongs to (0: no rule).
+    /// [`entry_stamp`] of the generation this rule belongs to (0: no
+    /// rule).
     pub generation: u32,
     /// Set ids of the two set lookups.
     pub set_id: [u32; 2],
@@ -442,7 +487,7 @@ pub struct FilterRule {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SetKey {
-    /// Generation.
+    /// [`entry_stamp`] of the generation.
     pub generation: u32,
     /// Set id.
     pub set: u32,
@@ -484,7 +529,7 @@ pub struct FlowKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassKey {
-    /// Generation.
+    /// [`entry_stamp`] of the generation.
     pub generation: u32,
     /// `field::*`.
     pub field: u32,
@@ -509,7 +554,8 @@ pub struct ClassValue {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassBase {
-    /// The generation (an entry of another generation is not used).
+    /// [`entry_stamp`] of the generation (an entry of another parity is
+    /// not used).
     pub generation: u32,
     /// Index of the chunk in the generation's part of [`CLASS_CHUNKS_MAP`].
     pub chunk: u32,
@@ -519,7 +565,7 @@ pub struct ClassBase {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassRow {
-    /// The generation.
+    /// [`entry_stamp`] of the generation.
     pub generation: u32,
     /// The class ([`ClassValue::class`]).
     pub class: u32,
@@ -534,7 +580,8 @@ pub struct ClassRow {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassChunk {
-    /// The generation (a chunk of another generation is not used).
+    /// [`entry_stamp`] of the generation (a chunk of another parity is
+    /// not used).
     pub generation: u32,
     /// Reserved, zero.
     pub reserved: u32,
@@ -546,7 +593,8 @@ pub struct ClassChunk {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassConf {
-    /// The generation (another one than the program's: no prefilter).
+    /// [`entry_stamp`] of the generation (another one than the
+    /// program's: no prefilter).
     pub generation: u32,
     /// Chunks per candidate vector (rows per class).
     pub chunks: u32,
@@ -671,6 +719,8 @@ mod pod {
     // arrays, and have no implicit padding (size asserts below).
     unsafe impl aya::Pod for super::FilterConf {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::GenConf {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::FilterRule {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SetKey {}
@@ -702,7 +752,8 @@ mod pod {
     unsafe impl aya::Pod for super::SkbLayout {}
 }
 
-const _: () = assert!(core::mem::size_of::<FilterConf>() == 24);
+const _: () = assert!(core::mem::size_of::<FilterConf>() == 4);
+const _: () = assert!(core::mem::size_of::<GenConf>() == 24);
 const _: () = assert!(core::mem::size_of::<SkbLayout>() == 12);
 const _: () = assert!(core::mem::size_of::<FilterRule>() == 124);
 const _: () = assert!(core::mem::size_of::<SetKey>() == 24);

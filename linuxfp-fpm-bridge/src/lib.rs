@@ -77,12 +77,15 @@ impl BridgeFpm {
                 role: FpmRole::Accelerates(NetworkFunction::Bridge),
                 programs: BTreeMap::from([(Hook::Xdp, XDP_PROGRAM), (Hook::Tc, TC_PROGRAM)]),
                 capabilities: vec![],
+                // The deployer's write order (removals in reverse): a
+                // port's devmap entry before the port, ports and VLANs
+                // before the FDB entries that lead to them.
                 shared_maps: vec![
-                    bridge::PORTS_MAP,
-                    bridge::FDB_MAP,
-                    bridge::VLANS_MAP,
-                    bridge::SEEN_MAP,
                     bridge::XDP_PORTS_MAP,
+                    bridge::PORTS_MAP,
+                    bridge::VLANS_MAP,
+                    bridge::FDB_MAP,
+                    bridge::SEEN_MAP,
                 ],
                 punt_reasons: bridge::PUNT_NAMES.to_vec(),
             },

@@ -190,6 +190,8 @@ impl FilterFpm {
                 role: FpmRole::Accelerates(NetworkFunction::Filter),
                 programs: BTreeMap::from([(Hook::Xdp, XDP_PROGRAM), (Hook::Tc, TC_PROGRAM)]),
                 capabilities: vec![Capability::FibLookup],
+                // The order is the deployer's write order: the generation
+                // switch (`ACTIVE_MAP`) comes last.
                 shared_maps: vec![
                     filter::RULES_MAP,
                     filter::SETS_MAP,
@@ -202,6 +204,8 @@ impl FilterFpm {
                     filter::CLASS_BASE_MAP,
                     filter::CLASS_CHUNKS_MAP,
                     filter::CLASS_CONF_MAP,
+                    filter::GENERATIONS_MAP,
+                    filter::ACTIVE_MAP,
                 ],
                 punt_reasons: filter::PUNT_NAMES.to_vec(),
             },
@@ -318,7 +322,10 @@ mod tests {
         state::{KernelState, Link},
         topology::Topology,
     };
-    use linuxfp_ebpf_common::filter::{CONF_GLOBAL, FilterConf, PATH_PUNT, PATH_RULES, RULES_MAP};
+    use linuxfp_ebpf_common::filter::{
+        ACTIVE_MAP, CONF_GLOBAL, FilterConf, GENERATIONS_MAP, GenConf, PATH_PUNT, PATH_RULES,
+        RULES_MAP,
+    };
 
     use super::*;
 
@@ -347,21 +354,30 @@ mod tests {
         st
     }
 
-    fn conf(cfg: &FpmConfig) -> FilterConf {
-        let b = &cfg.globals[CONF_GLOBAL].0;
-        let u = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        FilterConf {
-            generation: u(0),
-            flags: u(4),
+    /// The generation `cfg` commits: the parity in `ACTIVE_MAP`, that
+    /// parity's entry in `GENERATIONS_MAP`.
+    fn conf(cfg: &FpmConfig) -> GenConf {
+        let u = |b: &[u8], o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let active = &cfg.maps[ACTIVE_MAP];
+        assert_eq!(active.len(), 1, "one commit entry");
+        let (key, parity) = active.iter().next().expect("one entry");
+        assert_eq!(u(&key.0, 0), 0);
+        let parity = u(&parity.0, 0);
+        let b = &cfg.maps[GENERATIONS_MAP][&HexBytes(parity.to_ne_bytes().to_vec())].0;
+        let g = GenConf {
+            generation: u(b, 0),
+            reserved: u(b, 4),
             v4: filter::PathConf {
-                state: u(8),
-                start: u(12),
+                state: u(b, 8),
+                start: u(b, 12),
             },
             v6: filter::PathConf {
-                state: u(16),
-                start: u(20),
+                state: u(b, 16),
+                start: u(b, 20),
             },
-        }
+        };
+        assert_eq!(g.generation & 1, parity, "{g:?}");
+        g
     }
 
     #[test]
@@ -414,6 +430,11 @@ mod tests {
         );
         let cfg2 = f.parameterize(&input(&more)).expect("parameterize");
         assert_eq!(conf(&cfg2).generation, 2);
+        // Only the maps changed: the new generation needs no new programs.
+        assert_eq!(cfg2.globals, cfg.globals);
+        // Both generations' configurations are kept: the previous one is
+        // what runs until the deployer's commit.
+        assert_eq!(cfg2.maps[GENERATIONS_MAP].len(), 2);
         // iptables-legacy: everything punts.
         let mut legacy = more.clone();
         legacy.legacy_tables = vec!["filter".into()];
@@ -425,11 +446,14 @@ mod tests {
             decisions: &decisions,
             state: None,
         };
-        let c4 = conf(&f.parameterize(&none).expect("parameterize"));
+        let cfg4 = f.parameterize(&none).expect("parameterize");
+        let c4 = conf(&cfg4);
         assert_eq!(c4.v4.state, PATH_PUNT);
+        assert_eq!(c4, conf(&f.parameterize(&none).expect("again")));
+        // What shapes the programs' code: no rule reads conntrack.
         assert_eq!(
-            HexBytes::of(&c4),
-            f.parameterize(&none).expect("again").globals[CONF_GLOBAL]
+            cfg4.globals[CONF_GLOBAL],
+            HexBytes::of(&FilterConf { flags: 0 })
         );
     }
 }

@@ -413,13 +413,14 @@ pub fn class_key_bytes(generation: u32, field: u8, value: &[u8; 16], bits: u32) 
 
 /// Adds one generation's prefilter to the map contents (`build` kept it
 /// within the per-generation budgets, so every chunk slot exists).
-fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, MapContents>) {
+/// `stamp`: the generation's [`entry_stamp`].
+fn write_prefilter(p: &Prefilter, stamp: u32, maps: &mut BTreeMap<String, MapContents>) {
     let key = |slot: Option<u32>| slot.map(|s| HexBytes(s.to_ne_bytes().to_vec()));
     let classes = maps.entry(CLASSES_MAP.to_string()).or_default();
     for f in &p.fields {
         for (value, bits, class) in &f.prefixes {
             classes.insert(
-                HexBytes(class_key_bytes(generation, f.field, value, *bits)),
+                HexBytes(class_key_bytes(stamp, f.field, value, *bits)),
                 HexBytes::of(class),
             );
         }
@@ -427,7 +428,7 @@ fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, M
     let rows = maps.entry(CLASS_ROWS_MAP.to_string()).or_default();
     for (class, chunk, id) in &p.rows {
         let k = ClassRow {
-            generation,
+            generation: stamp,
             class: *class,
             chunk: *chunk,
         };
@@ -435,11 +436,11 @@ fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, M
     }
     let base = maps.entry(CLASS_BASE_MAP.to_string()).or_default();
     for (field, chunk, id) in &p.base {
-        if let Some(k) = key(class_base_slot(generation, *field, *chunk)) {
+        if let Some(k) = key(class_base_slot(stamp, *field, *chunk)) {
             base.insert(
                 k,
                 HexBytes::of(&ClassBase {
-                    generation,
+                    generation: stamp,
                     chunk: *id,
                 }),
             );
@@ -447,11 +448,11 @@ fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, M
     }
     let chunks = maps.entry(CLASS_CHUNKS_MAP.to_string()).or_default();
     for (i, bits) in p.bits.iter().enumerate() {
-        if let Some(k) = key(class_chunk_slot(generation, i as u32)) {
+        if let Some(k) = key(class_chunk_slot(stamp, i as u32)) {
             chunks.insert(
                 k,
                 HexBytes::of(&ClassChunk {
-                    generation,
+                    generation: stamp,
                     reserved: 0,
                     bits: *bits,
                 }),
@@ -459,9 +460,9 @@ fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, M
         }
     }
     maps.entry(CLASS_CONF_MAP.to_string()).or_default().insert(
-        HexBytes((generation & 1).to_ne_bytes().to_vec()),
+        HexBytes((stamp & 1).to_ne_bytes().to_vec()),
         HexBytes::of(&ClassConf {
-            generation,
+            generation: stamp,
             chunks: p.chunks,
             fields: p.field_bits(),
             reserved: 0,
@@ -469,25 +470,42 @@ fn write_prefilter(p: &Prefilter, generation: u32, maps: &mut BTreeMap<String, M
     );
 }
 
-/// Adds one generation's entries to the map contents.
+/// Adds one generation's entries to the map contents: stamped and keyed
+/// with its [`entry_stamp`], so what did not change since the generation
+/// two before is the same bytes (and not written again); only its
+/// [`GenConf`] names the generation itself.
 fn write(layout: &Layout, generation: u32, maps: &mut BTreeMap<String, MapContents>) {
-    write_prefilter(&layout.prefilter, generation, maps);
+    let stamp = entry_stamp(generation);
+    write_prefilter(&layout.prefilter, stamp, maps);
     let rules = maps.entry(RULES_MAP.to_string()).or_default();
     for (i, r) in layout.rules.iter().enumerate() {
         // `layout` refused more than MAX_RULES.
-        let Some(slot) = rule_slot(generation, i as u32) else {
+        let Some(slot) = rule_slot(stamp, i as u32) else {
             break;
         };
-        let r = FilterRule { generation, ..*r };
+        let r = FilterRule {
+            generation: stamp,
+            ..*r
+        };
         rules.insert(HexBytes(slot.to_ne_bytes().to_vec()), HexBytes::of(&r));
     }
     let sets = maps.entry(SETS_MAP.to_string()).or_default();
     for (set, value, bits) in &layout.sets {
         sets.insert(
-            HexBytes(set_key_bytes(generation, *set, value, *bits)),
+            HexBytes(set_key_bytes(stamp, *set, value, *bits)),
             HexBytes(vec![1]),
         );
     }
+    let conf = GenConf {
+        generation,
+        reserved: 0,
+        v4: layout.v4,
+        v6: layout.v6,
+    };
+    maps.entry(GENERATIONS_MAP.to_string()).or_default().insert(
+        HexBytes((generation & 1).to_ne_bytes().to_vec()),
+        HexBytes::of(&conf),
+    );
 }
 
 /// Where the running kernel keeps `sk_buff::ip_summed` (its BTF), read
@@ -558,6 +576,8 @@ impl Generations {
             CLASS_BASE_MAP,
             CLASS_CHUNKS_MAP,
             CLASS_CONF_MAP,
+            GENERATIONS_MAP,
+            ACTIVE_MAP,
         ] {
             cfg.maps.insert(map.to_string(), MapContents::new());
         }
@@ -565,11 +585,14 @@ impl Generations {
         if let Some((g, l)) = &st.current {
             write(l, *g, &mut cfg.maps);
             conf = FilterConf {
-                generation: *g,
                 flags: (if l.ct { CONF_CT } else { 0 }) | l.gated,
-                v4: l.v4,
-                v6: l.v6,
             };
+            // The commit: the deployer writes this map after the others
+            // (it is declared last) and removes nothing before it.
+            cfg.maps.entry(ACTIVE_MAP.to_string()).or_default().insert(
+                HexBytes(0u32.to_ne_bytes().to_vec()),
+                HexBytes::of(&(g & 1)),
+            );
         }
         if let Some((g, l)) = &st.previous {
             write(l, *g, &mut cfg.maps);
@@ -753,12 +776,12 @@ mod tests {
         let cfg2 = g.config(layout(&c2).expect("fits"));
         assert_eq!(g.current(), Some(2));
         assert_eq!(cfg2.maps[RULES_MAP].len(), 5 + 4);
-        // Generation 2 sits in the even half, stamped with its generation.
+        // Generation 2 sits in the even half, with its generation's stamp.
         let slot = rule_slot(2, 0).expect("slot");
         assert_eq!(slot, 0);
         let v = &cfg2.maps[RULES_MAP][&HexBytes(slot.to_ne_bytes().to_vec())];
         let stamp = u32::from_ne_bytes([v.0[48], v.0[49], v.0[50], v.0[51]]);
-        assert_eq!(stamp, 2);
+        assert_eq!(stamp, entry_stamp(2));
         assert!(
             cfg2.maps[RULES_MAP].contains_key(&HexBytes(MAX_RULES.to_ne_bytes().to_vec())),
             "generation 1 kept in the odd half"
@@ -770,7 +793,18 @@ mod tests {
         let cfg3 = g.config(layout(&c3).expect("fits"));
         // Generation 1 is gone, 2 is kept for the programs still running.
         assert_eq!(cfg3.maps[RULES_MAP].len(), 4);
-        assert_ne!(cfg3.globals[CONF_GLOBAL], cfg2.globals[CONF_GLOBAL]);
+        // A new generation is map contents only: the same programs run it.
+        assert_eq!(cfg3.globals, cfg2.globals);
+        // Its configuration sits at its parity, and the commit names it.
+        let gens = &cfg3.maps[GENERATIONS_MAP];
+        assert_eq!(gens.len(), 2, "generations 3 and 2");
+        let g3 = &gens[&HexBytes(1u32.to_ne_bytes().to_vec())];
+        assert_eq!(u32::from_ne_bytes([g3.0[0], g3.0[1], g3.0[2], g3.0[3]]), 3);
+        let active = &cfg3.maps[ACTIVE_MAP];
+        assert_eq!(
+            active.get(&HexBytes(0u32.to_ne_bytes().to_vec())),
+            Some(&HexBytes(1u32.to_ne_bytes().to_vec()))
+        );
     }
 
     #[test]

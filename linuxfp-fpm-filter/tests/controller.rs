@@ -15,7 +15,7 @@ use std::{
 };
 
 use linuxfp::{compat::HookPolicy, controller::ControllerHandle, fpm::HexBytes};
-use linuxfp_ebpf_common::filter::CONF_GLOBAL;
+use linuxfp_ebpf_common::filter::{ACTIVE_MAP, GENERATIONS_MAP};
 use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_testkit::{NsChild, VirtualRouter, attached_programs, require_root};
 use support::{stop, until};
@@ -97,13 +97,14 @@ fn udp_round(tb: &VirtualRouter) -> (u32, u32) {
     finish_round(start_round(tb, PACKETS, 1.5))
 }
 
-/// The deployed filter configuration (its generation global), if any.
-fn filter_conf(handle: &ControllerHandle) -> Option<HexBytes> {
-    handle
-        .plan()
-        .fpms
-        .get("filter")
-        .and_then(|c| c.globals.get(CONF_GLOBAL).cloned())
+/// The deployed filter generation (its commit entry, the active parity,
+/// and the generations' configurations), if any.
+fn filter_conf(handle: &ControllerHandle) -> Option<(HexBytes, Vec<HexBytes>)> {
+    let plan = handle.plan();
+    let c = plan.fpms.get("filter")?;
+    let active = c.maps.get(ACTIVE_MAP)?.values().next()?.clone();
+    let gens = c.maps.get(GENERATIONS_MAP)?.values().cloned().collect();
+    Some((active, gens))
 }
 
 /// The handle of the rule of `inet t filt` whose listing contains `what`.
@@ -120,11 +121,22 @@ fn rule_handle(tb: &VirtualRouter, what: &str) -> String {
         .unwrap_or_else(|| panic!("rule handle in {listing}"))
 }
 
+/// The programs attached to the router's interfaces.
+fn router_programs(tb: &VirtualRouter) -> Vec<linuxfp_testkit::Attached> {
+    ["r0", "r1"]
+        .iter()
+        .map(|i| attached_programs(&tb.rtr, i).expect("query"))
+        .collect()
+}
+
 /// Runs an `nft` command in the router and waits until the controller has
-/// deployed the ruleset it makes; prints the delay.
+/// deployed the ruleset it makes; prints the delay. The rulesets these
+/// tests switch between read no conntrack state, so the new generation is
+/// map contents only: the same programs stay attached (no reload).
 async fn nft_change(tb: &VirtualRouter, handle: &ControllerHandle, argv: &[&str]) {
     let before = filter_conf(handle);
     assert!(before.is_some(), "a filter configuration is deployed");
+    let programs = router_programs(tb);
     let t = Instant::now();
     tb.rtr.exec(argv).expect("nft");
     until(
@@ -134,6 +146,11 @@ async fn nft_change(tb: &VirtualRouter, handle: &ControllerHandle, argv: &[&str]
         |h| filter_conf(h) != before,
     )
     .await;
+    assert_eq!(
+        router_programs(tb),
+        programs,
+        "a new ruleset, the same programs"
+    );
     eprintln!(
         "`{}` → new ruleset deployed after {:?}",
         argv.join(" "),

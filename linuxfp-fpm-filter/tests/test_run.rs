@@ -221,10 +221,7 @@ fn load_full(
     prefilter: bool,
 ) -> Ebpf {
     let conf = FilterConf {
-        generation,
         flags: (if l.ct { CONF_CT } else { 0 }) | l.gated,
-        v4: l.v4,
-        v6: l.v6,
     };
     let mut ebpf = EbpfLoader::new()
         .override_global(CONF_GLOBAL, &conf, true)
@@ -245,7 +242,10 @@ fn load_full(
             Array::try_from(ebpf.map_mut(RULES_MAP).expect(RULES_MAP)).expect("array");
         for (i, r) in l.rules.iter().enumerate() {
             let slot = rule_slot(generation, i as u32).expect("within MAX_RULES");
-            let r = FilterRule { generation, ..*r };
+            let r = FilterRule {
+                generation: entry_stamp(generation),
+                ..*r
+            };
             rules.set(slot, r, 0).expect("set rule");
         }
     }
@@ -256,7 +256,7 @@ fn load_full(
             let k = Key::new(
                 64 + bits,
                 SetKey {
-                    generation,
+                    generation: entry_stamp(generation),
                     set: *set,
                     value: *value,
                 },
@@ -286,6 +286,21 @@ fn load_full(
             mirror.insert(k, v, 0).expect("insert mirror entry");
         }
     }
+    {
+        // The commit, last, as the deployer writes it.
+        let mut gens: Array<_, GenConf> =
+            Array::try_from(ebpf.map_mut(GENERATIONS_MAP).expect(GENERATIONS_MAP)).expect("array");
+        let g = GenConf {
+            generation,
+            reserved: 0,
+            v4: l.v4,
+            v6: l.v6,
+        };
+        gens.set(generation & 1, g, 0).expect("set generation");
+        let mut active: Array<_, u32> =
+            Array::try_from(ebpf.map_mut(ACTIVE_MAP).expect(ACTIVE_MAP)).expect("array");
+        active.set(0, generation & 1, 0).expect("set active parity");
+    }
     load_program(&mut ebpf, TC_PROGRAM, SchedClassifier::load);
     load_program(&mut ebpf, XDP_PROGRAM, Xdp::load);
     ebpf
@@ -293,6 +308,8 @@ fn load_full(
 
 /// The prefilter's maps of `generation`, as the parameterizer lays them.
 fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
+    // Entries carry the generation's stamp, as the parameterizer writes them.
+    let stamp = entry_stamp(generation);
     let mut classes: LpmTrie<_, ClassKey, ClassValue> =
         LpmTrie::try_from(ebpf.map_mut(CLASSES_MAP).expect(CLASSES_MAP)).expect("lpm");
     for f in &p.fields {
@@ -300,7 +317,7 @@ fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
             let k = Key::new(
                 64 + bits,
                 ClassKey {
-                    generation,
+                    generation: stamp,
                     field: f.field.into(),
                     value: *value,
                 },
@@ -312,7 +329,7 @@ fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
         AyaHashMap::try_from(ebpf.map_mut(CLASS_ROWS_MAP).expect(CLASS_ROWS_MAP)).expect("hash");
     for (class, chunk, id) in &p.rows {
         let k = ClassRow {
-            generation,
+            generation: stamp,
             class: *class,
             chunk: *chunk,
         };
@@ -323,7 +340,7 @@ fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
     for (field, chunk, id) in &p.base {
         let slot = class_base_slot(generation, *field, *chunk).expect("a field's chunk");
         let b = ClassBase {
-            generation,
+            generation: stamp,
             chunk: *id,
         };
         base.set(slot, b, 0).expect("set class base");
@@ -333,7 +350,7 @@ fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
     for (i, bits) in p.bits.iter().enumerate() {
         let slot = class_chunk_slot(generation, i as u32).expect("within the budget");
         let c = ClassChunk {
-            generation,
+            generation: stamp,
             reserved: 0,
             bits: *bits,
         };
@@ -342,7 +359,7 @@ fn write_prefilter(ebpf: &mut Ebpf, p: &Prefilter, generation: u32) {
     let mut conf: Array<_, ClassConf> =
         Array::try_from(ebpf.map_mut(CLASS_CONF_MAP).expect(CLASS_CONF_MAP)).expect("array");
     let c = ClassConf {
-        generation,
+        generation: stamp,
         chunks: p.chunks,
         fields: p.field_bits(),
         reserved: 0,

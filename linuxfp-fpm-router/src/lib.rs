@@ -66,6 +66,9 @@ impl RouterFpm {
                 role: FpmRole::Accelerates(NetworkFunction::Router),
                 programs: BTreeMap::from([(Hook::Xdp, XDP_PROGRAM), (Hook::Tc, TC_PROGRAM)]),
                 capabilities: vec![Capability::FibLookup, Capability::RedirectNeigh],
+                // The deployer's write order (removals in reverse): an
+                // interface's devmap entry before the flags that say it
+                // is there.
                 shared_maps: vec![router::XDP_PORTS_MAP, router::IFACES_MAP, router::SRC4_MAP],
                 punt_reasons: router::PUNT_NAMES.to_vec(),
             },

@@ -393,10 +393,7 @@ impl ControllerHandle {
             &ctl.registry,
             update.state.as_deref(),
         );
-        let (old_topology, old_plan) = {
-            let s = self.lock();
-            (s.topology.clone(), s.plan.clone())
-        };
+        let old_topology = self.lock().topology.clone();
         let tdiff = crate::topology::diff(&old_topology, &update.topology);
         if !tdiff.is_empty() {
             self.lock()
@@ -409,7 +406,9 @@ impl ControllerHandle {
                 return;
             }
         };
-        let pdiff = old_plan.diff(&plan);
+        // Compared in place: a firewall's plan is tens of thousands of map
+        // entries, not to be copied on every change.
+        let pdiff = self.lock().plan.diff(&plan);
         let planned = started.elapsed();
         let (deployed, report) = match self.worker.as_ref() {
             Some(w) if !pdiff.is_empty() => match w.apply(plan).await {
@@ -425,7 +424,7 @@ impl ControllerHandle {
                     return;
                 }
             },
-            Some(_) => (in_force(&old_plan, plan), DeployReport::default()),
+            Some(_) => (in_force(&self.lock().plan, plan), DeployReport::default()),
             None => (plan, DeployReport::default()),
         };
         tracing::debug!(
@@ -437,7 +436,7 @@ impl ControllerHandle {
         let mut s = self.lock();
         s.topology = update.topology;
         s.decisions = decisions;
-        s.plan = deployed;
+        let replaced = std::mem::replace(&mut s.plan, deployed);
         if !pdiff.is_empty() {
             s.emit(ControllerEvent::Deployed {
                 diff: pdiff,
@@ -448,6 +447,9 @@ impl ControllerHandle {
                 latency_ms: started.elapsed().as_secs_f64() * 1e3,
             });
         }
+        // Freed once the deployment is reported and the lock released.
+        drop(s);
+        drop(replaced);
     }
 
     /// Records the deploy worker's death: nothing is deployed any more

@@ -87,6 +87,14 @@ pub struct FpmDeclaration {
     /// Maps shared by all loaded instances of its object in one network
     /// namespace (pinned under the FPM's directory). Maps not listed here are
     /// private to each instance.
+    ///
+    /// The order is the deployer's write order: it writes every map's
+    /// additions and changes in this order, then every map's removals in
+    /// the reverse order, and the last map listed whole after all of
+    /// that. List first what other entries refer to (a devmap before the
+    /// flags that say an interface is in it), and last a map that switches
+    /// what the programs read (a generation): it is written once the
+    /// entries it switches to are complete and the stale ones are gone.
     pub shared_maps: Vec<&'static str>,
     /// Names of its punt reasons, for counters from
     /// [`linuxfp_ebpf_common::abi::counter::FIRST_FPM_REASON`] on.

@@ -53,12 +53,15 @@ use crate::parse::{Packet, parse};
 declare_abi_maps!();
 
 #[unsafe(no_mangle)]
-static FILTER_CONF: aya_ebpf::Global<FilterConf> = aya_ebpf::Global::new(FilterConf {
-    generation: 0,
-    flags: 0,
-    v4: PathConf { state: 0, start: 0 },
-    v6: PathConf { state: 0, start: 0 },
-});
+static FILTER_CONF: aya_ebpf::Global<FilterConf> = aya_ebpf::Global::new(FilterConf { flags: 0 });
+
+/// The configuration of each generation parity.
+#[map]
+static FILTER_GENERATIONS: Array<GenConf> = Array::with_max_entries(2, 0);
+
+/// The parity of the generation to evaluate: the deployer's commit.
+#[map]
+static FILTER_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Where `sk_buff::ip_summed` lies on this kernel (see `SkbLayout`).
 #[unsafe(no_mangle)]
@@ -292,7 +295,9 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     let ev = unsafe { &mut *ev };
     let pkt = parse(frame.start, frame.end, frame.len, &mut ev.key)?;
     let conf = FILTER_CONF.load();
-    let path = if pkt.v6 { conf.v6 } else { conf.v4 };
+    let gen_conf = active_generation().ok_or(PUNT_PATH)?;
+    let generation = gen_conf.generation;
+    let path = if pkt.v6 { gen_conf.v6 } else { gen_conf.v4 };
     let bridge = match way(ingress, frame.host, pkt.v6, path.state)? {
         Way::Routed => 0,
         Way::Open => return Ok(VERDICT_CONTINUE),
@@ -300,7 +305,7 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     };
     match path.state {
         PATH_NONE => return Ok(VERDICT_CONTINUE),
-        PATH_RULES if conf.generation != 0 => {}
+        PATH_RULES => {}
         _ => return Err(PUNT_PATH),
     }
     if martian(&ev.key) {
@@ -336,13 +341,13 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
         (ingress, egress(ctx, &pkt, &ev.key, ingress, tot_len)?)
     };
 
-    ev.key.generation = conf.generation;
+    ev.key.generation = generation;
     ev.key.iif = iif;
     ev.key.oif = oif;
     // SAFETY: plain lookup; the value is copied out at once.
     let c = match unsafe { FILTER_CACHE.get(&ev.key) } {
         Some(c) => *c,
-        None => evaluate(ev, conf.generation, path.start)?,
+        None => evaluate(ev, generation, path.start)?,
     };
     if c.verdict == VERDICT_CONTINUE && ev.key.ct != CT_UNKNOWN {
         seen(&ev.ct_key);
@@ -351,9 +356,19 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
         return Err(PUNT_BRIDGED_DROP);
     }
     if c.verdict != VERDICT_PUNT {
-        count_rules(&c, conf.generation, u64::from(pkt.l3_len));
+        count_rules(&c, generation, u64::from(pkt.l3_len));
     }
     verdict(c.verdict, c.reason)
+}
+
+/// The configuration of the generation the deployer committed last, read
+/// once per packet (the parity first, then that parity's entry, which is
+/// rewritten only two commits later). `None` until one is committed.
+#[inline(always)]
+fn active_generation() -> Option<GenConf> {
+    let parity = *FILTER_ACTIVE.get(0)? & 1;
+    let g = *FILTER_GENERATIONS.get(parity)?;
+    (g.generation != 0 && g.generation & 1 == parity).then_some(g)
 }
 
 /// The way a frame takes through the `ip` hooks, if the next stages
@@ -595,7 +610,7 @@ fn prefilter(ev: &mut Eval, generation: u32) {
     let Some(conf) = FILTER_CLASS_CONF.get(generation & 1) else {
         return;
     };
-    if conf.generation != generation
+    if conf.generation != entry_stamp(generation)
         || conf.fields == 0
         || conf.chunks == 0
         || conf.chunks > MAX_CHUNKS
@@ -613,7 +628,7 @@ fn prefilter(ev: &mut Eval, generation: u32) {
             let k = Key::new(
                 64 + 128,
                 ClassKey {
-                    generation,
+                    generation: entry_stamp(generation),
                     field: u32::from(f),
                     value: set_value(f, &ev.key),
                 },
@@ -671,7 +686,7 @@ fn and_chunk(ev: &mut Eval, c: u64) -> i64 {
             && let Some(id) = class_row(g, class, ev.own[i], c, CLASS_FIELDS[i])
             && let Some(slot) = class_chunk_slot(g, id)
             && let Some(ch) = FILTER_CLASS_CHUNKS.get(slot)
-            && ch.generation == g
+            && ch.generation == entry_stamp(g)
         {
             let mut w = 0;
             while w < CHUNK_WORDS {
@@ -699,7 +714,7 @@ fn and_chunk(ev: &mut Eval, c: u64) -> i64 {
 fn class_row(generation: u32, class: u32, own: u32, c: u32, f: u8) -> Option<u32> {
     if c < 32 && own >> c & 1 == 1 {
         let k = ClassRow {
-            generation,
+            generation: entry_stamp(generation),
             class,
             chunk: c,
         };
@@ -707,7 +722,7 @@ fn class_row(generation: u32, class: u32, own: u32, c: u32, f: u8) -> Option<u32
         return unsafe { FILTER_CLASS_ROWS.get(&k).copied() };
     }
     let b = FILTER_CLASS_BASE.get(class_base_slot(generation, f, c)?)?;
-    (b.generation == generation).then_some(b.chunk)
+    (b.generation == entry_stamp(generation)).then_some(b.chunk)
 }
 
 /// Moves `ev.pc` over rules that are not candidates, up to
@@ -851,7 +866,7 @@ fn in_set(generation: u32, set: u32, value: [u8; 16]) -> bool {
     let k = Key::new(
         64 + 128,
         SetKey {
-            generation,
+            generation: entry_stamp(generation),
             set,
             value,
         },
@@ -939,7 +954,7 @@ fn next_base(ev: &mut Eval, next: u32) -> i64 {
 #[inline(always)]
 fn rule(generation: u32, index: u32) -> Option<&'static FilterRule> {
     let r = FILTER_RULES.get(rule_slot(generation, index)?)?;
-    (r.generation == generation).then_some(r)
+    (r.generation == entry_stamp(generation)).then_some(r)
 }
 
 /// One rule. Returns 1 when the evaluation is over.

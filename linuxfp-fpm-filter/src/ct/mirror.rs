@@ -170,7 +170,10 @@ fn reads_ct(ctx: &UpkeepCtx<'_>) -> bool {
     ctx.config
         .globals
         .get(CONF_GLOBAL)
-        .and_then(|b| b.0.get(4..8))
+        .and_then(|b| {
+            let at = std::mem::offset_of!(linuxfp_ebpf_common::filter::FilterConf, flags);
+            b.0.get(at..at + 4)
+        })
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .is_some_and(|b| u32::from_ne_bytes(b) & CONF_CT != 0)
 }

@@ -459,7 +459,15 @@ impl Deployer {
         }
 
         next.fpms.retain(|f, _| live.contains(f));
-        self.deployed = next;
+        let old = std::mem::replace(&mut self.deployed, next);
+        // Freeing a firewall's plan is a few hundred thousand allocations
+        // (milliseconds) that nothing waits for: not on the way to
+        // reporting the deployment.
+        if old.fpms.values().map(|c| c.maps.len()).sum::<usize>() > 0 {
+            let _ = std::thread::Builder::new()
+                .name("linuxfp-retire".into())
+                .spawn(move || drop(old));
+        }
         self.write_status()?;
         // Where a deployment's time goes: loading (and verifying) programs,
         // writing maps, swapping chains and retiring the old programs.
@@ -628,62 +636,106 @@ impl Deployer {
         })
     }
 
+    /// Writes `desired` (map name → contents) for `fpm`, in the order its
+    /// `shared_maps` declares (see [`FpmDeclaration::shared_maps`]):
+    /// every map's additions and changes in that order, then every map's
+    /// removals in the reverse order, except for the last declared map,
+    /// which is written whole after all of that. So a key that moves (a
+    /// MAC to another port) is never briefly absent, and a map that
+    /// switches generations (declared last) is written once the new
+    /// generation's entries are complete and the old ones it replaces are
+    /// gone. Both in batches: a new firewall generation is tens of
+    /// thousands of entries. What was written is followed exactly, also
+    /// on an error.
+    ///
+    /// [`FpmDeclaration::shared_maps`]: crate::fpm::FpmDeclaration::shared_maps
     fn sync_maps(
         &mut self,
         fpm: &str,
         desired: &BTreeMap<String, MapContents>,
     ) -> Result<usize, DeployError> {
+        let declared: Vec<&'static str> = self
+            .registry
+            .get(fpm)
+            .map(|f| f.declaration().shared_maps.clone())
+            .unwrap_or_default();
+        let (order, last) = write_order(&declared, desired.keys());
         let mut changed = 0;
-        for (map, want) in desired {
-            let key = (fpm.to_string(), map.clone());
-            if !self.maps.contains_key(&key) {
-                let path = self.layout.fpm_map(fpm, map);
-                let data = MapData::from_pin(&path).map_err(|source| DeployError::Map {
-                    map: format!("{fpm}/{map} ({})", path.display()),
-                    source: Box::new(source),
-                })?;
-                self.maps
-                    .insert(key.clone(), RawMap::new(&format!("{fpm}/{map}"), data)?);
-            }
-            let raw = &self.maps[&key];
-            let have = self
-                .written
-                .entry(fpm.to_string())
-                .or_default()
-                .entry(map.clone())
-                .or_default();
-            // Additions and changes first, removals last: a key that moves
-            // (e.g. a MAC to another port) is never briefly absent. Both in
-            // batches: a new firewall generation is tens of thousands of
-            // entries. `have` follows what was written, also on an error.
-            let updates: Vec<(&HexBytes, &HexBytes)> = want
-                .iter()
-                .filter(|(k, v)| have.get(*k) != Some(*v))
-                .collect();
-            let bytes: Vec<(&[u8], &[u8])> = updates
-                .iter()
-                .map(|(k, v)| (k.0.as_slice(), v.0.as_slice()))
-                .collect();
-            let (done, result) = raw.update_all(&bytes);
-            for (k, v) in &updates[..done] {
-                have.insert((*k).clone(), (*v).clone());
-            }
-            changed += done;
-            result?;
-            let stale: Vec<HexBytes> = have
-                .keys()
-                .filter(|k| !want.contains_key(*k))
-                .cloned()
-                .collect();
-            let keys: Vec<&[u8]> = stale.iter().map(|k| k.0.as_slice()).collect();
-            let (done, result) = raw.delete_all(&keys);
-            for k in &stale[..done] {
-                have.remove(k);
-            }
-            changed += done;
-            result?;
+        for map in &order {
+            changed += self.write_map(fpm, map, &desired[*map])?;
+        }
+        for map in order.iter().rev() {
+            changed += self.remove_stale(fpm, map, &desired[*map])?;
+        }
+        if let Some(map) = last {
+            changed += self.write_map(fpm, map, &desired[map])?;
+            changed += self.remove_stale(fpm, map, &desired[map])?;
         }
         Ok(changed)
+    }
+
+    /// Writes the entries of `want` that `fpm`'s map `map` lacks or holds
+    /// with another value. Returns how many were written.
+    fn write_map(
+        &mut self,
+        fpm: &str,
+        map: &str,
+        want: &MapContents,
+    ) -> Result<usize, DeployError> {
+        let (raw, have) = self.open_map(fpm, map)?;
+        let updates = changed_entries(want, have);
+        let bytes: Vec<(&[u8], &[u8])> = updates
+            .iter()
+            .map(|(k, v)| (k.0.as_slice(), v.0.as_slice()))
+            .collect();
+        let (done, result) = raw.update_all(&bytes);
+        for (k, v) in &updates[..done] {
+            have.insert((*k).clone(), (*v).clone());
+        }
+        result.map(|()| done)
+    }
+
+    /// Removes the entries of `fpm`'s map `map` that `want` does not hold.
+    /// Returns how many were removed.
+    fn remove_stale(
+        &mut self,
+        fpm: &str,
+        map: &str,
+        want: &MapContents,
+    ) -> Result<usize, DeployError> {
+        let (raw, have) = self.open_map(fpm, map)?;
+        let stale = stale_keys(want, have);
+        let keys: Vec<&[u8]> = stale.iter().map(|k| k.0.as_slice()).collect();
+        let (done, result) = raw.delete_all(&keys);
+        for k in &stale[..done] {
+            have.remove(k);
+        }
+        result.map(|()| done)
+    }
+
+    /// `fpm`'s map `map` (its pin opened once) and what was written to it.
+    fn open_map(
+        &mut self,
+        fpm: &str,
+        map: &str,
+    ) -> Result<(&RawMap, &mut MapContents), DeployError> {
+        let key = (fpm.to_string(), map.to_string());
+        if !self.maps.contains_key(&key) {
+            let path = self.layout.fpm_map(fpm, map);
+            let data = MapData::from_pin(&path).map_err(|source| DeployError::Map {
+                map: format!("{fpm}/{map} ({})", path.display()),
+                source: Box::new(source),
+            })?;
+            self.maps
+                .insert(key.clone(), RawMap::new(&format!("{fpm}/{map}"), data)?);
+        }
+        let have = self
+            .written
+            .entry(key.0.clone())
+            .or_default()
+            .entry(key.1.clone())
+            .or_default();
+        Ok((&self.maps[&key], have))
     }
 
     fn chain_map(&mut self, hook: Hook) -> Result<&mut ProgramArray<MapData>, DeployError> {
@@ -841,6 +893,62 @@ impl Deployer {
     }
 }
 
+/// The order [`Deployer::sync_maps`] writes `maps` in: those `declared`
+/// (an FPM's `shared_maps`) in that order, then the others by name; the
+/// last declared map apart (written last, whole), if among them.
+fn write_order<'a>(
+    declared: &[&str],
+    maps: impl Iterator<Item = &'a String>,
+) -> (Vec<&'a String>, Option<&'a String>) {
+    let rank = |m: &str| declared.iter().position(|d| *d == m).unwrap_or(usize::MAX);
+    let mut order: Vec<&String> = maps.collect();
+    // A stable sort: maps not declared keep their order, after the rest.
+    order.sort_by_key(|m| rank(m));
+    let last = declared
+        .last()
+        .and_then(|l| order.iter().position(|m| m.as_str() == *l))
+        .map(|i| order.remove(i));
+    (order, last)
+}
+
+/// The entries of `want` that `have` lacks or holds with another value, in
+/// key order. Both maps are sorted by the same key, so one walk over the
+/// two compares them (tens of thousands of entries per firewall change:
+/// no lookup per entry).
+fn changed_entries<'a>(
+    want: &'a MapContents,
+    have: &MapContents,
+) -> Vec<(&'a HexBytes, &'a HexBytes)> {
+    let mut out = Vec::new();
+    let mut theirs = have.iter().peekable();
+    for (k, v) in want {
+        while theirs.next_if(|(hk, _)| *hk < k).is_some() {}
+        match theirs.peek() {
+            Some((hk, hv)) if *hk == k => {
+                if *hv != v {
+                    out.push((k, v));
+                }
+            }
+            _ => out.push((k, v)),
+        }
+    }
+    out
+}
+
+/// The keys of `have` that `want` does not hold, in key order (one walk,
+/// as in [`changed_entries`]).
+fn stale_keys(want: &MapContents, have: &MapContents) -> Vec<HexBytes> {
+    let mut out = Vec::new();
+    let mut ours = want.keys().peekable();
+    for k in have.keys() {
+        while ours.next_if(|wk| *wk < k).is_some() {}
+        if ours.peek() != Some(&k) {
+            out.push(k.clone());
+        }
+    }
+    out
+}
+
 /// An error and its sources, on one line.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
@@ -851,4 +959,53 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents(entries: &[(u8, u8)]) -> MapContents {
+        entries
+            .iter()
+            .map(|(k, v)| (HexBytes(vec![*k]), HexBytes(vec![*v])))
+            .collect()
+    }
+
+    #[test]
+    fn maps_are_written_in_declared_order_with_the_last_apart() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let maps = names(&["A_OTHER", "GEN", "ROWS", "RULES", "Z_OTHER"]);
+        let (order, last) = write_order(&["RULES", "ROWS", "GEN"], maps.iter());
+        assert_eq!(order, ["RULES", "ROWS", "A_OTHER", "Z_OTHER"]);
+        assert_eq!(last.map(String::as_str), Some("GEN"));
+        // The last declared map not in the plan: nothing is apart.
+        let (order, last) = write_order(&["RULES", "GEN"], maps[2..4].iter());
+        assert_eq!(order, ["RULES", "ROWS"]);
+        assert_eq!(last, None);
+    }
+
+    #[test]
+    fn the_diff_writes_what_changed_and_removes_what_is_gone() {
+        let have = contents(&[(1, 10), (2, 20), (4, 40), (6, 60)]);
+        let want = contents(&[(0, 1), (2, 20), (3, 30), (4, 41), (7, 70)]);
+        let changed: Vec<(u8, u8)> = changed_entries(&want, &have)
+            .into_iter()
+            .map(|(k, v)| (k.0[0], v.0[0]))
+            .collect();
+        assert_eq!(changed, [(0, 1), (3, 30), (4, 41), (7, 70)]);
+        let stale: Vec<u8> = stale_keys(&want, &have)
+            .into_iter()
+            .map(|k| k.0[0])
+            .collect();
+        assert_eq!(stale, [1, 6]);
+        // Nothing to do between equal contents; everything against empty.
+        assert!(changed_entries(&want, &want).is_empty());
+        assert!(stale_keys(&want, &want).is_empty());
+        assert_eq!(
+            changed_entries(&want, &MapContents::new()).len(),
+            want.len()
+        );
+        assert_eq!(stale_keys(&MapContents::new(), &have).len(), have.len());
+    }
 }

@@ -11,9 +11,11 @@
 //! - [`params`]: the compiled rules → the `FILTER_RULES` and `FILTER_SETS`
 //!   maps and the prefilter's (`FILTER_CLASSES`, `FILTER_CLASS_ROWS`,
 //!   `FILTER_CLASS_BASE`, `FILTER_CLASS_CHUNKS`, `FILTER_CLASS_CONF`),
-//!   keyed by generation, and
-//!   the `FILTER_CONF` global naming the generation (a ruleset change
-//!   swaps programs atomically, after all maps are written).
+//!   keyed by generation parity, and `FILTER_GENERATIONS`/`FILTER_ACTIVE`
+//!   naming the generation to evaluate (a ruleset change is map contents:
+//!   the deployer switches `FILTER_ACTIVE` after all the new generation's
+//!   entries are written, with no new programs). The `FILTER_CONF` global
+//!   says only whether conntrack is read at all.
 //! - the stage (`ebpf/`, `filter_xdp` and `filter_tc`): parses the packet
 //!   (at XDP, a frame not addressed to the interface's own MAC is not for
 //!   this stack: it punts, as `skb->pkt_type` makes it at TC), asks the FIB
@@ -338,7 +340,7 @@ mod tests {
         nft.chains
             .retain(|c| c.base.as_ref().is_none_or(|b| b.chain_type == "filter"));
         let mut st = KernelState {
-            nft,
+            nft: nft.into(),
             ..Default::default()
         };
         for (i, name) in [(1u32, "lo"), (2, "eth0"), (3, "docker0")] {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The filter's parameterizer: compiled paths → the `FILTER_CONF` global
-//! and the contents of `FILTER_RULES` and `FILTER_SETS`.
+//! and the contents of `FILTER_RULES`, `FILTER_SETS`, the prefilter's maps,
+//! `FILTER_GENERATIONS` and `FILTER_ACTIVE`.
 //!
 //! # Layout
 //!
@@ -14,13 +15,17 @@
 //! # Atomic updates
 //!
 //! Rules sit in the half of the rule array of their generation's parity,
-//! stamped with the generation; set keys carry the generation; and the
-//! generation is a global: a new ruleset is written next to the old one,
-//! and the deployer swaps in the programs that read it only after all maps
-//! are written. The
-//! [`Generations`] keeper keeps the previous generation's entries in the
-//! desired contents, so the old programs find their rules until they are
-//! replaced; entries two generations old are removed.
+//! stamped with the parity's [`entry_stamp`]; set and prefilter keys carry
+//! it too. Which generation the programs evaluate is the commit entry of
+//! `FILTER_ACTIVE` (a parity) and that parity's [`GenConf`] in
+//! `FILTER_GENERATIONS`; the filter declares `FILTER_ACTIVE` last, so the
+//! deployer writes it after every other entry of the new generation and
+//! after removing what is left of the one two before: a new ruleset is
+//! written next to the old one and switched to in one write, with the same
+//! programs. The [`Generations`] keeper keeps the previous generation's
+//! entries in the desired contents, so packets still evaluating it find
+//! their rules; as stamps are per parity, only what differs from the
+//! generation two before is written.
 
 use std::{
     collections::BTreeMap,
@@ -470,6 +475,17 @@ fn write_prefilter(p: &Prefilter, stamp: u32, maps: &mut BTreeMap<String, MapCon
     );
 }
 
+/// The entries of both generations of one map (they never share a key:
+/// keys and slots are per parity), built in one pass from sorted runs.
+fn union(current: Option<&MapContents>, previous: Option<&MapContents>) -> MapContents {
+    let mut all: Vec<(HexBytes, HexBytes)> =
+        Vec::with_capacity(current.map_or(0, |m| m.len()) + previous.map_or(0, |m| m.len()));
+    for m in [current, previous].into_iter().flatten() {
+        all.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    all.into_iter().collect()
+}
+
 /// Adds one generation's entries to the map contents: stamped and keyed
 /// with its [`entry_stamp`], so what did not change since the generation
 /// two before is the same bytes (and not written again); only its
@@ -543,6 +559,10 @@ pub struct Generations {
 struct GenState {
     current: Option<(u32, Layout)>,
     previous: Option<(u32, Layout)>,
+    /// The map entries of `current` and of `previous`, made once per
+    /// generation (tens of thousands for a large ruleset).
+    current_maps: BTreeMap<String, MapContents>,
+    previous_maps: BTreeMap<String, MapContents>,
 }
 
 impl Generations {
@@ -562,7 +582,10 @@ impl Generations {
                 Some((g, _)) => g + 1,
                 None => 1,
             };
+            let mut maps = BTreeMap::new();
+            write(&layout, next, &mut maps);
             st.previous = st.current.take();
+            st.previous_maps = std::mem::replace(&mut st.current_maps, maps);
             st.current = Some((next, layout));
         }
         let mut cfg = FpmConfig::default();
@@ -581,21 +604,21 @@ impl Generations {
         ] {
             cfg.maps.insert(map.to_string(), MapContents::new());
         }
+        for (map, contents) in cfg.maps.iter_mut() {
+            *contents = union(st.current_maps.get(map), st.previous_maps.get(map));
+        }
         let mut conf = FilterConf::default();
         if let Some((g, l)) = &st.current {
-            write(l, *g, &mut cfg.maps);
             conf = FilterConf {
                 flags: (if l.ct { CONF_CT } else { 0 }) | l.gated,
             };
-            // The commit: the deployer writes this map after the others
-            // (it is declared last) and removes nothing before it.
+            // The commit: the filter declares this map last, so the
+            // deployer writes it after every other map's entries are
+            // written and the stale ones removed.
             cfg.maps.entry(ACTIVE_MAP.to_string()).or_default().insert(
                 HexBytes(0u32.to_ne_bytes().to_vec()),
                 HexBytes::of(&(g & 1)),
             );
-        }
-        if let Some((g, l)) = &st.previous {
-            write(l, *g, &mut cfg.maps);
         }
         cfg.globals
             .insert(CONF_GLOBAL.to_string(), HexBytes::of(&conf));

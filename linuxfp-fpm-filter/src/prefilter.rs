@@ -428,6 +428,19 @@ fn set(v: &mut [u64], i: usize) {
     v[i / 64] |= 1u64 << (i % 64);
 }
 
+fn flip(v: &mut [u64], i: usize) {
+    v[i / 64] ^= 1u64 << (i % 64);
+}
+
+/// The word bit `i` contributes to a vector's hash in [`by_intervals`]
+/// (SplitMix64 of `i`: well spread, so unequal vectors rarely collide).
+fn bit_key(i: usize) -> u64 {
+    let mut z = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The classes of field `f`: `Ok(None)` when no rule is decided by it
 /// (one class: nothing to gain), `Err(classes)` when it alone exceeds
 /// the budget.
@@ -499,21 +512,27 @@ fn by_prefixes(
     let lens: BTreeSet<u32> = by_prefix.keys().map(|(_, l)| *l).collect();
     let mut classes: Vec<Class> = Vec::new();
     let mut class_of: WordMap<Vec<u64>, usize> = WordMap::default();
-    let mut add = |v: Vec<u64>, p: ([u8; 16], u32), classes: &mut Vec<Class>| {
-        let next = classes.len();
-        let k = *class_of.entry(v.clone()).or_insert(next);
-        if k == next {
-            classes.push((v, Vec::new()));
-        }
+    // A vector is copied only when it makes a new class.
+    let mut add = |v: &[u64], p: ([u8; 16], u32), classes: &mut Vec<Class>| {
+        let k = match class_of.get(v) {
+            Some(k) => *k,
+            None => {
+                let next = classes.len();
+                class_of.insert(v.to_vec(), next);
+                classes.push((v.to_vec(), Vec::new()));
+                next
+            }
+        };
         classes[k].1.push(p);
     };
     if !by_prefix.contains_key(&(0, 0)) {
-        add(base.to_vec(), ([0; 16], 0), &mut classes);
+        add(base, ([0; 16], 0), &mut classes);
     }
     let mut prefixes: Vec<&(u128, u32)> = by_prefix.keys().collect();
     prefixes.sort_unstable();
+    let mut v = base.to_vec();
     for &(q, qlen) in prefixes {
-        let mut v = base.to_vec();
+        v.copy_from_slice(base);
         for &len in lens.range(..=qlen) {
             let p = if len == 0 {
                 0
@@ -528,7 +547,7 @@ fn by_prefixes(
                 }
             }
         }
-        add(v, (aligned(q, w), qlen), &mut classes);
+        add(&v, (aligned(q, w), qlen), &mut classes);
     }
     Ok(classes)
 }
@@ -560,41 +579,66 @@ fn by_intervals(
         return Err(bounds.len());
     }
     let starts: Vec<u128> = bounds.into_iter().collect();
-    let mut vecs = vec![base.to_vec(); starts.len()];
+    // A rule's bit differs from the base exactly inside its range, so it
+    // flips where the range starts and flips back after it ends. Sweep
+    // the bounds in order with one vector, flipping those bits, rather
+    // than building a vector per interval (10k port rules make 20k
+    // intervals of 10k bits: 25 MB per field, for every change).
+    let mut flips: Vec<(u128, usize)> = Vec::new();
     for (i, c) in cons.iter().enumerate() {
-        let (lo, hi, inside) = match *c {
-            Constraint::Inside(lo, hi) => (lo, hi, true),
-            Constraint::Outside(lo, hi) => (lo, hi, false),
-            Constraint::Any => continue,
-        };
-        let first = starts.partition_point(|s| *s < lo);
-        let end = starts.partition_point(|s| *s <= hi);
-        for v in &mut vecs[first..end] {
-            if inside {
-                set(v, i);
-            } else {
-                clear(v, i);
+        if let Constraint::Inside(lo, hi) | Constraint::Outside(lo, hi) = *c {
+            flips.push((lo, i));
+            if hi < max {
+                flips.push((hi + 1, i));
             }
         }
     }
-    let mut class_of: WordMap<Vec<u64>, usize> = WordMap::default();
+    flips.sort_unstable();
+    let mut cur = base.to_vec();
+    // Classes are found by a hash of their vector kept up to date as bits
+    // flip (each bit has its own key word), so no vector is hashed whole;
+    // vectors with equal hashes are compared in full.
+    let mut hash = 0u64;
+    let mut first_with: WordMap<u64, usize> = WordMap::default();
+    let mut next_with: Vec<Option<usize>> = Vec::new();
     let mut vectors: Vec<Vec<u64>> = Vec::new();
     let mut intervals: Vec<Vec<(u128, u128)>> = Vec::new();
-    let mut k = 0;
-    while k < starts.len() {
-        let mut j = k + 1;
-        while j < starts.len() && vecs[j] == vecs[k] {
-            j += 1;
+    // The run of equal vectors being extended: where it starts, its class.
+    let mut run: Option<(u128, usize)> = None;
+    let mut f = 0;
+    for &start in &starts {
+        let before = f;
+        while f < flips.len() && flips[f].0 == start {
+            flip(&mut cur, flips[f].1);
+            hash ^= bit_key(flips[f].1);
+            f += 1;
         }
-        let hi = if j < starts.len() { starts[j] - 1 } else { max };
-        let next = vectors.len();
-        let c = *class_of.entry(vecs[k].clone()).or_insert(next);
-        if c == next {
-            vectors.push(vecs[k].clone());
-            intervals.push(Vec::new());
+        // No bit flipped (only where no range starts or ends, at 0): the
+        // interval before goes on.
+        if run.is_some() && f == before {
+            continue;
         }
-        intervals[c].push((starts[k], hi));
-        k = j;
+        if let Some((from, c)) = run.take() {
+            intervals[c].push((from, start - 1));
+        }
+        let mut same = first_with.get(&hash).copied();
+        while let Some(k) = same.filter(|k| vectors[*k] != cur) {
+            same = next_with[k];
+        }
+        let c = match same {
+            Some(c) => c,
+            None => {
+                let next = vectors.len();
+                next_with.push(first_with.insert(hash, next));
+                vectors.push(cur.clone());
+                intervals.push(Vec::new());
+                next
+            }
+        };
+        run = Some((start, c));
+    }
+    if let Some((from, c)) = run {
+        intervals[c].push((from, max));
     }
     let mut prefixes: Vec<Vec<([u8; 16], u32)>> = intervals
         .iter()

@@ -232,7 +232,9 @@ pub struct Controller {
 struct Shared {
     topology: Topology,
     decisions: Decisions,
-    plan: FastPathPlan,
+    /// Shared with the deploy worker: a firewall's plan is tens of
+    /// thousands of map entries, not copied per deployment.
+    plan: std::sync::Arc<FastPathPlan>,
     subscribers: Vec<mpsc::UnboundedSender<ControllerEvent>>,
 }
 
@@ -424,8 +426,11 @@ impl ControllerHandle {
                     return;
                 }
             },
-            Some(_) => (in_force(&self.lock().plan, plan), DeployReport::default()),
-            None => (plan, DeployReport::default()),
+            Some(_) => (
+                std::sync::Arc::new(in_force(&self.lock().plan, plan)),
+                DeployReport::default(),
+            ),
+            None => (std::sync::Arc::new(plan), DeployReport::default()),
         };
         tracing::debug!(
             plan_ms = planned.as_secs_f64() * 1e3,
@@ -459,9 +464,10 @@ impl ControllerHandle {
         let message = error_chain(died);
         tracing::error!(error = %message, "controller: the deploy worker died");
         let mut s = self.lock();
-        let planned = std::mem::take(&mut s.plan.interfaces);
+        let plan = std::sync::Arc::make_mut(&mut s.plan);
+        let planned = std::mem::take(&mut plan.interfaces);
         for (ifindex, p) in planned {
-            s.plan.slow_path.insert(
+            plan.slow_path.insert(
                 ifindex,
                 SlowPath {
                     name: p.name,
@@ -469,7 +475,7 @@ impl ControllerHandle {
                 },
             );
         }
-        s.plan.fpms.clear();
+        plan.fpms.clear();
         s.emit(ControllerEvent::Error { message });
     }
 
@@ -497,7 +503,9 @@ impl ControllerHandle {
 
     /// The plan in force (as deployed; in dry run, as planned).
     pub fn plan(&self) -> FastPathPlan {
-        self.lock().plan.clone()
+        // Copied outside the lock: the controller may be deploying.
+        let shared = self.lock().plan.clone();
+        (*shared).clone()
     }
 
     /// The probed kernel capabilities.

@@ -223,7 +223,7 @@ fn configured_ruleset_reads_back_exactly() {
 
     // The recorded bytes decode to the same ruleset.
     let bytes = nftables::record(&ns).expect("record");
-    assert_eq!(Ruleset::from_messages(&bytes), rs);
+    assert_eq!(Ruleset::from_messages(&bytes), *rs);
 
     // A change is a new generation with the new rule and set element.
     fw.ns

@@ -894,7 +894,7 @@ fn range_prefixes_cover_exactly() {
 #[test]
 fn legacy_tables_punt_everything() {
     let mut st = KernelState {
-        nft: inet_forward(vec![], Policy::Accept),
+        nft: inet_forward(vec![], Policy::Accept).into(),
         ..Default::default()
     };
     assert!(matches!(compile_state(&st).v4, PathPlan::Rules(_)));

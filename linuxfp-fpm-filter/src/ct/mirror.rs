@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The conntrack mirror, kept by the FPM's upkeep on the deploy worker
-//! (inside the namespace): the eligible kernel entries ([`super::eligible`])
+//! (inside the namespace): the eligible kernel entries ([`eligible`])
 //! in `FILTER_CT`, and the kernel timeouts of the flows the fast path
 //! forwards refreshed from `FILTER_CT_SEEN`.
 //!

@@ -338,3 +338,42 @@ fn a_field_over_the_budget_is_left_out() {
     let bits = p.candidates(&[(field::L4PROTO, 17), (field::DPORT, 5)]);
     assert_eq!(set_bits(&bits, rules.len()), [5, n + 1]);
 }
+
+/// Port classes are exact: for every port, the candidates are exactly
+/// the rules whose range holds it, and every negated one (a negated port
+/// range is not narrowed). Many overlapping, nested and adjacent ranges,
+/// some sharing bounds, and ranges reaching 0 and 65535, against a
+/// brute-force walk of every rule.
+#[test]
+fn port_classes_are_exact_for_every_port() {
+    let mut rng = Rng::new(0x0bad_5eed);
+    let mut rules: Vec<FilterRule> = (0..400)
+        .map(|_| {
+            let lo = match rng.below(10) {
+                0 => 0,
+                1 => 65_000 + rng.below(536) as u16,
+                _ => rng.below(3000) as u16,
+            };
+            let hi = match rng.below(4) {
+                0 => lo,
+                1 => 65535,
+                _ => lo.saturating_add(rng.below(200) as u16),
+            };
+            dport(lo, hi, rng.below(5) == 0)
+        })
+        .collect();
+    rules.push(end());
+    let p = build(&rules);
+    assert!(p.dropped.is_empty(), "{:?}", p.dropped);
+    for port in (0..=3300u32).chain(64_990..=65535) {
+        let want: Vec<usize> = (0..rules.len() - 1)
+            .filter(|i| {
+                let r = &rules[*i];
+                r.negate & m::DPORT != 0 || (r.dport[0]..=r.dport[1]).contains(&(port as u16))
+            })
+            .chain([rules.len() - 1])
+            .collect();
+        let bits = p.candidates(&[(field::DPORT, u128::from(port))]);
+        assert_eq!(set_bits(&bits, rules.len()), want, "port {port}");
+    }
+}

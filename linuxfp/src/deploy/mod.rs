@@ -218,7 +218,7 @@ pub struct Deployer {
     written: BTreeMap<String, BTreeMap<String, MapContents>>,
     chain_xdp: Option<ProgramArray<MapData>>,
     chain_tc: Option<ProgramArray<MapData>>,
-    deployed: FastPathPlan,
+    deployed: std::sync::Arc<FastPathPlan>,
 }
 
 impl std::fmt::Debug for Deployer {
@@ -267,13 +267,19 @@ impl Deployer {
             written: BTreeMap::new(),
             chain_xdp: None,
             chain_tc: None,
-            deployed: FastPathPlan::default(),
+            deployed: std::sync::Arc::default(),
         })
     }
 
     /// The plan currently deployed (failed interfaces moved to its slow path).
     pub fn deployed(&self) -> &FastPathPlan {
         &self.deployed
+    }
+
+    /// The plan currently deployed, shared rather than copied (a
+    /// firewall's is tens of thousands of map entries).
+    pub fn deployed_shared(&self) -> std::sync::Arc<FastPathPlan> {
+        self.deployed.clone()
     }
 
     /// The pin layout.
@@ -459,7 +465,7 @@ impl Deployer {
         }
 
         next.fpms.retain(|f, _| live.contains(f));
-        let old = std::mem::replace(&mut self.deployed, next);
+        let old = std::mem::replace(&mut self.deployed, std::sync::Arc::new(next));
         // Freeing a firewall's plan is a few hundred thousand allocations
         // (milliseconds) that nothing waits for: not on the way to
         // reporting the deployment.

@@ -9,7 +9,7 @@
 //! traffic, and the owner learns why.
 
 use std::{
-    sync::{Mutex, mpsc},
+    sync::{Arc, Mutex, mpsc},
     thread,
 };
 
@@ -24,7 +24,7 @@ enum Command {
         oneshot::Sender<Result<DeployReport, DeployError>>,
     ),
     Stats(oneshot::Sender<Stats>),
-    Deployed(oneshot::Sender<FastPathPlan>),
+    Deployed(oneshot::Sender<Arc<FastPathPlan>>),
 }
 
 /// Errors of the worker itself.
@@ -158,8 +158,8 @@ impl DeployWorker {
         rx.await.map_err(|_| WorkerError::Stopped)
     }
 
-    /// The plan as deployed.
-    pub async fn deployed(&self) -> Result<FastPathPlan, WorkerError> {
+    /// The plan as deployed (shared with the worker, not copied).
+    pub async fn deployed(&self) -> Result<Arc<FastPathPlan>, WorkerError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Deployed(tx))?;
         rx.await.map_err(|_| WorkerError::Stopped)
@@ -230,7 +230,7 @@ fn serve(mut deployer: Deployer, rx: &mpsc::Receiver<Command>) {
                 let _ = reply.send(deployer.stats());
             }
             Command::Deployed(reply) => {
-                let _ = reply.send(deployer.deployed().clone());
+                let _ = reply.send(deployer.deployed_shared());
             }
         }
     }

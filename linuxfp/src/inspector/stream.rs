@@ -325,7 +325,7 @@ impl Watcher {
             "inspector: re-read the nf_tables ruleset"
         );
         match read {
-            Ok(r) if r != self.state.nft => {
+            Ok(r) if r != *self.state.nft => {
                 self.state.apply(NetEvent::Ruleset(r));
                 true
             }

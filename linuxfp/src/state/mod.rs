@@ -101,8 +101,10 @@ pub struct KernelState {
     pub sysctls: Sysctls,
     /// iptables-legacy tables present (`ip filter`, `ip6 nat`, ...).
     pub legacy_tables: Vec<String>,
-    /// The nf_tables ruleset.
-    pub nft: Ruleset,
+    /// The nf_tables ruleset, shared between the snapshots that hold the
+    /// same one (a large ruleset is tens of thousands of expressions, and
+    /// every snapshot of the state would otherwise copy it).
+    pub nft: std::sync::Arc<Ruleset>,
 }
 
 impl KernelState {
@@ -185,7 +187,7 @@ impl KernelState {
             }
             NetEvent::Sysctls(s) => self.sysctls = s,
             NetEvent::LegacyTables(t) => self.legacy_tables = t,
-            NetEvent::Ruleset(r) => self.nft = r,
+            NetEvent::Ruleset(r) => self.nft = std::sync::Arc::new(r),
         }
     }
 

@@ -103,7 +103,8 @@ pub(crate) struct Attrs<'a> {
 impl<'a> Attrs<'a> {
     /// Parses `b` as a sequence of attributes; any bad length is an error.
     pub(crate) fn parse(b: &'a [u8], what: &'a str) -> Result<Self, DecodeError> {
-        let mut list = Vec::new();
+        // An attribute takes at least 4 bytes; most payloads have a few.
+        let mut list = Vec::with_capacity((b.len() / 8).clamp(1, 16));
         let mut off = 0usize;
         while off < b.len() {
             let rest = &b[off..];

@@ -129,12 +129,36 @@ fn reg_op(a: &Attrs<'_>, dreg: u16, sreg: u16) -> Result<RegOp, DecodeError> {
     }
 }
 
+/// How errors name an expression (`expr cmp`): without an allocation for
+/// the common ones, decoded tens of thousands of times per ruleset read.
+fn what_of(name: &str) -> std::borrow::Cow<'static, str> {
+    const KNOWN: [&str; 12] = [
+        "expr meta",
+        "expr payload",
+        "expr cmp",
+        "expr bitwise",
+        "expr immediate",
+        "expr lookup",
+        "expr counter",
+        "expr ct",
+        "expr range",
+        "expr nat",
+        "expr match",
+        "expr target",
+    ];
+    match KNOWN.iter().find(|k| &k[5..] == name) {
+        Some(k) => std::borrow::Cow::Borrowed(k),
+        None => std::borrow::Cow::Owned(format!("expr {name}")),
+    }
+}
+
 /// Decodes one expression from its name and `NFTA_EXPR_DATA` payload.
 /// Unknown names give [`Expr::Unknown`]; a known expression with malformed
 /// or missing attributes is an error.
 pub fn decode_expr(name: &str, data: &[u8]) -> Result<Expr, DecodeError> {
-    let what = format!("expr {name}");
-    let a = Attrs::parse(data, &what)?;
+    let what = what_of(name);
+    let what = what.as_ref();
+    let a = Attrs::parse(data, what)?;
     Ok(match name {
         "meta" => Expr::Meta(Meta {
             key: MetaKey::from_u32(a.req_be32(2, "META_KEY")?),
@@ -179,17 +203,17 @@ pub fn decode_expr(name: &str, data: &[u8]) -> Result<Expr, DecodeError> {
                 3 => CmpOp::Lte,
                 4 => CmpOp::Gt,
                 5 => CmpOp::Gte,
-                o => return Err(DecodeError::value(&what, "CMP_OP", o)),
+                o => return Err(DecodeError::value(what, "CMP_OP", o)),
             },
             data: value(&a, 3, "CMP_DATA")?,
         }),
         "bitwise" => Expr::Bitwise(decode_bitwise(&a)?),
         "immediate" => {
             let dreg = a.req_be32(1, "IMMEDIATE_DREG")?;
-            let data = decode_data(a.req(2, "IMMEDIATE_DATA")?, &what)?;
+            let data = decode_data(a.req(2, "IMMEDIATE_DATA")?, what)?;
             if dreg == 0 && !matches!(data, Data::Verdict(_)) {
                 return Err(DecodeError::value(
-                    &what,
+                    what,
                     "IMMEDIATE_DATA",
                     "bytes into reg 0",
                 ));
@@ -232,7 +256,7 @@ pub fn decode_expr(name: &str, data: &[u8]) -> Result<Expr, DecodeError> {
         "nat" => Expr::Nat(Nat {
             kind: match a.req_be32(1, "NAT_TYPE")? {
                 t @ (0 | 1) => t,
-                t => return Err(DecodeError::value(&what, "NAT_TYPE", t)),
+                t => return Err(DecodeError::value(what, "NAT_TYPE", t)),
             },
             family: a.be32(2, "NAT_FAMILY")?,
             reg_addr_min: a.be32(3, "NAT_REG_ADDR_MIN")?,
@@ -260,7 +284,7 @@ pub fn decode_expr(name: &str, data: &[u8]) -> Result<Expr, DecodeError> {
             negated: match a.req_be32(2, "RANGE_OP")? {
                 0 => false,
                 1 => true,
-                o => return Err(DecodeError::value(&what, "RANGE_OP", o)),
+                o => return Err(DecodeError::value(what, "RANGE_OP", o)),
             },
             from: value(&a, 3, "RANGE_FROM_DATA")?,
             to: value(&a, 4, "RANGE_TO_DATA")?,
@@ -348,4 +372,20 @@ pub fn decode_expressions(b: &[u8]) -> Result<Vec<Expr>, DecodeError> {
         out.push(decode_expr(&name, e.get(NFTA_EXPR_DATA).unwrap_or(&[]))?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod what_tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_expression_known_or_not() {
+        assert_eq!(what_of("cmp"), "expr cmp");
+        assert_eq!(what_of("target"), "expr target");
+        assert_eq!(what_of("quota"), "expr quota");
+        assert_eq!(what_of(""), "expr ");
+        // A malformed known expression says which one.
+        let e = decode_expr("cmp", &[]).expect_err("no attributes");
+        assert!(e.to_string().starts_with("expr cmp:"), "{e}");
+    }
 }

@@ -468,8 +468,11 @@ impl Deployer {
         let old = std::mem::replace(&mut self.deployed, std::sync::Arc::new(next));
         // Freeing a firewall's plan is a few hundred thousand allocations
         // (milliseconds) that nothing waits for: not on the way to
-        // reporting the deployment.
-        if old.fpms.values().map(|c| c.maps.len()).sum::<usize>() > 0 {
+        // reporting the deployment. (Usually the controller still holds
+        // it, and frees it once the deployment is reported.)
+        if let Ok(old) = std::sync::Arc::try_unwrap(old)
+            && old.fpms.values().any(|c| !c.maps.is_empty())
+        {
             let _ = std::thread::Builder::new()
                 .name("linuxfp-retire".into())
                 .spawn(move || drop(old));

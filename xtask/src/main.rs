@@ -8,6 +8,7 @@
 
 mod bench;
 mod demo;
+mod diagnostics;
 mod leaks;
 mod run;
 mod test;

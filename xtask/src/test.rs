@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{leaks::Snapshot, run};
+use crate::{diagnostics, leaks::Snapshot, run};
 
 /// Totals over every `test result:` line of `cargo test`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -23,13 +23,20 @@ struct Totals {
 
 pub fn run(cargo_test_args: &[String]) -> Result<()> {
     run::setup()?;
+    let root_dir = run::root();
+    println!("\n==> disk: {}", diagnostics::disk_line(&root_dir));
+    if diagnostics::free_bytes(&root_dir).is_some_and(|b| b < diagnostics::LOW_DISK_BYTES) {
+        println!("warning: little free disk; a build from scratch may fail to write");
+    }
     let mut failed: Vec<String> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
     let mut step = |name: &str, args: &[&str]| -> Result<bool> {
-        let ok = run::status(&mut run::cargo(args))?.success();
-        if !ok {
+        let (status, kept) = diagnostics::status_keeping_errors(&mut run::cargo(args))?;
+        if !status.success() {
             failed.push(format!("{name}: `cargo {}` failed", args.join(" ")));
+            errors.extend(kept);
         }
-        Ok(ok)
+        Ok(status.success())
     };
     step("fmt", &["fmt", "--all", "--check"])?;
     step(
@@ -104,6 +111,15 @@ pub fn run(cargo_test_args: &[String]) -> Result<()> {
     }
     for f in &failed {
         println!("  FAILED {f}");
+    }
+    if !errors.is_empty() {
+        println!(
+            "\n  the failed steps' errors, repeated ({}):",
+            diagnostics::disk_line(&root_dir)
+        );
+        for line in &errors {
+            println!("  | {line}");
+        }
     }
     if let Some(t) = &totals {
         // A closing line any test-result reader understands.

@@ -50,56 +50,134 @@ pub struct NfMsg {
 impl NfMsg {
     /// For `NLMSG_ERROR`: the (negative) errno, 0 for an ack.
     pub fn error_code(&self) -> Option<i32> {
+        self.borrowed().error_code()
+    }
+
+    /// A borrowed view.
+    pub fn borrowed(&self) -> NfMsgRef<'_> {
+        NfMsgRef {
+            kind: self.kind,
+            subsys: self.subsys,
+            op: self.op,
+            flags: self.flags,
+            seq: self.seq,
+            family: self.family,
+            res_id: self.res_id,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// One nfnetlink message, borrowed from the datagram it arrived in: what
+/// a reader looks at before deciding to keep anything (a 10,000-rule dump
+/// is 10,000 messages, most of them only decoded, never stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NfMsgRef<'a> {
+    /// As [`NfMsg::kind`].
+    pub kind: u16,
+    /// As [`NfMsg::subsys`].
+    pub subsys: u8,
+    /// As [`NfMsg::op`].
+    pub op: u8,
+    /// As [`NfMsg::flags`].
+    pub flags: u16,
+    /// As [`NfMsg::seq`].
+    pub seq: u32,
+    /// As [`NfMsg::family`].
+    pub family: u8,
+    /// As [`NfMsg::res_id`].
+    pub res_id: u16,
+    /// As [`NfMsg::payload`].
+    pub payload: &'a [u8],
+}
+
+impl NfMsgRef<'_> {
+    /// For `NLMSG_ERROR`: the (negative) errno, 0 for an ack.
+    pub fn error_code(&self) -> Option<i32> {
         if self.kind != NLMSG_ERROR {
             return None;
         }
         let b: [u8; 4] = self.payload.get(..4)?.try_into().ok()?;
         Some(i32::from_ne_bytes(b))
     }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> NfMsg {
+        NfMsg {
+            kind: self.kind,
+            subsys: self.subsys,
+            op: self.op,
+            flags: self.flags,
+            seq: self.seq,
+            family: self.family,
+            res_id: self.res_id,
+            payload: self.payload.to_vec(),
+        }
+    }
 }
 
 /// Parses a sequence of nfnetlink messages (one datagram, or several
 /// concatenated). A malformed message ends the parse (logged); never a
 /// panic.
-pub fn parse_messages(mut b: &[u8]) -> Vec<NfMsg> {
-    let mut out = Vec::new();
-    while b.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        if len < NLMSG_HDRLEN || len > b.len() {
-            tracing::warn!(len, left = b.len(), "truncated nfnetlink message skipped");
-            break;
+pub fn parse_messages(b: &[u8]) -> Vec<NfMsg> {
+    messages(b).map(|m| m.to_owned()).collect()
+}
+
+/// The messages of `b`, as [`parse_messages`] finds them, borrowed.
+pub fn messages(b: &[u8]) -> Messages<'_> {
+    Messages { rest: b }
+}
+
+/// Iterator of [`messages`].
+pub struct Messages<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = NfMsgRef<'a>;
+
+    fn next(&mut self) -> Option<NfMsgRef<'a>> {
+        loop {
+            let b = self.rest;
+            if b.len() < NLMSG_HDRLEN {
+                return None;
+            }
+            let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            if len < NLMSG_HDRLEN || len > b.len() {
+                tracing::warn!(len, left = b.len(), "truncated nfnetlink message skipped");
+                self.rest = &[];
+                return None;
+            }
+            let kind = u16::from_ne_bytes([b[4], b[5]]);
+            let flags = u16::from_ne_bytes([b[6], b[7]]);
+            let seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+            let body = &b[NLMSG_HDRLEN..len];
+            let next = (len + 3) & !3;
+            self.rest = b.get(next..).unwrap_or(&[]);
+            let control = kind < 0x10;
+            let header = if control {
+                Some((0, 0, body))
+            } else {
+                body.get(..4)
+                    .map(|h| (h[0], u16::from_be_bytes([h[2], h[3]]), &body[4..]))
+            };
+            match header {
+                Some((family, res_id, payload)) => {
+                    return Some(NfMsgRef {
+                        kind,
+                        subsys: (kind >> 8) as u8,
+                        op: (kind & 0xff) as u8,
+                        flags,
+                        seq,
+                        family,
+                        res_id,
+                        payload,
+                    });
+                }
+                None => tracing::warn!(kind, "nfnetlink message without nfgenmsg skipped"),
+            }
         }
-        let kind = u16::from_ne_bytes([b[4], b[5]]);
-        let flags = u16::from_ne_bytes([b[6], b[7]]);
-        let seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-        let body = &b[NLMSG_HDRLEN..len];
-        let control = kind < 0x10;
-        let header = if control {
-            Some((0, 0, body))
-        } else {
-            body.get(..4)
-                .map(|h| (h[0], u16::from_be_bytes([h[2], h[3]]), &body[4..]))
-        };
-        match header {
-            Some((family, res_id, payload)) => out.push(NfMsg {
-                kind,
-                subsys: (kind >> 8) as u8,
-                op: (kind & 0xff) as u8,
-                flags,
-                seq,
-                family,
-                res_id,
-                payload: payload.to_vec(),
-            }),
-            None => tracing::warn!(kind, "nfnetlink message without nfgenmsg skipped"),
-        }
-        let next = (len + 3) & !3;
-        if next >= b.len() {
-            break;
-        }
-        b = &b[next..];
     }
-    out
 }
 
 /// The generation id of a `NEWGEN` payload.

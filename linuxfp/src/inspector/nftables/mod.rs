@@ -37,7 +37,7 @@ pub use self::{
         Log, Lookup, Masq, Meta, MetaKey, Nat, Payload, PayloadBase, PayloadCsum, Range, Redir,
         RegOp, Reject, Verdict, XtMatch, XtTarget, decode_expr, decode_expressions,
     },
-    message::{NfMsg, parse_messages},
+    message::{Messages, NfMsg, NfMsgRef, messages, parse_messages},
     read::record,
     rule::{Rule, RuleError, RuleExprs, decode_rule},
     set::{
@@ -140,6 +140,61 @@ pub struct Ruleset {
     pub errors: Vec<DecodeError>,
 }
 
+/// [`Ruleset::from_messages`] a datagram at a time, so that a reader can
+/// decode while the kernel is still dumping.
+#[derive(Default)]
+pub struct RulesetFold {
+    ruleset: Ruleset,
+    have_gen: bool,
+}
+
+impl RulesetFold {
+    /// Folds the messages of `bytes` (whole messages: a datagram, or
+    /// several) into the ruleset.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for m in messages(bytes) {
+            self.message(&m);
+        }
+    }
+
+    fn message(&mut self, m: &NfMsgRef<'_>) {
+        if m.subsys != message::NFNL_SUBSYS_NFTABLES {
+            return;
+        }
+        let r = &mut self.ruleset;
+        let family = Family::from_u8(m.family);
+        let res = match m.op {
+            message::NFT_MSG_NEWGEN if !self.have_gen => message::decode_gen(m.payload).map(|g| {
+                r.generation = g;
+                self.have_gen = true;
+            }),
+            message::NFT_MSG_NEWTABLE => {
+                chain::decode_table(family, m.payload).map(|t| r.tables.push(t))
+            }
+            message::NFT_MSG_NEWCHAIN => {
+                chain::decode_chain(family, m.payload).map(|c| r.chains.push(c))
+            }
+            message::NFT_MSG_NEWRULE => decode_rule(family, m.payload).map(|x| r.rules.push(x)),
+            message::NFT_MSG_NEWSET => decode_set(family, m.payload).map(|s| r.sets.push(s)),
+            message::NFT_MSG_NEWSETELEM => {
+                r.add_elements(family, m.payload);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = res {
+            tracing::warn!(error = %e, op = m.op, "nf_tables message not decoded");
+            r.errors.push(e);
+        }
+    }
+
+    /// The ruleset, summarised.
+    pub fn finish(mut self) -> Ruleset {
+        self.ruleset.summarize();
+        self.ruleset
+    }
+}
+
 impl Ruleset {
     /// The base chains, as the topology summarises them.
     pub fn base_chains(&self) -> Vec<BaseChain> {
@@ -152,51 +207,9 @@ impl Ruleset {
     /// objects, `NEWSETELEM` adds elements to their set. Other messages are
     /// ignored. Never panics.
     pub fn from_messages(bytes: &[u8]) -> Ruleset {
-        let mut r = Ruleset::default();
-        let mut have_gen = false;
-        for m in parse_messages(bytes) {
-            if m.subsys != message::NFNL_SUBSYS_NFTABLES {
-                continue;
-            }
-            let family = Family::from_u8(m.family);
-            let res = match m.op {
-                message::NFT_MSG_NEWGEN => {
-                    if !have_gen {
-                        match message::decode_gen(&m.payload) {
-                            Ok(g) => {
-                                r.generation = g;
-                                have_gen = true;
-                                Ok(())
-                            }
-                            Err(e) => Err(e),
-                        }
-                    } else {
-                        Ok(())
-                    }
-                }
-                message::NFT_MSG_NEWTABLE => {
-                    chain::decode_table(family, &m.payload).map(|t| r.tables.push(t))
-                }
-                message::NFT_MSG_NEWCHAIN => {
-                    chain::decode_chain(family, &m.payload).map(|c| r.chains.push(c))
-                }
-                message::NFT_MSG_NEWRULE => {
-                    decode_rule(family, &m.payload).map(|x| r.rules.push(x))
-                }
-                message::NFT_MSG_NEWSET => decode_set(family, &m.payload).map(|s| r.sets.push(s)),
-                message::NFT_MSG_NEWSETELEM => {
-                    r.add_elements(family, &m.payload);
-                    Ok(())
-                }
-                _ => Ok(()),
-            };
-            if let Err(e) = res {
-                tracing::warn!(error = %e, op = m.op, "nf_tables message not decoded");
-                r.errors.push(e);
-            }
-        }
-        r.summarize();
-        r
+        let mut fold = RulesetFold::default();
+        fold.feed(bytes);
+        fold.finish()
     }
 
     fn add_elements(&mut self, family: Family, payload: &[u8]) {

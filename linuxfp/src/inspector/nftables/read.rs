@@ -7,12 +7,12 @@
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::{
-    Ruleset,
+    Ruleset, RulesetFold,
     attr::nla,
     message::{
         NFNL_SUBSYS_NFTABLES, NFT_MSG_GETCHAIN, NFT_MSG_GETGEN, NFT_MSG_GETRULE, NFT_MSG_GETSET,
         NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE, NFT_MSG_NEWGEN, NFT_MSG_NEWSET, NLM_F_DUMP_INTR,
-        NLMSG_DONE, NLMSG_ERROR, NfMsg, decode_gen, parse_messages,
+        NLMSG_DONE, NLMSG_ERROR, NfMsg, decode_gen, messages,
     },
     set::decode_set,
 };
@@ -48,8 +48,45 @@ pub fn record(netns: &NetnsRef) -> Result<Vec<u8>, InspectError> {
 }
 
 /// Reads the ruleset at one generation.
+///
+/// The datagrams are decoded on a second thread while this one receives
+/// the next: the kernel builds each reply inside our `recv`, so with a
+/// large ruleset (10,000 rules: about 60 datagrams) its dumping and our
+/// decoding, each about half of a read, overlap instead of adding up.
 pub(crate) fn dump(s: &Socket) -> Result<Ruleset, InspectError> {
-    Ok(Ruleset::from_messages(&dump_raw(s)?))
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+        let decoder = std::thread::Builder::new()
+            .name("linuxfp-nftdec".into())
+            .spawn_scoped(scope, move || {
+                let mut fold = RulesetFold::default();
+                for datagram in rx {
+                    match datagram {
+                        Some(d) => fold.feed(&d),
+                        // An attempt was abandoned: what came before it
+                        // belongs to another generation.
+                        None => fold = RulesetFold::default(),
+                    }
+                }
+                fold.finish()
+            });
+        let Ok(decoder) = decoder else {
+            // No second thread: receive everything, then decode.
+            return Ok(Ruleset::from_messages(&dump_raw(s)?));
+        };
+        let read = read_consistent(s, &mut |d: &[u8]| {
+            // A send fails only if the decoder is gone (it panicked): the
+            // join below passes that on.
+            let _ = tx.send((!d.is_empty()).then(|| d.to_vec()));
+        });
+        drop(tx);
+        // The decoders never panic; if one did, this thread unwinds as it
+        // would have had it decoded inline.
+        let ruleset = decoder
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        read.map(|()| ruleset)
+    })
 }
 
 /// One request and its replies.
@@ -69,14 +106,17 @@ enum Reply {
 
 impl Requester<'_> {
     /// Sends `op` (a dump unless it is `GETGEN`) for `family` with
-    /// `attrs`, appends every reply datagram to `raw`.
+    /// `attrs`, and hands every reply datagram to `sink`. The reply's
+    /// messages are kept (returned) only for `GETSET` and `GETGEN`, the
+    /// two whose replies the read itself needs.
     fn request(
         &mut self,
         op: u8,
         family: u8,
         attrs: &[u8],
-        raw: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
     ) -> Result<Reply, InspectError> {
+        let keep = op == NFT_MSG_GETSET || op == NFT_MSG_GETGEN;
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let len = 16 + 4 + attrs.len();
@@ -108,11 +148,10 @@ impl Requester<'_> {
                 .recv(&mut self.rx, 0)
                 .map_err(|e| InspectError::io("recv(nf_tables reply)", e))?;
             let datagram = &self.rx[..n.min(self.rx.len())];
-            let msgs = parse_messages(datagram);
-            if msgs.iter().any(|m| m.seq == seq) {
-                raw.extend_from_slice(datagram);
+            if messages(datagram).any(|m| m.seq == seq) {
+                sink(datagram);
             }
-            for m in msgs {
+            for m in messages(datagram) {
                 if m.seq != seq {
                     continue; // a late reply to an abandoned request
                 }
@@ -143,7 +182,9 @@ impl Requester<'_> {
                     }
                     _ => {
                         let is_gen = m.subsys == NFNL_SUBSYS_NFTABLES && m.op == NFT_MSG_NEWGEN;
-                        out.push(m);
+                        if keep {
+                            out.push(m.to_owned());
+                        }
                         if is_gen && op == NFT_MSG_GETGEN {
                             return Ok(finish(out, interrupted));
                         }
@@ -153,9 +194,9 @@ impl Requester<'_> {
         }
     }
 
-    /// The current generation id, its reply appended to `raw`.
-    fn generation(&mut self, raw: &mut Vec<u8>) -> Result<Option<u32>, InspectError> {
-        let Reply::Done(msgs) = self.request(NFT_MSG_GETGEN, 0, &[], raw)? else {
+    /// The current generation id, its reply handed to `sink`.
+    fn generation(&mut self, sink: &mut dyn FnMut(&[u8])) -> Result<Option<u32>, InspectError> {
+        let Reply::Done(msgs) = self.request(NFT_MSG_GETGEN, 0, &[], sink)? else {
             return Ok(None);
         };
         Ok(Some(
@@ -183,6 +224,18 @@ fn c_str(s: &str) -> Vec<u8> {
 
 /// The raw reply bytes of a read at one generation.
 pub(crate) fn dump_raw(s: &Socket) -> Result<Vec<u8>, InspectError> {
+    let mut raw = Vec::new();
+    read_consistent(s, &mut |d: &[u8]| match d.is_empty() {
+        true => raw.clear(),
+        false => raw.extend_from_slice(d),
+    })?;
+    Ok(raw)
+}
+
+/// Reads the ruleset at one generation, handing every reply datagram to
+/// `sink`; an empty one means "forget what came before: the read starts
+/// over".
+fn read_consistent(s: &Socket, sink: &mut dyn FnMut(&[u8])) -> Result<(), InspectError> {
     let mut r = Requester {
         socket: s,
         seq: 0,
@@ -191,9 +244,9 @@ pub(crate) fn dump_raw(s: &Socket) -> Result<Vec<u8>, InspectError> {
     'attempt: for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             tracing::debug!(attempt, "nf_tables ruleset changed during the read; again");
+            sink(&[]);
         }
-        let mut raw = Vec::new();
-        let Some(before) = r.generation(&mut raw)? else {
+        let Some(before) = r.generation(sink)? else {
             continue;
         };
         let mut sets = Vec::new();
@@ -203,7 +256,7 @@ pub(crate) fn dump_raw(s: &Socket) -> Result<Vec<u8>, InspectError> {
             NFT_MSG_GETRULE,
             NFT_MSG_GETSET,
         ] {
-            match r.request(op, 0, &[], &mut raw)? {
+            match r.request(op, 0, &[], sink)? {
                 Reply::Done(msgs) if op == NFT_MSG_GETSET => sets = msgs,
                 Reply::Done(_) => {}
                 Reply::Interrupted => continue 'attempt,
@@ -217,13 +270,12 @@ pub(crate) fn dump_raw(s: &Socket) -> Result<Vec<u8>, InspectError> {
             };
             let mut attrs = nla(1, &c_str(&set.table));
             attrs.extend(nla(2, &c_str(&set.name)));
-            if let Reply::Interrupted = r.request(NFT_MSG_GETSETELEM, m.family, &attrs, &mut raw)? {
+            if let Reply::Interrupted = r.request(NFT_MSG_GETSETELEM, m.family, &attrs, sink)? {
                 continue 'attempt;
             }
         }
-        let mut scratch = Vec::new();
-        if r.generation(&mut scratch)? == Some(before) {
-            return Ok(raw);
+        if r.generation(&mut |_: &[u8]| {})? == Some(before) {
+            return Ok(());
         }
     }
     Err(InspectError::Interrupted {

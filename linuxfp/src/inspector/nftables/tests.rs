@@ -594,3 +594,26 @@ fn netdev_ingress_chain_with_devices() {
     assert_eq!(Family::from_u8(Family::Netdev.to_u8()), Family::Netdev);
     assert_eq!(Family::from_u8(99).name(), "unknown");
 }
+
+#[test]
+fn a_dump_fed_a_message_at_a_time_folds_to_the_same_ruleset() {
+    // As the reader decodes datagrams while the kernel dumps the next.
+    for name in ["nft_mixed.bin", "nft_docker.bin", "nft_native.bin"] {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/").to_string() + name;
+        let bytes = std::fs::read(&path).expect("recorded ruleset");
+        let whole = Ruleset::from_messages(&bytes);
+        assert!(!whole.rules.is_empty(), "{name}");
+        let mut fold = super::RulesetFold::default();
+        let mut rest = &bytes[..];
+        let mut fed = 0;
+        while rest.len() >= 4 {
+            let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let next = ((len + 3) & !3).clamp(1, rest.len());
+            fold.feed(&rest[..next]);
+            rest = &rest[next..];
+            fed += 1;
+        }
+        assert!(fed > whole.rules.len(), "{name}: one message at a time");
+        assert_eq!(fold.finish(), whole, "{name}");
+    }
+}

@@ -251,6 +251,11 @@ pub struct PathConf {
     pub state: u32,
     /// Index of the first rule (of the first base chain).
     pub start: u32,
+    /// Index of the first base chain's [`ACT_END_BASE`] rule (the chain's
+    /// end and policy, where `accept` and `return` in it go). Kept here and
+    /// in the end rules, not in every rule, so that adding a rule at the
+    /// end of a long chain rewrites a few entries, not all of them.
+    pub end: u32,
 }
 
 /// `FilterConf::flags`: some rule reads conntrack state: look packets up
@@ -445,8 +450,10 @@ pub struct FilterRule {
     /// For [`ACT_END_BASE`]: index of the next base chain's first rule, or
     /// [`NO_NEXT`] after the last one.
     pub next_base: u32,
-    /// For rules of base chains: index of that chain's [`ACT_END_BASE`]
-    /// rule (read when a base chain is entered; accept and return there).
+    /// For [`ACT_END_BASE`]: index of the next base chain's
+    /// [`ACT_END_BASE`] rule, or [`NO_NEXT`] after the last one (read with
+    /// `next_base` when the packet moves on to that chain; the first
+    /// chain's is [`PathConf::end`]). [`NO_NEXT`] in every other rule.
     pub base_end: u32,
     /// Input ifindex.
     pub iif: u32,
@@ -753,7 +760,7 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<FilterConf>() == 4);
-const _: () = assert!(core::mem::size_of::<GenConf>() == 24);
+const _: () = assert!(core::mem::size_of::<GenConf>() == 32);
 const _: () = assert!(core::mem::size_of::<SkbLayout>() == 12);
 const _: () = assert!(core::mem::size_of::<FilterRule>() == 124);
 const _: () = assert!(core::mem::size_of::<SetKey>() == 24);

@@ -372,10 +372,12 @@ mod tests {
             v4: filter::PathConf {
                 state: u(b, 8),
                 start: u(b, 12),
+                end: u(b, 16),
             },
             v6: filter::PathConf {
-                state: u(b, 16),
-                start: u(b, 20),
+                state: u(b, 20),
+                start: u(b, 24),
+                end: u(b, 28),
             },
         };
         assert_eq!(g.generation & 1, parity, "{g:?}");

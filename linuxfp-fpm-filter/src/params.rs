@@ -138,10 +138,12 @@ pub fn layout(c: &Compiled) -> Result<Layout, LayoutError> {
             PathPlan::Open => PathConf {
                 state: PATH_NONE,
                 start: 0,
+                end: NO_NEXT,
             },
             PathPlan::Punt { .. } => PathConf {
                 state: PATH_PUNT,
                 start: 0,
+                end: NO_NEXT,
             },
             PathPlan::Rules(p) => {
                 out.ct |= p.reads_ct();
@@ -152,10 +154,11 @@ pub fn layout(c: &Compiled) -> Result<Layout, LayoutError> {
                     };
                 }
                 let start = out.rules.len() as u32;
-                lay_program(p, &mut out, &mut next_set);
+                let end = lay_program(p, &mut out, &mut next_set);
                 PathConf {
                     state: PATH_RULES,
                     start,
+                    end,
                 }
             }
         };
@@ -184,7 +187,9 @@ pub fn layout(c: &Compiled) -> Result<Layout, LayoutError> {
     Ok(out)
 }
 
-fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
+/// Lays out `p`'s chains after what `out` holds; returns the index of
+/// the first base chain's end rule ([`NO_NEXT`] without base chains).
+fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) -> u32 {
     let base = out.rules.len() as u32;
     let set_base = *next_set;
     for (i, s) in p.sets.iter().enumerate() {
@@ -202,12 +207,12 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
         at += c.rules.len() as u32 + 1;
     }
     let nbase = p.chains.iter().filter(|c| c.base.is_some()).count();
+    // The end rule of chain `ci` (base chains come first).
+    let end_of = |ci: usize| starts[ci] + p.chains[ci].rules.len() as u32;
     for (ci, c) in p.chains.iter().enumerate() {
-        let end = starts[ci] + c.rules.len() as u32;
-        let base_end = if c.base.is_some() { end } else { NO_NEXT };
         for r in &c.rules {
             let mut fr = FilterRule {
-                base_end,
+                base_end: NO_NEXT,
                 next_base: NO_NEXT,
                 ..Default::default()
             };
@@ -303,7 +308,11 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
                 } else {
                     NO_NEXT
                 },
-                base_end: end,
+                base_end: if ci + 1 < nbase {
+                    end_of(ci + 1)
+                } else {
+                    NO_NEXT
+                },
                 ..Default::default()
             },
             None => FilterRule {
@@ -316,6 +325,7 @@ fn lay_program(p: &Program, out: &mut Layout, next_set: &mut u32) {
         out.rules.push(end_rule);
         out.origins.push((c.name.clone(), 0));
     }
+    if nbase > 0 { end_of(0) } else { NO_NEXT }
 }
 
 /// `FILTER_IFACES`: for every interface the decisions attach `fpm` to,
@@ -737,6 +747,22 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_added_at_a_chains_end_changes_a_few_entries_not_the_chain() {
+        // The forward chain of 2,000 rules, then the USER chain (a rule
+        // and its return), which moves along by one.
+        let before = layout(&port_rules(2000)).expect("fits");
+        let after = layout(&port_rules(2001)).expect("fits");
+        let changed = (0..after.rules.len())
+            .filter(|&i| before.rules.get(i) != after.rules.get(i))
+            .count();
+        // The new rule where the end rule was, the end rule where USER's
+        // rule was, USER's rule and its return.
+        assert_eq!(changed, 4);
+        assert_eq!((before.v4.end, after.v4.end), (2000, 2001));
+        assert!(after.rules[..2000].iter().all(|r| r.base_end == NO_NEXT));
+    }
+
+    #[test]
     fn chains_are_laid_out_with_their_ends_and_targets() {
         let c = Compiled {
             v4: PathPlan::Rules(program()),
@@ -750,7 +776,8 @@ mod tests {
             l.v4,
             PathConf {
                 state: PATH_RULES,
-                start: 0
+                start: 0,
+                end: 2,
             }
         );
         assert_eq!(l.v6.state, PATH_PUNT);
@@ -761,7 +788,7 @@ mod tests {
         assert_eq!(l.rules[0].matches, m::DADDR);
         assert_eq!(l.rules[0].negate, m::DADDR);
         assert_eq!(&l.rules[0].dmask[..4], &[0xff, 0, 0, 0]);
-        assert_eq!(l.rules[0].base_end, 2);
+        assert_eq!(l.rules[0].base_end, NO_NEXT);
         assert_eq!(l.rules[1].set_id[0], 1);
         assert_eq!(l.rules[1].set_field[0], field::DPORT);
         assert_eq!(l.rules[2].action, ACT_END_BASE);

@@ -347,7 +347,7 @@ fn decide<C: EbpfContext>(ctx: &C, ingress: u32, frame: &Frame) -> Result<u32, u
     // SAFETY: plain lookup; the value is copied out at once.
     let c = match unsafe { FILTER_CACHE.get(&ev.key) } {
         Some(c) => *c,
-        None => evaluate(ev, generation, path.start)?,
+        None => evaluate(ev, generation, path)?,
     };
     if c.verdict == VERDICT_CONTINUE && ev.key.ct != CT_UNKNOWN {
         seen(&ev.ct_key);
@@ -529,14 +529,14 @@ fn seen(key: &CtKey) {
 /// Runs the interpreter for a packet the cache does not know, and caches
 /// its verdict.
 #[inline(always)]
-fn evaluate(ev: &mut Eval, generation: u32, start: u32) -> Result<CachedVerdict, u32> {
+fn evaluate(ev: &mut Eval, generation: u32, path: PathConf) -> Result<CachedVerdict, u32> {
     let ingress = ev.key.iif;
     let oif = ev.key.oif;
     if !known_iface(generation, ingress) || !known_iface(generation, oif) {
         return Err(PUNT_UNKNOWN_IF);
     }
-    ev.pc = start;
-    ev.base_end = NO_NEXT;
+    ev.pc = path.start;
+    ev.base_end = path.end;
     ev.sp = 0;
     ev.done = 0;
     ev.verdict = VERDICT_PUNT;
@@ -892,7 +892,8 @@ struct Eval {
     /// The packet's conntrack mirror key (valid when `key.ct` is set).
     ct_key: CtKey,
     pc: u32,
-    /// End rule of the current base chain (`NO_NEXT` until entered).
+    /// End rule of the current base chain (its policy; `accept` and a
+    /// `return` from the base chain go there).
     base_end: u32,
     sp: u32,
     done: u32,
@@ -937,14 +938,15 @@ fn finish(ev: &mut Eval, verdict: u32, reason: u32) -> i64 {
     1
 }
 
-/// Continues with the base chain after the one ending at `end`.
+/// Continues with the next base chain, as the end rule `end` of the
+/// current one names it (its first rule and its own end rule).
 #[inline(always)]
-fn next_base(ev: &mut Eval, next: u32) -> i64 {
-    if next == NO_NEXT {
+fn next_base(ev: &mut Eval, end: &FilterRule) -> i64 {
+    if end.next_base == NO_NEXT {
         return finish(ev, VERDICT_CONTINUE, 0);
     }
-    ev.pc = next;
-    ev.base_end = NO_NEXT;
+    ev.pc = end.next_base;
+    ev.base_end = end.base_end;
     ev.sp = 0;
     0
 }
@@ -970,9 +972,6 @@ fn step(ev: &mut Eval) -> i64 {
     let Some(r) = rule(g, ev.pc) else {
         return finish(ev, VERDICT_PUNT, PUNT_NO_RULES);
     };
-    if ev.base_end == NO_NEXT {
-        ev.base_end = r.base_end;
-    }
     if r.matches & (m::CT_STATE | m::CT_DIR) != 0 && ev.key.ct == CT_UNKNOWN {
         // Only the kernel knows this packet's conntrack state: if the
         // rule's other predicates hold, it might match.
@@ -1007,7 +1006,7 @@ fn step(ev: &mut Eval) -> i64 {
         }
         ACT_ACCEPT => {
             match rule(g, ev.base_end) {
-                Some(e) => next_base(ev, e.next_base),
+                Some(e) => next_base(ev, e),
                 None => finish(ev, VERDICT_PUNT, PUNT_NO_RULES),
             }
         }
@@ -1045,7 +1044,7 @@ fn step(ev: &mut Eval) -> i64 {
             if r.arg == u32::from(ACT_DROP) {
                 finish(ev, VERDICT_DROP, 0)
             } else {
-                next_base(ev, r.next_base)
+                next_base(ev, r)
             }
         }
         _ => finish(ev, VERDICT_PUNT, PUNT_NO_RULES),

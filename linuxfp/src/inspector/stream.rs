@@ -27,6 +27,7 @@ use super::{
     decode::{self},
     dump,
     firewall::Firewall,
+    nftables::Ruleset,
     socket::{RTNL_GROUPS, RtnlSocket},
     sysctl,
 };
@@ -116,6 +117,10 @@ struct Watcher {
     firewall: Firewall,
     state: KernelState,
     opts: Options,
+    /// The ruleset a re-read replaced, freed only once the snapshot with
+    /// its successor is on its way: freeing 10,000 decoded rules takes
+    /// milliseconds the controller should not wait for.
+    retired: Option<Arc<Ruleset>>,
 }
 
 impl Watcher {
@@ -129,6 +134,7 @@ impl Watcher {
             firewall: Firewall::open_watching()?,
             state: KernelState::default(),
             opts,
+            retired: None,
         };
         w.state = full_dump(&mut w.dumper, &w.firewall)?;
         Ok(w)
@@ -149,7 +155,7 @@ impl Watcher {
             }
             if let Some(ev) = pending.take() {
                 match tx.try_send(ev) {
-                    Ok(()) => {}
+                    Ok(()) => drop(self.retired.take()),
                     Err(e) if e.is_full() => pending = Some(e.into_inner()),
                     Err(_) => return,
                 }
@@ -326,7 +332,11 @@ impl Watcher {
         );
         match read {
             Ok(r) if r != *self.state.nft => {
+                let old = Arc::clone(&self.state.nft);
                 self.state.apply(NetEvent::Ruleset(r));
+                // Another one still waiting (the snapshot did not go out
+                // yet) is freed now.
+                self.retired = Some(old);
                 true
             }
             Ok(_) => false,

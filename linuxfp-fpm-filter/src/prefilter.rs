@@ -50,7 +50,7 @@
 //! logged and named in [`Prefilter::dropped`].
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     hash::{BuildHasherDefault, Hasher},
 };
 
@@ -62,10 +62,10 @@ use linuxfp_ebpf_common::filter::{
 /// One chunk of candidate bits.
 pub type Chunk = [u64; CHUNK_WORDS];
 
-/// A hash of whole words for the bit vectors the build groups by value:
-/// with 10k rules that is some 25 MB of vectors per field, which the
-/// standard SipHash took a tenth of a 10k-rule plan to hash. The keys
-/// come from the host's own ruleset, so no flooding to guard against.
+/// A hash of whole words for the bit vectors and chunks the build groups
+/// by value: with 10k rules the standard SipHash once took a tenth of a
+/// 10k-rule plan to hash them. The keys come from the host's own ruleset,
+/// so no flooding to guard against.
 #[derive(Default)]
 struct WordHasher(u64);
 
@@ -277,8 +277,9 @@ struct Draft {
     decided: usize,
     /// The vector of a value no range holds.
     base: Vec<u64>,
-    /// Per class, its candidate vector.
-    vectors: Vec<Vec<u64>>,
+    /// Per class, its candidate vector: the chunks where it differs from
+    /// `base`.
+    vectors: Vec<Sparse>,
     /// Per class, its trie prefixes (value, bits).
     prefixes: Vec<Vec<([u8; 16], u32)>>,
 }
@@ -346,14 +347,12 @@ pub fn build_within(rules: &[FilterRule], budget: Budget) -> Prefilter {
         let mut rows: Vec<(u32, u32, Chunk)> = Vec::new();
         let mut own = vec![0u32; d.vectors.len()];
         for (k, v) in d.vectors.iter().enumerate() {
-            for (c, ch) in v.chunks(CHUNK_WORDS).map(to_chunk).enumerate() {
-                if ch != base[c] {
-                    rows.push((next_class + k as u32, c as u32, ch));
-                    own[k] |= 1 << c;
-                }
+            for (c, ch) in v {
+                rows.push((next_class + k as u32, *c, *ch));
+                own[k] |= 1 << c;
             }
         }
-        let new_chunks: BTreeSet<&Chunk> = rows
+        let new_chunks: HashSet<&Chunk, BuildHasherDefault<WordHasher>> = rows
             .iter()
             .map(|(_, _, c)| c)
             .chain(&base)
@@ -428,6 +427,10 @@ fn set(v: &mut [u64], i: usize) {
     v[i / 64] |= 1u64 << (i % 64);
 }
 
+fn bit(v: &[u64], i: usize) -> bool {
+    v[i / 64] & (1u64 << (i % 64)) != 0
+}
+
 fn flip(v: &mut [u64], i: usize) {
     v[i / 64] ^= 1u64 << (i % 64);
 }
@@ -481,8 +484,23 @@ fn draft(
     }))
 }
 
+/// A vector as the chunks (index, bits) where it differs from the base,
+/// in chunk order: a class of a 10k-rule chain usually differs in one of
+/// 20 chunks, and a vector per class made whole was 12 MB per field.
+type Sparse = Vec<(u32, Chunk)>;
+
 /// A class: its vector and its trie prefixes.
-type Class = (Vec<u64>, Vec<([u8; 16], u32)>);
+type Class = (Sparse, Vec<([u8; 16], u32)>);
+
+/// `v` as the chunks where it differs from `base` (both whole vectors).
+fn sparse_of(v: &[u64], base: &[u64]) -> Sparse {
+    v.chunks(CHUNK_WORDS)
+        .zip(base.chunks(CHUNK_WORDS))
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(c, (a, _))| (c as u32, to_chunk(a)))
+        .collect()
+}
 
 /// Classes of a field whose ranges are all prefixes (addresses, the
 /// protocol, interfaces): one per distinct prefix `Q`, holding the values
@@ -519,7 +537,7 @@ fn by_prefixes(
             None => {
                 let next = classes.len();
                 class_of.insert(v.to_vec(), next);
-                classes.push((v.to_vec(), Vec::new()));
+                classes.push((sparse_of(v, base), Vec::new()));
                 next
             }
         };
@@ -564,21 +582,23 @@ fn by_intervals(
     budget: Budget,
 ) -> Result<Vec<Class>, usize> {
     let max = max_of(w);
-    let mut bounds = BTreeSet::from([0u128]);
+    let mut bounds = vec![0u128];
     for c in cons {
         if let Constraint::Inside(lo, hi) | Constraint::Outside(lo, hi) = *c {
-            bounds.insert(lo);
+            bounds.push(lo);
             if hi < max {
-                bounds.insert(hi + 1);
+                bounds.push(hi + 1);
             }
         }
     }
+    bounds.sort_unstable();
+    bounds.dedup();
     // Classes are at most the intervals: far more intervals than the
     // budget has rows for would only build vectors to throw away.
     if bounds.len() > budget.rows {
         return Err(bounds.len());
     }
-    let starts: Vec<u128> = bounds.into_iter().collect();
+    let starts = bounds;
     // A rule's bit differs from the base exactly inside its range, so it
     // flips where the range starts and flips back after it ends. Sweep
     // the bounds in order with one vector, flipping those bits, rather
@@ -595,13 +615,16 @@ fn by_intervals(
     }
     flips.sort_unstable();
     let mut cur = base.to_vec();
+    // Per chunk, how many of its bits differ from the base now: the
+    // chunks a class's vector is made of are those above 0.
+    let mut differing = vec![0u32; base.len().div_ceil(CHUNK_WORDS)];
     // Classes are found by a hash of their vector kept up to date as bits
     // flip (each bit has its own key word), so no vector is hashed whole;
     // vectors with equal hashes are compared in full.
     let mut hash = 0u64;
     let mut first_with: WordMap<u64, usize> = WordMap::default();
     let mut next_with: Vec<Option<usize>> = Vec::new();
-    let mut vectors: Vec<Vec<u64>> = Vec::new();
+    let mut vectors: Vec<Sparse> = Vec::new();
     let mut intervals: Vec<Vec<(u128, u128)>> = Vec::new();
     // The run of equal vectors being extended: where it starts, its class.
     let mut run: Option<(u128, usize)> = None;
@@ -609,8 +632,15 @@ fn by_intervals(
     for &start in &starts {
         let before = f;
         while f < flips.len() && flips[f].0 == start {
-            flip(&mut cur, flips[f].1);
-            hash ^= bit_key(flips[f].1);
+            let i = flips[f].1;
+            flip(&mut cur, i);
+            let c = i / CHUNK_RULES as usize;
+            if bit(&cur, i) == bit(base, i) {
+                differing[c] -= 1;
+            } else {
+                differing[c] += 1;
+            }
+            hash ^= bit_key(i);
             f += 1;
         }
         // No bit flipped (only where no range starts or ends, at 0): the
@@ -622,7 +652,7 @@ fn by_intervals(
             intervals[c].push((from, start - 1));
         }
         let mut same = first_with.get(&hash).copied();
-        while let Some(k) = same.filter(|k| vectors[*k] != cur) {
+        while let Some(k) = same.filter(|k| !is_current(&vectors[*k], &cur, &differing)) {
             same = next_with[k];
         }
         let c = match same {
@@ -630,7 +660,7 @@ fn by_intervals(
             None => {
                 let next = vectors.len();
                 next_with.push(first_with.insert(hash, next));
-                vectors.push(cur.clone());
+                vectors.push(current(&cur, &differing));
                 intervals.push(Vec::new());
                 next
             }
@@ -654,6 +684,42 @@ fn by_intervals(
         prefixes[widest] = vec![([0; 16], 0)];
     }
     Ok(vectors.into_iter().zip(prefixes).collect())
+}
+
+/// Whether `v` is the sweep's current vector `cur` (whose chunks differing
+/// from the base are those `differing` counts above 0).
+fn is_current(v: &Sparse, cur: &[u64], differing: &[u32]) -> bool {
+    let mut held = v.iter();
+    let mut next = held.next();
+    for (c, n) in differing.iter().enumerate() {
+        match next {
+            Some((k, ch)) if *k as usize == c => {
+                let words = &cur[c * CHUNK_WORDS..(c + 1) * CHUNK_WORDS];
+                if *n == 0 || ch[..] != *words {
+                    return false;
+                }
+                next = held.next();
+            }
+            _ if *n != 0 => return false,
+            _ => {}
+        }
+    }
+    next.is_none()
+}
+
+/// The sweep's current vector, as its chunks differing from the base.
+fn current(cur: &[u64], differing: &[u32]) -> Sparse {
+    differing
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n != 0)
+        .map(|(c, _)| {
+            (
+                c as u32,
+                to_chunk(&cur[c * CHUNK_WORDS..(c + 1) * CHUNK_WORDS]),
+            )
+        })
+        .collect()
 }
 
 /// The fewest prefixes (value, bits) of a `width`-bit field covering

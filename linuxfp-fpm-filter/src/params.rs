@@ -485,17 +485,6 @@ fn write_prefilter(p: &Prefilter, stamp: u32, maps: &mut BTreeMap<String, MapCon
     );
 }
 
-/// The entries of both generations of one map (they never share a key:
-/// keys and slots are per parity), built in one pass from sorted runs.
-fn union(current: Option<&MapContents>, previous: Option<&MapContents>) -> MapContents {
-    let mut all: Vec<(HexBytes, HexBytes)> =
-        Vec::with_capacity(current.map_or(0, |m| m.len()) + previous.map_or(0, |m| m.len()));
-    for m in [current, previous].into_iter().flatten() {
-        all.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    all.into_iter().collect()
-}
-
 /// Adds one generation's entries to the map contents: stamped and keyed
 /// with its [`entry_stamp`], so what did not change since the generation
 /// two before is the same bytes (and not written again); only its
@@ -569,10 +558,6 @@ pub struct Generations {
 struct GenState {
     current: Option<(u32, Layout)>,
     previous: Option<(u32, Layout)>,
-    /// The map entries of `current` and of `previous`, made once per
-    /// generation (tens of thousands for a large ruleset).
-    current_maps: BTreeMap<String, MapContents>,
-    previous_maps: BTreeMap<String, MapContents>,
 }
 
 impl Generations {
@@ -592,10 +577,7 @@ impl Generations {
                 Some((g, _)) => g + 1,
                 None => 1,
             };
-            let mut maps = BTreeMap::new();
-            write(&layout, next, &mut maps);
             st.previous = st.current.take();
-            st.previous_maps = std::mem::replace(&mut st.current_maps, maps);
             st.current = Some((next, layout));
         }
         let mut cfg = FpmConfig::default();
@@ -614,8 +596,12 @@ impl Generations {
         ] {
             cfg.maps.insert(map.to_string(), MapContents::new());
         }
-        for (map, contents) in cfg.maps.iter_mut() {
-            *contents = union(st.current_maps.get(map), st.previous_maps.get(map));
+        // Both generations' entries, made afresh into the one configuration
+        // (they never share a key: keys and slots are per parity). Making
+        // them costs less than copying entries kept from the call before:
+        // for 10k rules, 12 ms a generation against 15-23 ms to copy both.
+        for (g, l) in [&st.current, &st.previous].into_iter().flatten() {
+            write(l, *g, &mut cfg.maps);
         }
         let mut conf = FilterConf::default();
         if let Some((g, l)) = &st.current {

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 const MAX_KEPT: usize = 80;
 
 /// Below this much free space a whole build from scratch may not fit
-/// (a fresh clone's `target/` reaches about 6 GB).
+/// (a fresh clone's `target/` reaches about 5 GB).
 pub const LOW_DISK_BYTES: u64 = 10 << 30;
 
 /// Runs `cmd` with its stderr echoed line by line, and returns its status
@@ -30,10 +30,12 @@ pub fn status_keeping_errors(cmd: &mut Command) -> Result<(ExitStatus, Vec<Strin
         .with_context(|| format!("cannot start {}", crate::run::describe(cmd)))?;
     let mut errors = ErrorBlocks::default();
     if let Some(stderr) = child.stderr.take() {
-        for line in BufReader::new(stderr).lines() {
-            // A line that is not UTF-8 is still echoed (lossily) by cargo's
-            // own reader; here it only ends the scan.
+        // Raw lines, read to the end: a line that is not UTF-8 is shown
+        // lossily rather than ending the reading, which would leave cargo
+        // blocked on a full pipe.
+        for line in BufReader::new(stderr).split(b'\n') {
             let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line);
             eprintln!("{line}");
             errors.push(&line);
         }

@@ -50,21 +50,7 @@ pub struct NfMsg {
 impl NfMsg {
     /// For `NLMSG_ERROR`: the (negative) errno, 0 for an ack.
     pub fn error_code(&self) -> Option<i32> {
-        self.borrowed().error_code()
-    }
-
-    /// A borrowed view.
-    pub fn borrowed(&self) -> NfMsgRef<'_> {
-        NfMsgRef {
-            kind: self.kind,
-            subsys: self.subsys,
-            op: self.op,
-            flags: self.flags,
-            seq: self.seq,
-            family: self.family,
-            res_id: self.res_id,
-            payload: &self.payload,
-        }
+        error_code(self.kind, &self.payload)
     }
 }
 
@@ -94,11 +80,7 @@ pub struct NfMsgRef<'a> {
 impl NfMsgRef<'_> {
     /// For `NLMSG_ERROR`: the (negative) errno, 0 for an ack.
     pub fn error_code(&self) -> Option<i32> {
-        if self.kind != NLMSG_ERROR {
-            return None;
-        }
-        let b: [u8; 4] = self.payload.get(..4)?.try_into().ok()?;
-        Some(i32::from_ne_bytes(b))
+        error_code(self.kind, self.payload)
     }
 
     /// An owned copy.
@@ -114,6 +96,15 @@ impl NfMsgRef<'_> {
             payload: self.payload.to_vec(),
         }
     }
+}
+
+/// The errno an `NLMSG_ERROR` carries first in its body.
+fn error_code(kind: u16, payload: &[u8]) -> Option<i32> {
+    if kind != NLMSG_ERROR {
+        return None;
+    }
+    let b: [u8; 4] = payload.get(..4)?.try_into().ok()?;
+    Some(i32::from_ne_bytes(b))
 }
 
 /// Parses a sequence of nfnetlink messages (one datagram, or several

@@ -285,7 +285,7 @@ async fn soak_run(secs: u64, accelerate: bool) -> Outcome {
                     mine.interfaces == fresh.plan.interfaces
                         && mine.fpms.get(fpm) == fresh.plan.fpms.get(fpm)
                 }
-                None => mine == fresh.plan,
+                None => *mine == fresh.plan,
             };
             if same {
                 break;

@@ -251,7 +251,7 @@ async fn a_route_storm_with_an_overrun_ends_in_the_kernels_plan() {
     let caps = handle.kernel_caps().clone();
     let matches_kernel = |h: &ControllerHandle| {
         let fresh = plan_once(&netns, &registry(), &Policy::default(), &caps).expect("plan");
-        h.topology() == fresh.topology && h.plan() == fresh.plan
+        h.topology() == fresh.topology && *h.plan() == fresh.plan
     };
     for (verb, extra_cmd, r2_planned) in [
         ("add", "link set r2 down", false),

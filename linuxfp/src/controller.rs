@@ -501,11 +501,12 @@ impl ControllerHandle {
         self.lock().decisions.clone()
     }
 
-    /// The plan in force (as deployed; in dry run, as planned).
-    pub fn plan(&self) -> FastPathPlan {
-        // Copied outside the lock: the controller may be deploying.
-        let shared = self.lock().plan.clone();
-        (*shared).clone()
+    /// The plan in force (as deployed; in dry run, as planned), shared
+    /// with the controller: a plan with a large ruleset holds tens of
+    /// thousands of map entries, too many to copy on every look. The
+    /// controller replaces it whole, so it never changes under the caller.
+    pub fn plan(&self) -> Arc<FastPathPlan> {
+        self.lock().plan.clone()
     }
 
     /// The probed kernel capabilities.

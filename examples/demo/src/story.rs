@@ -143,10 +143,10 @@ fn show_plan(handle: &ControllerHandle) {
             names.join(", ")
         );
     }
-    for (ifindex, p) in handle.plan().interfaces {
+    for (ifindex, p) in &handle.plan().interfaces {
         let name = topo
             .interfaces
-            .get(&ifindex)
+            .get(ifindex)
             .map_or("?", |i| i.name.as_str());
         println!(
             "  plan: {name:<4} {:<3} {}  — {}",

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Control-plane costs (criterion): deriving the topology from a large
 //! kernel state, and planning it, as the controller does on every change;
-//! compiling a firewall ruleset of 10 to 10k rules, as the filter FPM does
-//! on every ruleset generation.
+//! compiling a firewall ruleset of 10 to 10k rules, laying it out and
+//! making the map contents of a new generation, as the filter FPM does on
+//! every ruleset change.
 
 use std::{hint::black_box, sync::Arc};
 
@@ -15,7 +16,10 @@ use linuxfp::{
     synth, topology,
 };
 use linuxfp_benches::router_state;
-use linuxfp_fpm_filter::compile::{Interfaces, compile};
+use linuxfp_fpm_filter::{
+    compile::{Interfaces, compile},
+    params::{Generations, layout},
+};
 use linuxfp_fpm_router::RouterFpm;
 
 /// A host with `n` routed interfaces and `routes` routes spread over them.
@@ -62,6 +66,28 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("compile a ruleset, {n} forward rules"), |b| {
             b.iter(|| compile(black_box(&rs), &ifaces))
         });
+        let compiled = compile(&rs, &ifaces);
+        c.bench_function(&format!("lay out a ruleset, {n} forward rules"), |b| {
+            b.iter(|| layout(black_box(&compiled)).expect("layout"))
+        });
+        // A rule appended and removed in turn: every call is a new
+        // generation, whose map contents hold it and the one before.
+        let one_more = compile(&ruleset(n + 1), &ifaces);
+        let layouts = [
+            layout(&compiled).expect("layout"),
+            layout(&one_more).expect("layout"),
+        ];
+        let generations = Generations::default();
+        let mut turn = 0;
+        c.bench_function(
+            &format!("map contents of a new generation, {n} forward rules"),
+            |b| {
+                b.iter(|| {
+                    turn += 1;
+                    generations.config(layouts[turn % 2].clone())
+                })
+            },
+        );
     }
 
     let mut registry = FpmRegistry::new();

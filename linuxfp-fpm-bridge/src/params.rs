@@ -87,7 +87,7 @@ pub fn bridge_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
                     // bpf_devmap_val: the target ifindex, no program (fd 0).
                     let mut val = ifindex.to_ne_bytes().to_vec();
                     val.extend_from_slice(&0u32.to_ne_bytes());
-                    xdp_ports.insert(HexBytes(ifindex.to_ne_bytes().to_vec()), HexBytes(val));
+                    xdp_ports.insert(HexBytes::new(&ifindex.to_ne_bytes()), HexBytes::from(val));
                 }
                 Some(Hook::Tc) => flags |= PORT_INGRESS,
                 None => {}
@@ -120,10 +120,7 @@ pub fn bridge_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
                 },
                 vlan_proto,
             };
-            ports.insert(
-                HexBytes(ifindex.to_ne_bytes().to_vec()),
-                HexBytes::of(&conf),
-            );
+            ports.insert(HexBytes::new(&ifindex.to_ne_bytes()), HexBytes::of(&conf));
             if bridge.vlan_filtering {
                 for (&vlan, &untagged) in &port.vlans {
                     let key = VlanKey {
@@ -135,7 +132,7 @@ pub fn bridge_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
                     if untagged {
                         v |= VLAN_UNTAGGED;
                     }
-                    vlans.insert(HexBytes::of(&key), HexBytes(v.to_ne_bytes().to_vec()));
+                    vlans.insert(HexBytes::of(&key), HexBytes::new(&v.to_ne_bytes()));
                 }
             }
         }

@@ -154,7 +154,7 @@ fn mirror_has(mirror: &BTreeMap<HexBytes, HexBytes>, key: &HexBytes, port: u32) 
     let Some(v) = mirror.get(key) else {
         return false;
     };
-    let Some(bytes) = v.0.get(..8) else {
+    let Some(bytes) = v.get(..8) else {
         return false;
     };
     let entry_port = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn only_learnt_entries_on_the_same_port_are_refreshed() {
-        let key = HexBytes(vec![1; 12]);
+        let key = HexBytes::new(&[1; 12]);
         let entry = |port: u32, flags: u32| {
             HexBytes::of(&FdbValue {
                 port,

@@ -107,7 +107,7 @@ async fn a_deleted_port_leaves_the_plan_quietly() {
     let plan = handle.plan();
     let mirror = &plan.fpms["bridge"].maps[linuxfp_ebpf_common::bridge::FDB_MAP];
     for v in mirror.values() {
-        let port = u32::from_ne_bytes([v.0[0], v.0[1], v.0[2], v.0[3]]);
+        let port = u32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
         assert_ne!(port, ports[2], "no mirror entry at the deleted port");
     }
     // The remaining ports forward in the fast path.

@@ -140,7 +140,7 @@ pub mod ct;
 pub mod params;
 pub mod prefilter;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
 use linuxfp::{
     fpm::{
@@ -173,6 +173,9 @@ pub struct PrefilterFields {
 #[derive(Debug)]
 pub struct FilterFpm {
     declaration: FpmDeclaration,
+    /// The last compile's input and layout: kept while the state changes
+    /// elsewhere (a neighbour, a route, an FDB entry).
+    memo: Mutex<Option<(compile::CompiledFrom, params::Layout)>>,
     generations: params::Generations,
     mirror: ct::CtMirror,
 }
@@ -211,6 +214,7 @@ impl FilterFpm {
                 ],
                 punt_reasons: filter::PUNT_NAMES.to_vec(),
             },
+            memo: Mutex::new(None),
             generations: params::Generations::default(),
             mirror: ct::CtMirror::default(),
         }
@@ -265,28 +269,20 @@ impl Fpm for FilterFpm {
 
     fn parameterize(&self, input: &ParamInput<'_>) -> Result<FpmConfig, FpmError> {
         let started = std::time::Instant::now();
-        let compiled = match input.state {
-            Some(state) => compile::compile_state(state),
-            None => compile::punt_all("no kernel state to read the ruleset from"),
-        };
-        for (l3, p) in [
-            (compile::L3::V4, &compiled.v4),
-            (compile::L3::V6, &compiled.v6),
-        ] {
-            if let compile::PathPlan::Punt { reason } = p {
-                tracing::debug!(family = ?l3, %reason, "filter path punts");
+        let read = input.state.map(compile::CompileInput::of_state);
+        let kept = {
+            let memo = lock(&self.memo);
+            match (&read, &*memo) {
+                (Some(now), Some((then, layout))) if now.same(then) => Some(layout.clone()),
+                _ => None,
             }
-        }
-        let layout = match params::layout(&compiled) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "ruleset too large for the fast path; punting it");
-                params::layout(&compile::punt_all(&e.to_string())).map_err(|e| {
-                    FpmError::Parameterize {
-                        fpm: self.declaration.name,
-                        reason: e.to_string(),
-                    }
-                })?
+        };
+        let layout = match kept {
+            Some(layout) => layout,
+            None => {
+                let layout = self.lay_out(read.as_ref())?;
+                *lock(&self.memo) = read.map(|r| (r.remember(), layout.clone()));
+                layout
             }
         };
         let laid_out = started.elapsed();
@@ -313,6 +309,43 @@ impl Fpm for FilterFpm {
             reason: e.to_string(),
         })
     }
+}
+
+impl FilterFpm {
+    /// Compiles and lays out what `read` holds (no state: everything
+    /// punts).
+    fn lay_out(&self, read: Option<&compile::CompileInput>) -> Result<params::Layout, FpmError> {
+        let compiled = match read {
+            Some(read) => read.compile(),
+            None => compile::punt_all("no kernel state to read the ruleset from"),
+        };
+        for (l3, p) in [
+            (compile::L3::V4, &compiled.v4),
+            (compile::L3::V6, &compiled.v6),
+        ] {
+            if let compile::PathPlan::Punt { reason } = p {
+                tracing::debug!(family = ?l3, %reason, "filter path punts");
+            }
+        }
+        match params::layout(&compiled) {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "ruleset too large for the fast path; punting it");
+                params::layout(&compile::punt_all(&e.to_string())).map_err(|e| {
+                    FpmError::Parameterize {
+                        fpm: self.declaration.name,
+                        reason: e.to_string(),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// A mutex's value, also after a panic elsewhere (the values kept here are
+/// replaced whole, never left half-changed).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -363,9 +396,9 @@ mod tests {
         let active = &cfg.maps[ACTIVE_MAP];
         assert_eq!(active.len(), 1, "one commit entry");
         let (key, parity) = active.iter().next().expect("one entry");
-        assert_eq!(u(&key.0, 0), 0);
-        let parity = u(&parity.0, 0);
-        let b = &cfg.maps[GENERATIONS_MAP][&HexBytes(parity.to_ne_bytes().to_vec())].0;
+        assert_eq!(u(key, 0), 0);
+        let parity = u(parity, 0);
+        let b = &cfg.maps[GENERATIONS_MAP][&HexBytes::new(&parity.to_ne_bytes())];
         let g = GenConf {
             generation: u(b, 0),
             reserved: u(b, 4),

@@ -349,7 +349,7 @@ pub fn ifaces(fpm: &str, input: &ParamInput<'_>) -> MapContents {
                 v.bridge = bridge;
             }
             (v.flags != 0 || v.bridge != 0)
-                .then(|| (HexBytes(i.to_ne_bytes().to_vec()), HexBytes::of(&v)))
+                .then(|| (HexBytes::new(&i.to_ne_bytes()), HexBytes::of(&v)))
         })
         .collect()
 }
@@ -398,58 +398,92 @@ pub fn bridged(port: u32, input: &ParamInput<'_>) -> Option<(u16, u32)> {
 
 /// The map key of a set element: `bpf_lpm_trie_key` (prefix length, then
 /// the data), the data being a [`SetKey`].
-pub fn set_key_bytes(generation: u32, set: u32, value: &[u8; 16], bits: u32) -> Vec<u8> {
-    let mut k = (64 + bits).to_ne_bytes().to_vec();
-    k.extend_from_slice(
-        &HexBytes::of(&SetKey {
+pub fn set_key_bytes(generation: u32, set: u32, value: &[u8; 16], bits: u32) -> HexBytes {
+    lpm_key(
+        64 + bits,
+        &SetKey {
             generation,
             set,
             value: *value,
-        })
-        .0,
-    );
-    k
+        },
+    )
 }
 
 /// The map key of a prefilter class prefix: `bpf_lpm_trie_key` (prefix
 /// length, then the data), the data being a [`ClassKey`].
-pub fn class_key_bytes(generation: u32, field: u8, value: &[u8; 16], bits: u32) -> Vec<u8> {
-    let mut k = (64 + bits).to_ne_bytes().to_vec();
-    k.extend_from_slice(
-        &HexBytes::of(&ClassKey {
+pub fn class_key_bytes(generation: u32, field: u8, value: &[u8; 16], bits: u32) -> HexBytes {
+    lpm_key(
+        64 + bits,
+        &ClassKey {
             generation,
             field: u32::from(field),
             value: *value,
-        })
-        .0,
-    );
+        },
+    )
+}
+
+/// `bpf_lpm_trie_key`: the prefix length in bits, then the data.
+fn lpm_key<T: aya::Pod>(prefix_len: u32, data: &T) -> HexBytes {
+    let mut k = HexBytes::new(&prefix_len.to_ne_bytes());
+    k.extend_from_slice(&HexBytes::of(data));
     k
+}
+
+/// Map entries as they are made, by map, sorted into [`MapContents`] in
+/// one go at the end: for 10k rules a configuration is about 62k entries,
+/// and a bulk build of each map costs a fraction of inserting them one by
+/// one.
+#[derive(Default)]
+struct Entries(BTreeMap<&'static str, Staged>);
+
+/// One map's entries in the order they were made.
+#[derive(Default)]
+struct Staged(Vec<(HexBytes, HexBytes)>);
+
+impl Staged {
+    /// Adds an entry (a later one with the same key wins, as in a map).
+    fn insert(&mut self, key: HexBytes, value: HexBytes) {
+        self.0.push((key, value));
+    }
+}
+
+impl Entries {
+    fn of(&mut self, map: &'static str) -> &mut Staged {
+        self.0.entry(map).or_default()
+    }
+
+    /// Sets each map's contents to its entries.
+    fn into_maps(self, maps: &mut BTreeMap<String, MapContents>) {
+        for (map, Staged(entries)) in self.0 {
+            maps.insert(map.to_string(), entries.into_iter().collect());
+        }
+    }
 }
 
 /// Adds one generation's prefilter to the map contents (`build` kept it
 /// within the per-generation budgets, so every chunk slot exists).
 /// `stamp`: the generation's [`entry_stamp`].
-fn write_prefilter(p: &Prefilter, stamp: u32, maps: &mut BTreeMap<String, MapContents>) {
-    let key = |slot: Option<u32>| slot.map(|s| HexBytes(s.to_ne_bytes().to_vec()));
-    let classes = maps.entry(CLASSES_MAP.to_string()).or_default();
+fn write_prefilter(p: &Prefilter, stamp: u32, maps: &mut Entries) {
+    let key = |slot: Option<u32>| slot.map(|s| HexBytes::new(&s.to_ne_bytes()));
+    let classes = maps.of(CLASSES_MAP);
     for f in &p.fields {
         for (value, bits, class) in &f.prefixes {
             classes.insert(
-                HexBytes(class_key_bytes(stamp, f.field, value, *bits)),
+                class_key_bytes(stamp, f.field, value, *bits),
                 HexBytes::of(class),
             );
         }
     }
-    let rows = maps.entry(CLASS_ROWS_MAP.to_string()).or_default();
+    let rows = maps.of(CLASS_ROWS_MAP);
     for (class, chunk, id) in &p.rows {
         let k = ClassRow {
             generation: stamp,
             class: *class,
             chunk: *chunk,
         };
-        rows.insert(HexBytes::of(&k), HexBytes(id.to_ne_bytes().to_vec()));
+        rows.insert(HexBytes::of(&k), HexBytes::new(&id.to_ne_bytes()));
     }
-    let base = maps.entry(CLASS_BASE_MAP.to_string()).or_default();
+    let base = maps.of(CLASS_BASE_MAP);
     for (field, chunk, id) in &p.base {
         if let Some(k) = key(class_base_slot(stamp, *field, *chunk)) {
             base.insert(
@@ -461,7 +495,7 @@ fn write_prefilter(p: &Prefilter, stamp: u32, maps: &mut BTreeMap<String, MapCon
             );
         }
     }
-    let chunks = maps.entry(CLASS_CHUNKS_MAP.to_string()).or_default();
+    let chunks = maps.of(CLASS_CHUNKS_MAP);
     for (i, bits) in p.bits.iter().enumerate() {
         if let Some(k) = key(class_chunk_slot(stamp, i as u32)) {
             chunks.insert(
@@ -474,8 +508,8 @@ fn write_prefilter(p: &Prefilter, stamp: u32, maps: &mut BTreeMap<String, MapCon
             );
         }
     }
-    maps.entry(CLASS_CONF_MAP.to_string()).or_default().insert(
-        HexBytes((stamp & 1).to_ne_bytes().to_vec()),
+    maps.of(CLASS_CONF_MAP).insert(
+        HexBytes::new(&(stamp & 1).to_ne_bytes()),
         HexBytes::of(&ClassConf {
             generation: stamp,
             chunks: p.chunks,
@@ -489,10 +523,10 @@ fn write_prefilter(p: &Prefilter, stamp: u32, maps: &mut BTreeMap<String, MapCon
 /// with its [`entry_stamp`], so what did not change since the generation
 /// two before is the same bytes (and not written again); only its
 /// [`GenConf`] names the generation itself.
-fn write(layout: &Layout, generation: u32, maps: &mut BTreeMap<String, MapContents>) {
+fn write(layout: &Layout, generation: u32, maps: &mut Entries) {
     let stamp = entry_stamp(generation);
     write_prefilter(&layout.prefilter, stamp, maps);
-    let rules = maps.entry(RULES_MAP.to_string()).or_default();
+    let rules = maps.of(RULES_MAP);
     for (i, r) in layout.rules.iter().enumerate() {
         // `layout` refused more than MAX_RULES.
         let Some(slot) = rule_slot(stamp, i as u32) else {
@@ -502,13 +536,13 @@ fn write(layout: &Layout, generation: u32, maps: &mut BTreeMap<String, MapConten
             generation: stamp,
             ..*r
         };
-        rules.insert(HexBytes(slot.to_ne_bytes().to_vec()), HexBytes::of(&r));
+        rules.insert(HexBytes::new(&slot.to_ne_bytes()), HexBytes::of(&r));
     }
-    let sets = maps.entry(SETS_MAP.to_string()).or_default();
+    let sets = maps.of(SETS_MAP);
     for (set, value, bits) in &layout.sets {
         sets.insert(
-            HexBytes(set_key_bytes(stamp, *set, value, *bits)),
-            HexBytes(vec![1]),
+            set_key_bytes(stamp, *set, value, *bits),
+            HexBytes::new(&[1]),
         );
     }
     let conf = GenConf {
@@ -517,8 +551,8 @@ fn write(layout: &Layout, generation: u32, maps: &mut BTreeMap<String, MapConten
         v4: layout.v4,
         v6: layout.v6,
     };
-    maps.entry(GENERATIONS_MAP.to_string()).or_default().insert(
-        HexBytes((generation & 1).to_ne_bytes().to_vec()),
+    maps.of(GENERATIONS_MAP).insert(
+        HexBytes::new(&(generation & 1).to_ne_bytes()),
         HexBytes::of(&conf),
     );
 }
@@ -558,6 +592,11 @@ pub struct Generations {
 struct GenState {
     current: Option<(u32, Layout)>,
     previous: Option<(u32, Layout)>,
+    /// The configuration made for these two once the layout was asked for
+    /// again: given while it stays (making it anew is most of the cost of
+    /// an unchanged ruleset). Not kept on a change, which would pay for
+    /// the copy.
+    made: Option<FpmConfig>,
 }
 
 impl Generations {
@@ -577,8 +616,17 @@ impl Generations {
                 Some((g, _)) => g + 1,
                 None => 1,
             };
-            st.previous = st.current.take();
+            // The first generation gets a twin at the other parity,
+            // numbered 0 and never committed: the first change then finds
+            // its entries written, as every later change finds those of the
+            // generation two before, and writes only what differs (for
+            // 10k rules, a few entries instead of 31k).
+            let twin = || (0, layout.clone());
+            st.previous = st.current.take().or_else(|| Some(twin()));
             st.current = Some((next, layout));
+            st.made = None;
+        } else if let Some(made) = &st.made {
+            return made.clone();
         }
         let mut cfg = FpmConfig::default();
         // Every map the parameterizer writes is named even when empty, so
@@ -600,9 +648,11 @@ impl Generations {
         // (they never share a key: keys and slots are per parity). Making
         // them costs less than copying entries kept from the call before:
         // for 10k rules, 12 ms a generation against 15-23 ms to copy both.
+        let mut entries = Entries::default();
         for (g, l) in [&st.current, &st.previous].into_iter().flatten() {
-            write(l, *g, &mut cfg.maps);
+            write(l, *g, &mut entries);
         }
+        entries.into_maps(&mut cfg.maps);
         let mut conf = FilterConf::default();
         if let Some((g, l)) = &st.current {
             conf = FilterConf {
@@ -611,15 +661,18 @@ impl Generations {
             // The commit: the filter declares this map last, so the
             // deployer writes it after every other map's entries are
             // written and the stale ones removed.
-            cfg.maps.entry(ACTIVE_MAP.to_string()).or_default().insert(
-                HexBytes(0u32.to_ne_bytes().to_vec()),
-                HexBytes::of(&(g & 1)),
-            );
+            cfg.maps
+                .entry(ACTIVE_MAP.to_string())
+                .or_default()
+                .insert(HexBytes::new(&0u32.to_ne_bytes()), HexBytes::of(&(g & 1)));
         }
         cfg.globals
             .insert(CONF_GLOBAL.to_string(), HexBytes::of(&conf));
         cfg.globals
             .insert(SKB_GLOBAL.to_string(), HexBytes::of(&skb_layout()));
+        if same {
+            st.made = Some(cfg.clone());
+        }
         cfg
     }
 
@@ -799,9 +852,18 @@ mod tests {
         };
         let cfg1 = g.config(layout(&c1).expect("fits"));
         assert_eq!(g.current(), Some(1));
+        // Its rules, and their twin at the other parity (generation 0,
+        // never committed).
         let n1 = cfg1.maps[RULES_MAP].len();
-        assert_eq!(n1, 5);
-        // Same input: same generation, same contents.
+        assert_eq!(n1, 5 + 5);
+        assert_eq!(cfg1.maps[GENERATIONS_MAP].len(), 2);
+        assert!(
+            cfg1.maps[RULES_MAP].contains_key(&HexBytes::new(&0u32.to_ne_bytes())),
+            "the twin in the even half"
+        );
+        // Same input: same generation, same contents (made again, then
+        // kept).
+        assert_eq!(g.config(layout(&c1).expect("fits")), cfg1);
         assert_eq!(g.config(layout(&c1).expect("fits")), cfg1);
         let mut p = program();
         p.chains[0].rules.pop();
@@ -811,15 +873,23 @@ mod tests {
         };
         let cfg2 = g.config(layout(&c2).expect("fits"));
         assert_eq!(g.current(), Some(2));
+        assert_ne!(cfg2, cfg1);
+        for _ in 0..2 {
+            assert_eq!(
+                g.config(layout(&c2).expect("fits")),
+                cfg2,
+                "not the kept one"
+            );
+        }
         assert_eq!(cfg2.maps[RULES_MAP].len(), 5 + 4);
         // Generation 2 sits in the even half, with its generation's stamp.
         let slot = rule_slot(2, 0).expect("slot");
         assert_eq!(slot, 0);
-        let v = &cfg2.maps[RULES_MAP][&HexBytes(slot.to_ne_bytes().to_vec())];
-        let stamp = u32::from_ne_bytes([v.0[48], v.0[49], v.0[50], v.0[51]]);
+        let v = &cfg2.maps[RULES_MAP][&HexBytes::new(&slot.to_ne_bytes())];
+        let stamp = u32::from_ne_bytes([v[48], v[49], v[50], v[51]]);
         assert_eq!(stamp, entry_stamp(2));
         assert!(
-            cfg2.maps[RULES_MAP].contains_key(&HexBytes(MAX_RULES.to_ne_bytes().to_vec())),
+            cfg2.maps[RULES_MAP].contains_key(&HexBytes::new(&MAX_RULES.to_ne_bytes())),
             "generation 1 kept in the odd half"
         );
         let c3 = Compiled {
@@ -834,12 +904,12 @@ mod tests {
         // Its configuration sits at its parity, and the commit names it.
         let gens = &cfg3.maps[GENERATIONS_MAP];
         assert_eq!(gens.len(), 2, "generations 3 and 2");
-        let g3 = &gens[&HexBytes(1u32.to_ne_bytes().to_vec())];
-        assert_eq!(u32::from_ne_bytes([g3.0[0], g3.0[1], g3.0[2], g3.0[3]]), 3);
+        let g3 = &gens[&HexBytes::new(&1u32.to_ne_bytes())];
+        assert_eq!(u32::from_ne_bytes([g3[0], g3[1], g3[2], g3[3]]), 3);
         let active = &cfg3.maps[ACTIVE_MAP];
         assert_eq!(
-            active.get(&HexBytes(0u32.to_ne_bytes().to_vec())),
-            Some(&HexBytes(1u32.to_ne_bytes().to_vec()))
+            active.get(&HexBytes::new(&0u32.to_ne_bytes())),
+            Some(&HexBytes::new(&1u32.to_ne_bytes()))
         );
     }
 
@@ -887,7 +957,7 @@ mod tests {
         );
         assert_eq!(m.len(), 1);
         assert_eq!(
-            m[&HexBytes(2u32.to_ne_bytes().to_vec())],
+            m[&HexBytes::new(&2u32.to_ne_bytes())],
             HexBytes::of(&FilterIface {
                 mac: [2, 0, 0, 0, 0, 2],
                 flags: IFACE_XDP,
@@ -955,7 +1025,7 @@ mod tests {
                 state: Some(s),
             };
             ifaces("filter", &input)
-                .get(&HexBytes(i.to_ne_bytes().to_vec()))
+                .get(&HexBytes::new(&i.to_ne_bytes()))
                 .cloned()
         };
         let of = |flags: u16, mac: Option<[u8; 6]>, bridge: u32| {

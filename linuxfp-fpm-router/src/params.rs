@@ -68,7 +68,7 @@ pub fn router_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
         sources
             .sources
             .iter()
-            .map(|a| (HexBytes(a.to_vec()), HexBytes(vec![1])))
+            .map(|a| (HexBytes::new(a), HexBytes::new(&[1])))
             .collect(),
     );
 
@@ -96,7 +96,7 @@ pub fn router_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
                     // bpf_devmap_val: the target ifindex, no program (fd 0).
                     let mut val = ifindex.to_ne_bytes().to_vec();
                     val.extend_from_slice(&0u32.to_ne_bytes());
-                    ports.insert(HexBytes(ifindex.to_ne_bytes().to_vec()), HexBytes(val));
+                    ports.insert(HexBytes::new(&ifindex.to_ne_bytes()), HexBytes::from(val));
                 }
                 Some(Hook::Tc) => flags |= IFACE_INGRESS,
                 None => {}
@@ -108,10 +108,7 @@ pub fn router_config(fpm: &str, input: &ParamInput<'_>) -> FpmConfig {
                 mac: iface.mac.unwrap_or_default(),
                 flags,
             };
-            ifaces.insert(
-                HexBytes(ifindex.to_ne_bytes().to_vec()),
-                HexBytes::of(&value),
-            );
+            ifaces.insert(HexBytes::new(&ifindex.to_ne_bytes()), HexBytes::of(&value));
         }
     }
     cfg.maps.insert(XDP_PORTS_MAP.to_string(), ports);
@@ -177,12 +174,12 @@ mod tests {
     }
 
     fn iface(cfg: &FpmConfig, ifindex: u32) -> Option<RouterIface> {
-        let v = cfg.maps[IFACES_MAP].get(&HexBytes(ifindex.to_ne_bytes().to_vec()))?;
+        let v = cfg.maps[IFACES_MAP].get(&HexBytes::new(&ifindex.to_ne_bytes()))?;
         let mut mac = [0u8; 6];
-        mac.copy_from_slice(&v.0[..6]);
+        mac.copy_from_slice(&v[..6]);
         Some(RouterIface {
             mac,
-            flags: u16::from_ne_bytes([v.0[6], v.0[7]]),
+            flags: u16::from_ne_bytes([v[6], v[7]]),
         })
     }
 
@@ -234,9 +231,9 @@ mod tests {
         );
         let ports: BTreeMap<_, _> = cfg.maps[XDP_PORTS_MAP].clone();
         assert_eq!(ports.len(), 1);
-        let v = &ports[&HexBytes(2u32.to_ne_bytes().to_vec())];
-        assert_eq!(v.0.len(), 8);
-        assert_eq!(&v.0[..4], &2u32.to_ne_bytes());
+        let v = &ports[&HexBytes::new(&2u32.to_ne_bytes())];
+        assert_eq!(v.len(), 8);
+        assert_eq!(&v[..4], &2u32.to_ne_bytes());
     }
 
     #[test]

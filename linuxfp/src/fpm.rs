@@ -19,6 +19,7 @@
 use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::{
     compat::Decisions,
@@ -121,12 +122,66 @@ impl FpmDeclaration {
 }
 
 /// Bytes, shown as hex in JSON so plans stay readable and diffable.
+///
+/// Map keys and values are mostly small (a rule slot, an LPM key), and a
+/// large ruleset makes tens of thousands of them on every change: up to
+/// [`HexBytes::INLINE`] bytes are kept inline, without an allocation.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct HexBytes(pub Vec<u8>);
+pub struct HexBytes(SmallVec<[u8; HexBytes::INLINE]>);
+
+impl HexBytes {
+    /// The longest bytes kept without a heap allocation.
+    pub const INLINE: usize = 32;
+
+    /// A copy of `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        HexBytes(SmallVec::from_slice(bytes))
+    }
+
+    /// The bytes of a plain-old-data value (its in-memory representation).
+    pub fn of<T: aya::Pod>(value: &T) -> Self {
+        // SAFETY: `Pod` types are plain bytes with no padding and no
+        // pointers, so viewing one as a byte slice is sound.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        };
+        Self::new(bytes)
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Appends `bytes` (to build a key from its parts).
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+impl std::ops::Deref for HexBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&[u8]> for HexBytes {
+    fn from(bytes: &[u8]) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl From<Vec<u8>> for HexBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        HexBytes(SmallVec::from_vec(bytes))
+    }
+}
 
 impl fmt::Debug for HexBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0 {
+        for b in self.as_slice() {
             write!(f, "{b:02x}")?;
         }
         Ok(())
@@ -147,22 +202,13 @@ impl<'de> Deserialize<'de> for HexBytes {
         }
         (0..s.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
+            .map(|i| {
+                s.get(i..i + 2)
+                    .and_then(|d| u8::from_str_radix(d, 16).ok())
+                    .ok_or_else(|| serde::de::Error::custom("not a hex digit"))
+            })
+            .collect::<Result<SmallVec<_>, _>>()
             .map(HexBytes)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-impl HexBytes {
-    /// The bytes of a plain-old-data value (its in-memory representation).
-    pub fn of<T: aya::Pod>(value: &T) -> Self {
-        // SAFETY: `Pod` types are plain bytes with no padding and no
-        // pointers, so viewing one as a byte slice is sound.
-        let bytes = unsafe {
-            std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
-        };
-        HexBytes(bytes.to_vec())
     }
 }
 
@@ -346,20 +392,29 @@ mod tests {
 
     #[test]
     fn hex_bytes_round_trip_through_json() {
-        let v = HexBytes(vec![0x00, 0x0a, 0xff]);
+        let v = HexBytes::new(&[0x00, 0x0a, 0xff]);
         let json = serde_json::to_string(&v).expect("serialise");
         assert_eq!(json, "\"000aff\"");
         let back: HexBytes = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, v);
         assert!(serde_json::from_str::<HexBytes>("\"abc\"").is_err());
         assert!(serde_json::from_str::<HexBytes>("\"zz\"").is_err());
+        // Not a panic on a multi-byte character.
+        assert!(serde_json::from_str::<HexBytes>("\"0é\"").is_err());
+        // Longer than what is kept inline: the same bytes.
+        let long: Vec<u8> = (0..=200).collect();
+        let v = HexBytes::from(long.clone());
+        let back: HexBytes =
+            serde_json::from_str(&serde_json::to_string(&v).expect("json")).expect("parse");
+        assert_eq!(back.as_slice(), long.as_slice());
+        assert_eq!(HexBytes::new(&long), v);
     }
 
     #[test]
     fn hex_bytes_of_pod_is_its_memory() {
         assert_eq!(
-            HexBytes::of(&0x0102_0304u32).0,
-            0x0102_0304u32.to_ne_bytes().to_vec()
+            HexBytes::of(&0x0102_0304u32).as_slice(),
+            0x0102_0304u32.to_ne_bytes()
         );
     }
 

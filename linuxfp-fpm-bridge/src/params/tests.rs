@@ -127,9 +127,7 @@ fn config(t: &Topology, s: &KernelState, hooks: &[(u32, Hook)]) -> FpmConfig {
 }
 
 fn port_conf(cfg: &FpmConfig, ifindex: u32) -> Option<PortConf> {
-    let v = &cfg.maps[PORTS_MAP]
-        .get(&HexBytes(ifindex.to_ne_bytes().to_vec()))?
-        .0;
+    let v = cfg.maps[PORTS_MAP].get(&HexBytes::new(&ifindex.to_ne_bytes()))?;
     let u32_at = |o: usize| u32::from_ne_bytes([v[o], v[o + 1], v[o + 2], v[o + 3]]);
     Some(PortConf {
         bridge: u32_at(0),
@@ -164,7 +162,7 @@ fn ports_carry_state_flags_and_vlans() {
     let vlan = |port: u32, vlan: u16| {
         cfg.maps[VLANS_MAP]
             .get(&HexBytes::of(&VlanKey { port, vlan, pad: 0 }))
-            .map(|v| u32::from_ne_bytes([v.0[0], v.0[1], v.0[2], v.0[3]]))
+            .map(|v| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
     };
     assert_eq!(vlan(3, 10), Some(VLAN_MEMBER | VLAN_UNTAGGED));
     assert_eq!(vlan(4, 20), Some(VLAN_MEMBER));
@@ -318,7 +316,7 @@ fn an_fdb_larger_than_the_map_is_capped_and_the_rest_punts() {
     // Every mirrored entry is the kernel's (same port); the rest are absent,
     // which the fast path treats as unknown: punted to the kernel.
     for v in mirror.values() {
-        assert_eq!(u32::from_ne_bytes([v.0[0], v.0[1], v.0[2], v.0[3]]), 3);
+        assert_eq!(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]), 3);
     }
     // The same FDB always gives the same mirror (no churn at the boundary).
     let again = config(&t, &s, &[(3, Hook::Tc)]);

@@ -71,10 +71,13 @@ pub mod rule;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{Arc, Weak},
+};
 
 use linuxfp::{
-    inspector::nftables::{Chain, Family, Hook, Policy, Ruleset, Verdict},
+    inspector::nftables::{Chain, Family, Hook, Policy, Rule, Ruleset, Verdict},
     state::KernelState,
 };
 use serde::{Deserialize, Serialize};
@@ -201,26 +204,124 @@ pub fn punt_all(reason: &str) -> Compiled {
 
 /// Compiles the routed path of both families from a kernel state.
 pub fn compile_state(state: &KernelState) -> Compiled {
-    let mut c = compile(&state.nft, &Interfaces::of_state(state));
-    if !state.legacy_tables.is_empty() {
-        let reason = format!(
-            "iptables-legacy tables loaded: {}",
-            state.legacy_tables.join(", ")
-        );
-        c.v4 = PathPlan::Punt {
-            reason: reason.clone(),
-        };
-        c.v6 = PathPlan::Punt { reason };
+    CompileInput::of_state(state).compile()
+}
+
+/// What [`compile_state`] reads of a kernel state. Two inputs that are
+/// [`CompileInput::same`] compile alike, so a caller may keep what it made
+/// of one: the state changes far more often than its ruleset (every
+/// neighbour, route or FDB event is a new state), and compiling 10k rules
+/// takes milliseconds.
+#[derive(Clone, Debug)]
+pub struct CompileInput {
+    /// Compared by identity: the inspector shares one ruleset between
+    /// states until it reads a new one.
+    ruleset: Arc<Ruleset>,
+    ifaces: Interfaces,
+    legacy_tables: Vec<String>,
+}
+
+impl CompileInput {
+    /// The input of `state`.
+    pub fn of_state(state: &KernelState) -> Self {
+        CompileInput {
+            ruleset: state.nft.clone(),
+            ifaces: Interfaces::of_state(state),
+            legacy_tables: state.legacy_tables.clone(),
+        }
     }
-    c
+
+    /// Whether `other` compiles as this does (the same ruleset object,
+    /// interfaces and legacy tables).
+    pub fn same(&self, other: &CompiledFrom) -> bool {
+        std::ptr::eq(Arc::as_ptr(&self.ruleset), other.ruleset.as_ptr())
+            && self.ifaces == other.ifaces
+            && self.legacy_tables == other.legacy_tables
+    }
+
+    /// What [`CompileInput::same`] compares later inputs with. It does not
+    /// keep the ruleset: the inspector frees a replaced ruleset off the
+    /// path of the change that replaced it, which for 10k rules saves
+    /// milliseconds. (A `Weak` keeps the allocation, so no other ruleset
+    /// can come to have its address.)
+    pub fn remember(self) -> CompiledFrom {
+        CompiledFrom {
+            ruleset: Arc::downgrade(&self.ruleset),
+            ifaces: self.ifaces,
+            legacy_tables: self.legacy_tables,
+        }
+    }
+
+    /// Compiles it.
+    pub fn compile(&self) -> Compiled {
+        let mut c = compile(&self.ruleset, &self.ifaces);
+        if !self.legacy_tables.is_empty() {
+            let reason = format!(
+                "iptables-legacy tables loaded: {}",
+                self.legacy_tables.join(", ")
+            );
+            c.v4 = PathPlan::Punt {
+                reason: reason.clone(),
+            };
+            c.v6 = PathPlan::Punt { reason };
+        }
+        c
+    }
+}
+
+/// A [`CompileInput`] as remembered after the compile.
+#[derive(Debug)]
+pub struct CompiledFrom {
+    ruleset: Weak<Ruleset>,
+    ifaces: Interfaces,
+    legacy_tables: Vec<String>,
 }
 
 /// Compiles the routed path of both families.
 pub fn compile(ruleset: &Ruleset, ifaces: &Interfaces) -> Compiled {
+    let rules = ChainRules::new(ruleset);
     Compiled {
-        v4: compile_path(ruleset, ifaces, L3::V4),
-        v6: compile_path(ruleset, ifaces, L3::V6),
+        v4: compile_path_with(ruleset, &rules, ifaces, L3::V4),
+        v6: compile_path_with(ruleset, &rules, ifaces, L3::V6),
         known_ifaces: ifaces.routable(),
+    }
+}
+
+/// The rules of every chain, in evaluation order, sorted out in one pass
+/// over the ruleset (`Ruleset::rules_of` walks all of its rules for each
+/// chain: with 10k rules and a few dozen chains, most of a compile).
+struct ChainRules<'a>(HashMap<(Family, &'a str, &'a str), Vec<&'a Rule>>);
+
+impl<'a> ChainRules<'a> {
+    fn new(ruleset: &'a Ruleset) -> Self {
+        let mut by_chain: HashMap<_, Vec<&Rule>> = HashMap::new();
+        // A dump lists a chain's rules together: one hash per run of them.
+        let mut run: Vec<&Rule> = Vec::new();
+        let same =
+            |a: &Rule, b: &Rule| a.family == b.family && a.chain == b.chain && a.table == b.table;
+        for r in &ruleset.rules {
+            if run.last().is_some_and(|l| !same(l, r)) {
+                Self::add(&mut by_chain, std::mem::take(&mut run));
+            }
+            run.push(r);
+        }
+        Self::add(&mut by_chain, run);
+        ChainRules(by_chain)
+    }
+
+    fn add(by_chain: &mut HashMap<(Family, &'a str, &'a str), Vec<&'a Rule>>, run: Vec<&'a Rule>) {
+        if let Some(first) = run.first() {
+            by_chain
+                .entry((first.family, first.table.as_str(), first.chain.as_str()))
+                .or_default()
+                .extend(run);
+        }
+    }
+
+    fn of<'s>(&'s self, c: &'s Chain) -> &'s [&'s Rule] {
+        self.0
+            .get(&(c.family, c.table.as_str(), c.name.as_str()))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -341,6 +442,15 @@ impl Program {
 
 /// Compiles the routed path of one family.
 pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan {
+    compile_path_with(ruleset, &ChainRules::new(ruleset), ifaces, l3)
+}
+
+fn compile_path_with(
+    ruleset: &Ruleset,
+    chain_rules: &ChainRules<'_>,
+    ifaces: &Interfaces,
+    l3: L3,
+) -> PathPlan {
     let punt = |reason: String| PathPlan::Punt { reason };
     if !ruleset.errors.is_empty() {
         return punt(format!(
@@ -402,7 +512,7 @@ pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan 
         let c = order[i];
         let pre = prerouting[i];
         // A nat chain's rules are not compiled, nor what they jump to.
-        let rules = (!is_nat(c)).then(|| ruleset.rules_of(c.family, &c.table, &c.name));
+        let rules = (!is_nat(c)).then(|| chain_rules.of(c));
         for r in rules.into_iter().flatten() {
             for e in r.expressions().unwrap_or(&[]) {
                 let target = match e {
@@ -441,7 +551,7 @@ pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan 
             if !prerouting[ci] || is_nat(c) {
                 continue;
             }
-            for r in ruleset.rules_of(c.family, &c.table, &c.name) {
+            for r in chain_rules.of(c) {
                 for e in r.expressions().unwrap_or(&[]) {
                     if let linuxfp::inspector::nftables::Expr::Immediate(im) = e
                         && let linuxfp::inspector::nftables::Data::Verdict(
@@ -482,8 +592,9 @@ pub fn compile_path(ruleset: &Ruleset, ifaces: &Interfaces, l3: L3) -> PathPlan 
             chains.push(nat_chain(c));
             continue;
         }
-        let rules = ruleset
-            .rules_of(c.family, &c.table, &c.name)
+        let rules = chain_rules
+            .of(c)
+            .iter()
             .filter_map(|r| compile_rule(&cx, r, &mut sets))
             .collect();
         chains.push(IrChain {

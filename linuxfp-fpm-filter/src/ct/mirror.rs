@@ -172,7 +172,7 @@ fn reads_ct(ctx: &UpkeepCtx<'_>) -> bool {
         .get(CONF_GLOBAL)
         .and_then(|b| {
             let at = std::mem::offset_of!(linuxfp_ebpf_common::filter::FilterConf, flags);
-            b.0.get(at..at + 4)
+            b.get(at..at + 4)
         })
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .is_some_and(|b| u32::from_ne_bytes(b) & CONF_CT != 0)

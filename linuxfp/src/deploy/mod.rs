@@ -30,7 +30,10 @@ mod rawmap;
 mod stats;
 pub mod worker;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    cmp::Ordering,
+    collections::{BTreeMap, BTreeSet},
+};
 
 use aya::{
     EbpfLoader,
@@ -603,7 +606,7 @@ impl Deployer {
         }
         loader.override_global(STAGE_CONF_GLOBAL, &stage, false);
         for (name, bytes) in &globals {
-            loader.override_global(name, bytes.0.as_slice(), true);
+            loader.override_global(name, bytes.as_slice(), true);
         }
         let load_err = |e: Box<dyn std::error::Error + Send + Sync>| DeployError::Load {
             fpm: key.fpm.clone(),
@@ -695,7 +698,7 @@ impl Deployer {
         let updates = changed_entries(want, have);
         let bytes: Vec<(&[u8], &[u8])> = updates
             .iter()
-            .map(|(k, v)| (k.0.as_slice(), v.0.as_slice()))
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
             .collect();
         let (done, result) = raw.update_all(&bytes);
         for (k, v) in &updates[..done] {
@@ -714,7 +717,7 @@ impl Deployer {
     ) -> Result<usize, DeployError> {
         let (raw, have) = self.open_map(fpm, map)?;
         let stale = stale_keys(want, have);
-        let keys: Vec<&[u8]> = stale.iter().map(|k| k.0.as_slice()).collect();
+        let keys: Vec<&[u8]> = stale.iter().map(|k| k.as_slice()).collect();
         let (done, result) = raw.delete_all(&keys);
         for k in &stale[..done] {
             have.remove(k);
@@ -931,14 +934,22 @@ fn changed_entries<'a>(
     let mut out = Vec::new();
     let mut theirs = have.iter().peekable();
     for (k, v) in want {
-        while theirs.next_if(|(hk, _)| *hk < k).is_some() {}
-        match theirs.peek() {
-            Some((hk, hv)) if *hk == k => {
-                if *hv != v {
-                    out.push((k, v));
+        // One comparison of the keys per step (they are compared bytewise).
+        let mut held = None;
+        while let Some((hk, hv)) = theirs.peek() {
+            match (*hk).cmp(k) {
+                Ordering::Less => {
+                    theirs.next();
                 }
+                Ordering::Equal => {
+                    held = Some(*hv);
+                    break;
+                }
+                Ordering::Greater => break,
             }
-            _ => out.push((k, v)),
+        }
+        if held != Some(v) {
+            out.push((k, v));
         }
     }
     out
@@ -950,8 +961,20 @@ fn stale_keys(want: &MapContents, have: &MapContents) -> Vec<HexBytes> {
     let mut out = Vec::new();
     let mut ours = want.keys().peekable();
     for k in have.keys() {
-        while ours.next_if(|wk| *wk < k).is_some() {}
-        if ours.peek() != Some(&k) {
+        let mut wanted = false;
+        while let Some(wk) = ours.peek() {
+            match (*wk).cmp(k) {
+                Ordering::Less => {
+                    ours.next();
+                }
+                Ordering::Equal => {
+                    wanted = true;
+                    break;
+                }
+                Ordering::Greater => break,
+            }
+        }
+        if !wanted {
             out.push(k.clone());
         }
     }
@@ -977,7 +1000,7 @@ mod tests {
     fn contents(entries: &[(u8, u8)]) -> MapContents {
         entries
             .iter()
-            .map(|(k, v)| (HexBytes(vec![*k]), HexBytes(vec![*v])))
+            .map(|(k, v)| (HexBytes::new(&[*k]), HexBytes::new(&[*v])))
             .collect()
     }
 
@@ -1000,13 +1023,10 @@ mod tests {
         let want = contents(&[(0, 1), (2, 20), (3, 30), (4, 41), (7, 70)]);
         let changed: Vec<(u8, u8)> = changed_entries(&want, &have)
             .into_iter()
-            .map(|(k, v)| (k.0[0], v.0[0]))
+            .map(|(k, v)| (k[0], v[0]))
             .collect();
         assert_eq!(changed, [(0, 1), (3, 30), (4, 41), (7, 70)]);
-        let stale: Vec<u8> = stale_keys(&want, &have)
-            .into_iter()
-            .map(|k| k.0[0])
-            .collect();
+        let stale: Vec<u8> = stale_keys(&want, &have).into_iter().map(|k| k[0]).collect();
         assert_eq!(stale, [1, 6]);
         // Nothing to do between equal contents; everything against empty.
         assert!(changed_entries(&want, &want).is_empty());

@@ -22,10 +22,10 @@ impl Fpm for Counting {
         let mut cfg = FpmConfig::default();
         let n = input.decisions.interfaces_of(self.0.name).count() as u32;
         cfg.globals
-            .insert("N".into(), HexBytes(n.to_ne_bytes().to_vec()));
+            .insert("N".into(), HexBytes::new(&n.to_ne_bytes()));
         let map = cfg.maps.entry("M".into()).or_default();
         for (i, _) in input.decisions.interfaces_of(self.0.name) {
-            map.insert(HexBytes(i.to_ne_bytes().to_vec()), HexBytes(vec![1]));
+            map.insert(HexBytes::new(&i.to_ne_bytes()), HexBytes::new(&[1]));
         }
         Ok(cfg)
     }

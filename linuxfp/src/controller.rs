@@ -130,7 +130,11 @@ impl Default for ControllerBuilder {
             netns: NetnsRef::Current,
             registry: FpmRegistry::new(),
             policy: Policy::default(),
-            debounce: Duration::from_millis(20),
+            // Off: the inspector already coalesces bursts, and a second
+            // debounce here held a map-only change (an FDB entry) 20 ms
+            // whenever an unrelated event (a port entering forwarding)
+            // had been planned just before it.
+            debounce: Duration::ZERO,
             caps: None,
             dry_run: false,
             errors: Vec::new(),
@@ -177,10 +181,15 @@ impl ControllerBuilder {
         self
     }
 
-    /// Burst coalescing (default 20 ms). A change that arrives when nothing
-    /// was planned for this long is planned at once; changes that follow
-    /// within it are held until the state has been quiet for this long, so
-    /// a storm (10k routes) becomes a few plans, not thousands.
+    /// Burst coalescing in the controller (default: none). A change that
+    /// arrives when nothing was planned for this long is planned at once;
+    /// changes that follow within it are held until the source has been
+    /// quiet for this long, so a storm becomes a few plans, not thousands.
+    ///
+    /// The inspector's stream coalesces its own bursts (see
+    /// [`crate::inspector::InspectorBuilder::debounce`]), and updates that
+    /// arrive while a plan is made are folded into one (the newest wins),
+    /// so only a source that sends every change on its own needs this.
     pub fn debounce(mut self, debounce: Duration) -> Self {
         self.debounce = debounce;
         self
@@ -262,7 +271,8 @@ impl std::fmt::Debug for ControllerHandle {
 }
 
 impl Controller {
-    /// A builder with defaults: current namespace, auto hooks, 20 ms debounce.
+    /// A builder with defaults: current namespace, auto hooks, no debounce
+    /// of its own.
     pub fn builder() -> ControllerBuilder {
         ControllerBuilder::default()
     }

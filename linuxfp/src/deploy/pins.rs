@@ -65,7 +65,7 @@ impl PinLayout {
     }
 }
 
-/// Makes sure bpffs is mounted at [`BPFFS`], mounting it if absent.
+/// Makes sure bpffs is mounted at `/sys/fs/bpf`, mounting it if absent.
 pub fn ensure_bpffs() -> Result<(), DeployError> {
     ensure_bpffs_at(Path::new(BPFFS))
 }

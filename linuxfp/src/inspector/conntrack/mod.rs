@@ -8,7 +8,7 @@
 //! packet of the flow.
 //!
 //! Decoding is pure ([`decode_message`]) and strict: a malformed entry is
-//! a [`DecodeError`] naming the attribute, which the socket reader counts
+//! a [`DecodeError`](crate::inspector::nftables::DecodeError) naming the attribute, which the socket reader counts
 //! and skips ([`CtSocket::dump`], [`CtSocket::events`]); never a panic.
 //!
 //! Minimum kernel version: 6.1 (every attribute read here is much older;

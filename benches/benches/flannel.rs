@@ -34,7 +34,9 @@ use linuxfp_benches::{
 use linuxfp_fpm_bridge::BridgeFpm;
 use linuxfp_fpm_filter::FilterFpm;
 use linuxfp_fpm_router::RouterFpm;
-use linuxfp_testkit::{Backend, FlannelCluster, Iperf3, PodPair, require_root};
+use linuxfp_testkit::{
+    Backend, FlannelCluster, Iperf3, Netns, PodPair, addr, require_root, up, veth,
+};
 use serde::Serialize;
 
 /// Where the traffic goes.
@@ -145,6 +147,13 @@ struct Case {
     linuxfp: Option<Spread>,
     /// Median LinuxFP / median Linux, if both have runs.
     ratio: Option<f64>,
+    /// Intra-node, one pair: two pods on one veth pair, nothing
+    /// forwarded between them, measured right after Linux in each repeat:
+    /// the most any fast path could give.
+    ceiling_runs: Vec<f64>,
+    ceiling: Option<Spread>,
+    /// Median ceiling / median Linux.
+    ceiling_ratio: Option<f64>,
     /// Runs where an iperf3 failed (left out of the runs above).
     linux_failures: usize,
     linuxfp_failures: usize,
@@ -220,17 +229,50 @@ fn measure(c: &FlannelCluster, path: Path, pairs: usize, run: &Iperf3) -> Option
     }
 }
 
+/// Two pods on one veth pair, nothing between them: the intra-node
+/// ceiling. A fast path forwards between two veths through a bridge's
+/// ports; it cannot do better than no forwarding at all.
+struct Direct {
+    client: Netns,
+    server: Netns,
+}
+
+impl Direct {
+    const SERVER: &str = "10.250.0.2";
+
+    fn new() -> linuxfp_testkit::Result<Self> {
+        let (client, server) = (Netns::new("bfdc")?, Netns::new("bfds")?);
+        veth(&client, "eth0", &server, "eth0")?;
+        addr(&client, "eth0", "10.250.0.1/24")?;
+        addr(&server, "eth0", &format!("{}/24", Self::SERVER))?;
+        up(&client, "eth0")?;
+        up(&server, "eth0")?;
+        Ok(Direct { client, server })
+    }
+
+    fn measure(&self, run: &Iperf3) -> Option<f64> {
+        match run.run(&self.server, Self::SERVER, &self.client) {
+            Ok(t) => Some(t.gbps()),
+            Err(e) => {
+                eprintln!("   iperf3 failed (ceiling): {e}");
+                None
+            }
+        }
+    }
+}
+
 /// Raw results of one case while the repeats run.
 #[derive(Default)]
 struct Runs {
     linux: Vec<f64>,
     linuxfp: Vec<f64>,
+    ceiling: Vec<f64>,
     linux_failures: usize,
     linuxfp_failures: usize,
     counters: Counters,
 }
 
-fn run_backend(backend: Backend, setup: Setup, cfg: &Config, report: &mut Report) {
+fn run_backend(backend: Backend, setup: Setup, cfg: &Config, direct: &Direct, report: &mut Report) {
     let most = cfg.pairs.iter().copied().max().unwrap_or(1);
     let name = setup.label(backend.name());
     // Intra-node pairs take two pods of node 1 each.
@@ -266,6 +308,9 @@ fn run_backend(backend: Backend, setup: Setup, cfg: &Config, report: &mut Report
                 Some(g) => out.linux.push(g),
                 None => out.linux_failures += 1,
             }
+            if (path, pairs) == (Path::Intra, 1) {
+                out.ceiling.extend(direct.measure(&iperf));
+            }
         }
         let ctl = Controllers::start(&nodes, &fpms()).expect("controllers");
         report
@@ -291,10 +336,12 @@ fn run_backend(backend: Backend, setup: Setup, cfg: &Config, report: &mut Report
     for ((path, pairs), r) in cases.into_iter().zip(runs) {
         let of = |runs: &Vec<f64>| (!runs.is_empty()).then(|| spread(runs.clone()));
         let (linux, linuxfp) = (of(&r.linux), of(&r.linuxfp));
-        let ratio = match (&linux, &linuxfp) {
+        let over_linux = |x: &Option<Spread>| match (&linux, x) {
             (Some(l), Some(f)) if l.median > 0.0 => Some(f.median / l.median),
             _ => None,
         };
+        let ceiling = of(&r.ceiling);
+        let (ratio, ceiling_ratio) = (over_linux(&linuxfp), over_linux(&ceiling));
         report.cases.push(Case {
             backend: backend.name(),
             setup,
@@ -305,6 +352,9 @@ fn run_backend(backend: Backend, setup: Setup, cfg: &Config, report: &mut Report
             linux,
             linuxfp,
             ratio,
+            ceiling_runs: r.ceiling,
+            ceiling,
+            ceiling_ratio,
             linux_failures: r.linux_failures,
             linuxfp_failures: r.linuxfp_failures,
             fast_share: r.counters.fast_share(),
@@ -345,11 +395,13 @@ fn main() {
         repeats: cfg.repeats,
         ..Default::default()
     };
+    let direct = Direct::new().expect("the ceiling's two pods");
     for setup in SETUPS {
         for backend in Backend::ALL {
-            run_backend(backend, setup, &cfg, &mut report);
+            run_backend(backend, setup, &cfg, &direct, &mut report);
         }
     }
+    drop(direct);
     for setup in SETUPS {
         let (file, title) = setup.chart();
         let cases: Vec<&Case> = report.cases.iter().filter(|c| c.setup == setup).collect();
@@ -415,6 +467,24 @@ fn markdown(r: &Report) -> String {
             c.fast_share * 100.0,
             if punts.is_empty() { "-" } else { &punts },
         ));
+    }
+    let ceilings: Vec<&Case> = r.cases.iter().filter(|c| c.ceiling.is_some()).collect();
+    if !ceilings.is_empty() {
+        s.push_str(
+            "\nCeiling: two pods on one veth pair, nothing forwarded between them \
+             (one stream, measured right after Linux's intra-node pair in each repeat). \
+             No fast path can beat it:\n\n\
+             | setup | ceiling Gbit/s median [min–max] | ceiling / Linux intra x1 |\n|---|---|---|\n",
+        );
+        for c in ceilings {
+            s.push_str(&format!(
+                "| {} | {} | {} |\n",
+                c.setup.label(c.backend),
+                runs_cell(c.ceiling.as_ref(), 0),
+                c.ceiling_ratio
+                    .map_or_else(|| "-".to_string(), |x| format!("{x:.2}x")),
+            ));
+        }
     }
     let seen: std::collections::BTreeSet<&str> = r
         .cases

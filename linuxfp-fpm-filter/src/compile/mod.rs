@@ -242,8 +242,11 @@ impl CompileInput {
     /// What [`CompileInput::same`] compares later inputs with. It does not
     /// keep the ruleset: the inspector frees a replaced ruleset off the
     /// path of the change that replaced it, which for 10k rules saves
-    /// milliseconds. (A `Weak` keeps the allocation, so no other ruleset
-    /// can come to have its address.)
+    /// milliseconds. A `Weak` keeps the allocation, so no other ruleset
+    /// can come to have its address, and no one can change this one in
+    /// place while it is held (`Arc::get_mut` refuses, `Arc::make_mut`
+    /// moves the ruleset to a new address): the same address is the same
+    /// rules.
     pub fn remember(self) -> CompiledFrom {
         CompiledFrom {
             ruleset: Arc::downgrade(&self.ruleset),

@@ -1098,3 +1098,57 @@ fn what_makes_the_kernel_track_connections() {
     }
     assert!(tracks_connections(&broken, L3::V4));
 }
+
+#[test]
+fn a_compile_input_is_the_same_only_for_the_same_ruleset_object() {
+    let mut state = KernelState {
+        nft: Arc::new(inet_forward(vec![udp_dport(53)], Policy::Accept)),
+        ..Default::default()
+    };
+    let then = CompileInput::of_state(&state).remember();
+    // Another state sharing the ruleset (a route or FDB event).
+    assert!(CompileInput::of_state(&state.clone()).same(&then));
+    // Equal rules in a new object (a re-read): compiled again.
+    state.nft = Arc::new((*state.nft).clone());
+    assert!(!CompileInput::of_state(&state).same(&then));
+    let then = CompileInput::of_state(&state).remember();
+    // A changed input besides the ruleset.
+    let mut legacy = state.clone();
+    legacy.legacy_tables = vec!["filter".into()];
+    assert!(!CompileInput::of_state(&legacy).same(&then));
+    let mut more = state.clone();
+    more.links.insert(
+        9,
+        linuxfp::state::Link {
+            ifindex: 9,
+            name: "eth9".into(),
+            ..Default::default()
+        },
+    );
+    assert!(!CompileInput::of_state(&more).same(&then));
+    // Remembering does not keep the ruleset alive.
+    let weak = Arc::downgrade(&state.nft);
+    drop((state, legacy, more));
+    assert_eq!(weak.strong_count(), 0);
+}
+
+#[test]
+fn rules_are_sorted_out_by_chain_in_evaluation_order() {
+    let mut rs = inet_forward(vec![udp_dport(1), udp_dport(2)], Policy::Accept);
+    rs.chains.push(regular(Family::Inet, "t", "other"));
+    // Interleaved, as a ruleset built by hand may be.
+    rs.rules
+        .insert(1, nft_rule(Family::Inet, "t", "other", 10, udp_dport(3)));
+    rs.rules
+        .push(nft_rule(Family::Inet, "t", "fwd", 3, udp_dport(4)));
+    let by_chain = ChainRules::new(&rs);
+    let handles = |c: &Chain| by_chain.of(c).iter().map(|r| r.handle).collect::<Vec<_>>();
+    assert_eq!(handles(&rs.chains[0]), vec![1, 2, 3]);
+    assert_eq!(handles(&rs.chains[1]), vec![10]);
+    assert!(handles(&regular(Family::Inet, "t", "none")).is_empty());
+    let via_scan: Vec<u64> = rs
+        .rules_of(Family::Inet, "t", "fwd")
+        .map(|r| r.handle)
+        .collect();
+    assert_eq!(handles(&rs.chains[0]), via_scan);
+}

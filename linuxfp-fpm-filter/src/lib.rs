@@ -342,9 +342,9 @@ impl FilterFpm {
     }
 }
 
-/// A mutex's value, also after a panic elsewhere (the values kept here are
-/// replaced whole, never left half-changed).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A mutex's value, also after a panic elsewhere (the values this crate
+/// keeps under a lock are replaced whole, never left half-changed).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

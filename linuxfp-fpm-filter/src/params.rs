@@ -603,10 +603,7 @@ impl Generations {
     /// The configuration for `layout`: a new generation if it differs from
     /// the last one, with the previous generation's entries kept.
     pub fn config(&self, layout: Layout) -> FpmConfig {
-        let mut st = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut st = crate::lock(&self.state);
         let same = st.current.as_ref().is_some_and(|(_, l)| *l == layout);
         if !same {
             // Consecutive generations differ in parity (they use the two
@@ -678,19 +675,13 @@ impl Generations {
 
     /// The generation and layout of the last configuration.
     pub fn current_layout(&self) -> Option<(u32, Layout)> {
-        let st = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let st = crate::lock(&self.state);
         st.current.clone()
     }
 
     /// The generation of the last configuration.
     pub fn current(&self) -> Option<u32> {
-        let st = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let st = crate::lock(&self.state);
         st.current.as_ref().map(|(g, _)| *g)
     }
 }

@@ -193,7 +193,7 @@ impl CtMirror {
 
     /// One upkeep round.
     pub fn run(&self, ctx: &UpkeepCtx<'_>) -> Result<(), MirrorError> {
-        let mut guard = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::lock(&self.live);
         if !reads_ct(ctx) {
             // Nothing reads the mirror: no sockets, no events to follow.
             // Whoever needs it again starts with a full dump.

@@ -75,13 +75,7 @@ fn ping(tb: &VirtualRouter, v6: bool, count: u32, extra: &[&str]) -> Result<Stri
 fn steady_state(hook: HookPolicy, v6: bool, tag: &str) {
     let tb = VirtualRouter::new(tag).expect("testbed");
     if hook == HookPolicy::Xdp {
-        // XDP redirects into a veth need NAPI on the receiving peer.
-        tb.src
-            .exec(&["ethtool", "-K", "s0", "gro", "on"])
-            .expect("gro");
-        tb.dst
-            .exec(&["ethtool", "-K", "d0", "gro", "on"])
-            .expect("gro");
+        tb.gro_on_hosts().expect("gro");
     }
     // Linux alone first: the same traffic must work.
     ping(&tb, v6, 5, &[]).expect("ping with Linux alone");
@@ -245,6 +239,77 @@ fn route_changes_take_effect_on_the_next_packet() {
         .exec(&["ip", "route", "del", "blackhole", "10.2.0.2/32"])
         .expect("remove blackhole");
     ping(&tb, false, 3, &[]).expect("reachable again on the next packet");
+    // The destination becomes one of the router's own addresses: the next
+    // request is delivered to the router (punted as local), which answers.
+    tb.rtr
+        .exec(&["ip", "addr", "add", "10.2.0.2/32", "dev", "lo"])
+        .expect("local address");
+    let before = total(&fast.stats(), "local");
+    ping(&tb, false, 3, &[]).expect("the router answers");
+    assert!(
+        total(&fast.stats(), "local") >= before + 3,
+        "{:?}",
+        fast.stats().totals("router")
+    );
+}
+
+/// A neighbour entry changed on the router (`ip neigh replace`) is used by
+/// the very next packet, on both hooks and for both families: with the
+/// next hop's MAC replaced by one nobody has, the next ping is lost (the
+/// fast path sent it, to that MAC, as Linux would have); with the right
+/// one back, the next ping gets through. (The fast path keeps no copy of
+/// the neighbour table; this guards that.)
+#[test]
+fn a_neighbour_change_takes_effect_on_the_next_packet() {
+    if !require_root("a_neighbour_change_takes_effect_on_the_next_packet") {
+        return;
+    }
+    for (hook, v6, tag) in [
+        (HookPolicy::Tc, false, "nc4t"),
+        (HookPolicy::Xdp, false, "nc4x"),
+        (HookPolicy::Tc, true, "nc6t"),
+        (HookPolicy::Xdp, true, "nc6x"),
+    ] {
+        let tb = VirtualRouter::new(tag).expect("testbed");
+        tb.gro_on_hosts().expect("gro");
+        let fast = Fast::deploy(&tb, hook);
+        ping(&tb, v6, 10, &[]).expect("warm-up");
+        let next_hop = tb.dst_if.ip(v6).to_string();
+        let dev = tb.rtr_dst_if.name;
+        let set = |mac: &str| {
+            tb.rtr
+                .exec(&[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    &next_hop,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ])
+                .expect("ip neigh replace")
+        };
+        set("02:00:00:00:0d:77");
+        let before = fast.stats();
+        assert!(
+            ping(&tb, v6, 1, &[]).is_err(),
+            "{tag}: the request went to the old MAC"
+        );
+        assert!(
+            total(&fast.stats(), "fast") > total(&before, "fast"),
+            "{tag}: the fast path sent it: {:?}",
+            fast.stats().totals("router")
+        );
+        let real = tb.dst_if.mac;
+        set(&format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            real[0], real[1], real[2], real[3], real[4], real[5]
+        ));
+        ping(&tb, v6, 1, &[]).unwrap_or_else(|e| panic!("{tag}: the right MAC is back: {e}"));
+    }
 }
 
 #[test]
@@ -254,12 +319,7 @@ fn unresolved_neighbour_resolves_then_goes_fast() {
     }
     for v6 in [false, true] {
         let tb = VirtualRouter::new(if v6 { "nb6" } else { "nb4" }).expect("testbed");
-        tb.src
-            .exec(&["ethtool", "-K", "s0", "gro", "on"])
-            .expect("gro");
-        tb.dst
-            .exec(&["ethtool", "-K", "d0", "gro", "on"])
-            .expect("gro");
+        tb.gro_on_hosts().expect("gro");
         // XDP cannot resolve neighbours: the first packet must go to the
         // kernel, which resolves it; the rest then go fast.
         let fast = Fast::deploy(&tb, HookPolicy::Xdp);

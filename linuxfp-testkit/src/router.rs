@@ -138,6 +138,16 @@ impl VirtualRouter {
         Ok(())
     }
 
+    /// Turns GRO on for the hosts' veths (`s0`, `d0`): an XDP redirect
+    /// into a veth needs NAPI on the receiving peer.
+    pub fn gro_on_hosts(&self) -> Result<()> {
+        self.src
+            .exec(&["ethtool", "-K", self.src_if.name, "gro", "on"])?;
+        self.dst
+            .exec(&["ethtool", "-K", self.dst_if.name, "gro", "on"])?;
+        Ok(())
+    }
+
     /// Turns IPv4 and IPv6 forwarding in `rtr` on or off.
     pub fn set_forwarding(&self, on: bool) -> Result<()> {
         let value = if on { "1" } else { "0" };

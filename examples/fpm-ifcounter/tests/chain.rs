@@ -19,12 +19,7 @@ use linuxfp_testkit::{VirtualRouter, require_root};
 fn chained(hook: HookPolicy, tag: &str) {
     let tb = VirtualRouter::new(tag).expect("testbed");
     if hook == HookPolicy::Xdp {
-        tb.src
-            .exec(&["ethtool", "-K", "s0", "gro", "on"])
-            .expect("gro");
-        tb.dst
-            .exec(&["ethtool", "-K", "d0", "gro", "on"])
-            .expect("gro");
+        tb.gro_on_hosts().expect("gro");
     }
     let mut registry = FpmRegistry::new();
     registry

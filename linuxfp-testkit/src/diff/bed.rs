@@ -240,8 +240,7 @@ pub fn router(tag: &str, napi_peers: bool) -> Result<VirtualRouter> {
     }
     special_routes(rtr, &l)?;
     if napi_peers {
-        vr.src.exec(&["ethtool", "-K", "s0", "gro", "on"])?;
-        vr.dst.exec(&["ethtool", "-K", "d0", "gro", "on"])?;
+        vr.gro_on_hosts()?;
     }
     for (ns, ifname) in [(&vr.src, "s0"), (&vr.dst, "d0")] {
         wait_up(ns, ifname, std::time::Duration::from_secs(5))?;
